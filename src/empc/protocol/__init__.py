@@ -1,0 +1,74 @@
+"""The sans-IO core of empc: bytes in, events out; events in, bytes out.
+
+Nothing here imports a reactor or touches a socket, so every behaviour can
+be driven and tested with plain byte strings.
+"""
+
+from ._errors import (
+    NS_STREAM_ERRORS,
+    STREAM_ERRORS,
+    BadFormat,
+    Conflict,
+    HostUnknown,
+    InvalidNamespace,
+    LocalProtocolError,
+    NotAuthorized,
+    NotWellFormed,
+    PolicyViolation,
+    RestrictedXML,
+    StreamError,
+    SystemShutdown,
+    UndefinedCondition,
+    UnsupportedStanzaType,
+)
+from ._jid import JID, InvalidJID
+from ._parser import StreamParser
+from ._stream import (
+    NS_COMPONENT,
+    NS_STREAMS,
+    Authenticated,
+    ComponentStream,
+    Event,
+    ProtocolViolation,
+    StanzaReceived,
+    State,
+    StreamClosed,
+    StreamErrorReceived,
+    StreamOpened,
+    handshake_digest,
+    parse_stream_error,
+)
+
+__all__ = [
+    "NS_COMPONENT",
+    "NS_STREAMS",
+    "NS_STREAM_ERRORS",
+    "STREAM_ERRORS",
+    "JID",
+    "Authenticated",
+    "BadFormat",
+    "ComponentStream",
+    "Conflict",
+    "Event",
+    "HostUnknown",
+    "InvalidJID",
+    "InvalidNamespace",
+    "LocalProtocolError",
+    "NotAuthorized",
+    "NotWellFormed",
+    "PolicyViolation",
+    "ProtocolViolation",
+    "RestrictedXML",
+    "StanzaReceived",
+    "State",
+    "StreamClosed",
+    "StreamError",
+    "StreamErrorReceived",
+    "StreamOpened",
+    "StreamParser",
+    "SystemShutdown",
+    "UndefinedCondition",
+    "UnsupportedStanzaType",
+    "handshake_digest",
+    "parse_stream_error",
+]

@@ -1,0 +1,300 @@
+"""The XEP-0114 component stream as a sans-IO state machine.
+
+Theory of operation
+-------------------
+
+:class:`ComponentStream` knows no sockets and no clock. The caller feeds it
+the bytes it reads with :meth:`~ComponentStream.receive`, which returns
+events, and writes whatever :meth:`~ComponentStream.data_to_send` returns
+after every call. All state transitions live in this module::
+
+    IDLE --open()--> OPENING --server header--> HANDSHAKING
+    HANDSHAKING --<handshake/>--> READY
+    READY --close()--> CLOSING --server's </stream:stream>--> CLOSED
+    READY --server's </stream:stream>--> CLOSED (our close tag is sent back)
+    any --fail(), a peer violation or a received stream error--> CLOSING
+
+In OPENING the component has sent its stream header to its domain in the
+``jabber:component:accept`` namespace. When the server's header arrives
+with a stream id, the handshake (lowercase hex SHA-1 of the id followed by
+the secret) goes out, and an empty ``<handshake/>`` answers success. Stanzas
+can only be sent in READY; stanzas received in CLOSING are still delivered,
+as RFC 6120 §4.4 asks.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass
+from xml.sax.saxutils import quoteattr
+
+from lxml import etree
+
+from ._errors import (
+    NS_STREAM_ERRORS,
+    STREAM_ERRORS,
+    BadFormat,
+    InvalidNamespace,
+    LocalProtocolError,
+    StreamError,
+    UndefinedCondition,
+    UnsupportedStanzaType,
+)
+from ._jid import JID, InvalidJID
+from ._parser import StreamFooter, StreamHeader, StreamParser
+
+NS_COMPONENT = "jabber:component:accept"
+NS_STREAMS = "http://etherx.jabber.org/streams"
+
+_HEADER_TAG = f"{{{NS_STREAMS}}}stream"
+_ERROR_TAG = f"{{{NS_STREAMS}}}error"
+_HANDSHAKE_TAG = f"{{{NS_COMPONENT}}}handshake"
+_STANZA_TAGS = frozenset(
+    f"{{{NS_COMPONENT}}}{name}" for name in ("message", "presence", "iq")
+)
+# The same kinds of stanza, built without a namespace: they inherit the
+# stream's default namespace on the wire.
+_BARE_STANZA_TAGS = frozenset(("message", "presence", "iq"))
+_CLOSE_TAG = b"</stream:stream>"
+
+
+def handshake_digest(stream_id: str, secret: str) -> str:
+    """The XEP-0114 handshake: lowercase hex SHA-1 of stream id + secret."""
+    return hashlib.sha1((stream_id + secret).encode()).hexdigest()
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    OPENING = "opening"
+    HANDSHAKING = "handshaking"
+    READY = "ready"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOpened:
+    """The server's stream header arrived; the handshake has been sent."""
+
+    stream_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """The server accepted the handshake: stanzas may flow."""
+
+
+@dataclass(frozen=True, slots=True)
+class StanzaReceived:
+    """A stanza (message, presence or iq) arrived, as a detached element."""
+
+    stanza: etree._Element
+
+
+@dataclass(frozen=True, slots=True)
+class StreamErrorReceived:
+    """The server sent a stream error; the stream is closing."""
+
+    error: StreamError
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolViolation:
+    """The server broke the protocol; ``error`` has been sent to it."""
+
+    error: StreamError
+
+
+@dataclass(frozen=True, slots=True)
+class StreamClosed:
+    """Both sides have closed the stream; the connection may be dropped."""
+
+
+Event = (
+    StreamOpened
+    | Authenticated
+    | StanzaReceived
+    | StreamErrorReceived
+    | ProtocolViolation
+    | StreamClosed
+)
+
+
+class ComponentStream:
+    """One XEP-0114 stream from a component to a server.
+
+    :param domain: the component's domain, such as ``echo.example.org``.
+    :param secret: the secret shared with the server.
+    :param max_stanza_size: the largest stanza accepted from the server.
+    """
+
+    def __init__(
+        self, domain: str, secret: str, *, max_stanza_size: int = 512 * 1024
+    ) -> None:
+        self.domain = JID.parse(domain).domain
+        self._secret = secret
+        self._parser = StreamParser(max_stanza_size)
+        self._outbox: list[bytes] = []
+        self._close_sent = False
+        self.state = State.IDLE
+        self.stream_id: str | None = None
+
+    def __repr__(self) -> str:
+        # The secret stays out of every representation.
+        return f"<ComponentStream {self.domain} {self.state.value}>"
+
+    def data_to_send(self) -> bytes:
+        """The bytes queued for the server since the last call."""
+        data = b"".join(self._outbox)
+        self._outbox.clear()
+        return data
+
+    def open(self) -> None:
+        """Queue the stream header; the handshake follows the server's."""
+        if self.state is not State.IDLE:
+            raise LocalProtocolError(f"cannot open a stream that is {self.state.value}")
+        self._outbox.append(
+            b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept'"
+            b" xmlns:stream='http://etherx.jabber.org/streams' to="
+            + quoteattr(self.domain).encode()
+            + b">"
+        )
+        self.state = State.OPENING
+
+    def send(self, stanza: etree._Element) -> None:
+        """Queue a stanza, stamping the component's domain as ``from``.
+
+        :raises LocalProtocolError: if the stream is not READY, the stanza is
+            not a message, presence or iq, has no ``to``, or has a ``from``
+            outside the component's domain. The stream is left untouched.
+        """
+        if self.state is not State.READY:
+            raise LocalProtocolError(f"cannot send while the stream is {self.state.value}")
+        if stanza.tag not in _STANZA_TAGS and stanza.tag not in _BARE_STANZA_TAGS:
+            raise LocalProtocolError(f"not a stanza: {stanza.tag}")
+        if not stanza.get("to"):
+            raise LocalProtocolError("a stanza sent by a component needs a 'to'")
+        sender = stanza.get("from")
+        if sender is None:
+            stanza.set("from", self.domain)
+        elif not self._is_own_address(sender):
+            raise LocalProtocolError(
+                f"'from' {sender!r} is outside the component's domain {self.domain!r}"
+            )
+        self._outbox.append(etree.tostring(stanza, with_tail=False))
+
+    def send_whitespace(self) -> None:
+        """Queue a single space: a keepalive that costs the server nothing."""
+        if self.state is State.READY:
+            self._outbox.append(b" ")
+
+    def close(self) -> None:
+        """Start the closing handshake (RFC 6120 §4.4)."""
+        if self.state in (State.CLOSING, State.CLOSED):
+            return
+        if self.state is State.IDLE:
+            self.state = State.CLOSED
+            return
+        self._send_close()
+        self.state = State.CLOSING
+
+    def fail(self, error: StreamError) -> None:
+        """Send a stream error and close the stream."""
+        if self.state is State.CLOSED or self._close_sent:
+            return
+        if self.state is State.IDLE:
+            self.open()
+        self._outbox.append(_serialize_error(error))
+        self._send_close()
+        self.state = State.CLOSING
+
+    def receive(self, data: bytes) -> list[Event]:
+        """Process bytes from the server and return what happened."""
+        events: list[Event] = []
+        if self.state is State.CLOSED:
+            return events
+        for item in self._parser.feed(data):
+            if isinstance(item, etree._Element):
+                self._stanza(item, events)
+            elif isinstance(item, StreamHeader):
+                self._header(item.element, events)
+            elif isinstance(item, StreamFooter):
+                self._send_close()
+                self.state = State.CLOSED
+                events.append(StreamClosed())
+            else:
+                self._violation(item, events)
+            if self.state is State.CLOSED:
+                break
+        return events
+
+    def _header(self, header: etree._Element, events: list[Event]) -> None:
+        if header.tag != _HEADER_TAG or header.nsmap.get(None) != NS_COMPONENT:
+            self._violation(
+                InvalidNamespace(f"expected a {NS_COMPONENT} stream, got {header.tag}"),
+                events,
+            )
+            return
+        stream_id = header.get("id")
+        if not stream_id:
+            self._violation(BadFormat("stream header without an id"), events)
+            return
+        self.stream_id = stream_id
+        handshake = etree.Element(_HANDSHAKE_TAG, nsmap={None: NS_COMPONENT})
+        handshake.text = handshake_digest(stream_id, self._secret)
+        self._outbox.append(etree.tostring(handshake))
+        self.state = State.HANDSHAKING
+        events.append(StreamOpened(stream_id))
+
+    def _stanza(self, stanza: etree._Element, events: list[Event]) -> None:
+        tag = stanza.tag
+        if tag == _ERROR_TAG:
+            events.append(StreamErrorReceived(parse_stream_error(stanza)))
+            self._send_close()
+            self.state = State.CLOSING
+        elif self.state is State.HANDSHAKING and tag == _HANDSHAKE_TAG:
+            self.state = State.READY
+            events.append(Authenticated())
+        elif tag in _STANZA_TAGS and self.state in (State.READY, State.CLOSING):
+            events.append(StanzaReceived(stanza))
+        elif self.state is not State.CLOSING:
+            self._violation(UnsupportedStanzaType(f"unexpected {tag}"), events)
+
+    def _violation(self, error: StreamError, events: list[Event]) -> None:
+        self.fail(error)
+        events.append(ProtocolViolation(error))
+
+    def _send_close(self) -> None:
+        if not self._close_sent:
+            self._close_sent = True
+            self._outbox.append(_CLOSE_TAG)
+
+    def _is_own_address(self, address: str) -> bool:
+        try:
+            return JID.parse(address).domain == self.domain
+        except InvalidJID:
+            return False
+
+
+def parse_stream_error(element: etree._Element) -> StreamError:
+    """The typed :class:`StreamError` that a ``<stream:error/>`` carries."""
+    condition, text = None, None
+    for child in element:
+        name = etree.QName(child)
+        if name.namespace != NS_STREAM_ERRORS:
+            continue
+        if name.localname == "text":
+            text = child.text
+        elif condition is None:
+            condition = name.localname
+    return STREAM_ERRORS.get(condition or "", UndefinedCondition)(text)
+
+
+def _serialize_error(error: StreamError) -> bytes:
+    element = etree.Element(_ERROR_TAG, nsmap={"stream": NS_STREAMS})
+    etree.SubElement(element, f"{{{NS_STREAM_ERRORS}}}{error.condition}", nsmap={None: NS_STREAM_ERRORS})
+    if error.text:
+        text = etree.SubElement(element, f"{{{NS_STREAM_ERRORS}}}text", nsmap={None: NS_STREAM_ERRORS})
+        text.text = error.text
+    return etree.tostring(element)
