@@ -1,0 +1,1 @@
+"""Benchmark for empc: see bench/README.md."""

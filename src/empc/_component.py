@@ -1,0 +1,121 @@
+"""A component: one domain, its handlers, and the link it sends on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from lxml import etree
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from empc.protocol import NS_COMPONENT, JID, LocalProtocolError
+from empc.routing import Handler, PendingRequests, Router
+
+_IQ = f"{{{NS_COMPONENT}}}iq"
+
+
+class NotConnected(LocalProtocolError):
+    """The component has no live link to the server right now."""
+
+
+class Component:
+    """The handlers of one component domain, independent of any connection.
+
+    The connection layer calls :meth:`link` once the handshake succeeded and
+    :meth:`unlink` when the connection is gone, and feeds every stanza to
+    :meth:`receive`. Handlers call :meth:`send` and :meth:`request`.
+
+    :param domain: the component's domain.
+    :param handlers: the handler instances serving it.
+    :param clock: the clock for deadlines.
+    :param action_timeout: the default deadline of an IQ action, in seconds.
+    :param identity: the disco#info identity (category, type, name).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        domain: str,
+        handlers: Iterable[Handler],
+        clock: IReactorTime,
+        *,
+        action_timeout: float = 30.0,
+        request_timeout: float = 30.0,
+        identity: tuple[str, str, str] = ("component", "generic", "empc"),
+    ) -> None:
+        self.domain = JID.parse(domain).domain
+        self.clock = clock
+        self.identity = identity
+        self.request_timeout = request_timeout
+        self.handlers = list(handlers)
+        self.router = Router(self.send, clock, action_timeout)
+        self._requests = PendingRequests(clock)
+        self._link: Callable[[etree._Element], None] | None = None
+        for handler in self.handlers:
+            handler.component = self
+            self.router.add(handler)
+
+    @property
+    def connected(self) -> bool:
+        return self._link is not None
+
+    def start(self) -> Deferred[object]:
+        """Run every handler's ``start`` hook; fires when all have finished."""
+        return self._each_handler(lambda handler: handler.start())
+
+    def stop(self) -> Deferred[object]:
+        """Run every handler's ``stop`` hook; fires when all have finished."""
+        return self._each_handler(lambda handler: handler.stop())
+
+    def link(self, send: Callable[[etree._Element], None]) -> None:
+        """The connection is up: stanzas go out through ``send``."""
+        self._link = send
+
+    def unlink(self, reason: Failure) -> None:
+        """The connection is gone: pending requests fail with ``reason``."""
+        self._link = None
+        self._requests.fail_all(reason)
+
+    def receive(self, stanza: etree._Element) -> None:
+        """Serve a stanza the server delivered."""
+        if stanza.tag == _IQ and stanza.get("type") in ("result", "error") and self._requests.resolve(stanza):
+            return
+        self.router.dispatch(stanza)
+
+    def send(self, stanza: etree._Element) -> None:
+        """Send a stanza; ``from`` defaults to the component's domain.
+
+        :raises NotConnected: if there is no live connection.
+        :raises LocalProtocolError: if the stanza has no ``to`` or a ``from``
+            outside the component's domain.
+        """
+        if self._link is None:
+            raise NotConnected(f"{self.domain} is not connected")
+        self._link(stanza)
+
+    def request(self, iq: etree._Element, timeout: float | None = None) -> Deferred[etree._Element]:
+        """Send an IQ get or set and wait for its answer.
+
+        The IQ gets a fresh unpredictable id. The Deferred fires with the
+        ``result`` IQ; it fails with the :class:`~empc.StanzaError` of an
+        ``error`` answer, with :class:`~empc.RequestTimeout` after
+        ``timeout`` seconds (the component's default if None), with
+        ``ConnectionLost`` if the link drops first, or at once with
+        :class:`NotConnected` or :class:`LocalProtocolError` if the IQ cannot
+        be sent. Answers from any JID but the one asked are ignored.
+        """
+        answer = self._requests.register(iq, self.request_timeout if timeout is None else timeout)
+        try:
+            self.send(iq)
+        except LocalProtocolError:
+            answer.addErrback(lambda _: None)  # withdrawn: nobody waits on it
+            answer.cancel()
+            return fail()
+        return answer
+
+    def _each_handler(self, hook: Callable[[Handler], object]) -> Deferred[object]:
+        results = [maybeDeferred(hook, handler) for handler in self.handlers]
+        return gatherResults(results, consumeErrors=True).addCallback(lambda _: None)

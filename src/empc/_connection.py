@@ -1,0 +1,234 @@
+"""The Twisted side of a component connection: a thin adapter on the core.
+
+:class:`ComponentProtocol` feeds what it reads into a
+:class:`~empc.protocol.ComponentStream`, acts on the events, and writes what
+the stream queues. It also keeps a live link live: a whitespace keepalive
+while idle, and an XEP-0199 ping to the server whose missing answer drops
+the connection so that the service reconnects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lxml import etree
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from empc._component import Component
+from empc.protocol import (
+    Authenticated,
+    ComponentStream,
+    ProtocolViolation,
+    StanzaReceived,
+    StreamClosed,
+    StreamError,
+    StreamErrorReceived,
+)
+from empc.routing import RequestTimeout, make_stanza
+
+NS_PING = "urn:xmpp:ping"
+
+
+class HandshakeTimeout(Exception):
+    """The server did not complete the handshake in time."""
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """How one connection behaves; see the config reference for each."""
+
+    max_stanza_size: int = 512 * 1024
+    handshake_timeout: float = 30.0
+    keepalive_interval: float = 60.0
+    ping_interval: float = 300.0
+    ping_timeout: float = 60.0
+    ping_target: str | None = None
+    close_timeout: float = 5.0
+
+
+class ComponentProtocol(Protocol):
+    """One connection of a component to its server.
+
+    :ivar authenticated: fires with None once the handshake succeeded, or
+        fails with the :class:`~empc.protocol.StreamError` the server sent,
+        :class:`HandshakeTimeout`, or the reason the connection was lost.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, component: Component, secret: str, clock: IReactorTime, settings: LinkSettings
+    ) -> None:
+        self._component = component
+        self._clock = clock
+        self._settings = settings
+        self._stream = ComponentStream(
+            component.domain, secret, max_stanza_size=settings.max_stanza_size
+        )
+        self.authenticated: Deferred[None] = Deferred()
+        self._lost_waiters: list[Deferred[None]] = []
+        self._stream_error: StreamError | None = None
+        self._closing = False
+        self._lost = False
+        self._receiving = False
+        self._last_write = 0.0
+        self._timers: list[LoopingCall] = []
+        self._handshake_deadline: IDelayedCall | None = None
+        self._close_deadline: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        self._stream.open()
+        self._flush()
+        self._handshake_deadline = self._clock.callLater(
+            self._settings.handshake_timeout, self._handshake_timed_out
+        )
+
+    def dataReceived(self, data: bytes) -> None:
+        # Replies sent while handling this read are written in one go.
+        self._receiving = True
+        try:
+            for event in self._stream.receive(data):
+                self._handle(event)
+        finally:
+            self._receiving = False
+            self._flush()
+
+    def send(self, stanza: etree._Element) -> None:
+        """Send a stanza; see :meth:`ComponentStream.send` for what fails."""
+        self._stream.send(stanza)
+        if not self._receiving:
+            self._flush()
+
+    def close(self) -> Deferred[None]:
+        """Close the stream cleanly; fires once the connection is gone.
+
+        The server has ``close_timeout`` seconds to close its side before
+        the connection is dropped anyway.
+        """
+        if self._lost:
+            return succeed(None)
+        lost = self.when_lost()
+        self._closing = True
+        self._stream.close()
+        self._flush()
+        self._close_deadline = self._clock.callLater(
+            self._settings.close_timeout, self._abort, "the server did not close the stream"
+        )
+        return lost
+
+    def when_lost(self) -> Deferred[None]:
+        """A Deferred that fires when the connection is gone."""
+        waiter: Deferred[None] = Deferred()
+        self._lost_waiters.append(waiter)
+        return waiter
+
+    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
+        self._lost = True
+        for timer in self._timers:
+            if timer.running:
+                timer.stop()
+        for deadline in (self._handshake_deadline, self._close_deadline):
+            if deadline is not None and deadline.active():
+                deadline.cancel()
+        if self._component.connected:
+            self._component.unlink(reason)
+        if not self.authenticated.called:
+            error = self._stream_error
+            self.authenticated.errback(reason if error is None else Failure(error))
+        waiters, self._lost_waiters = self._lost_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def _handle(self, event: object) -> None:
+        if isinstance(event, StanzaReceived):
+            self._component.receive(event.stanza)
+        elif isinstance(event, Authenticated):
+            self._authenticated()
+        elif isinstance(event, StreamErrorReceived):
+            self._stream_error = event.error
+            if self.authenticated.called:
+                self.log.warn(
+                    "Server closed the stream of {domain}: {condition}",
+                    domain=self._component.domain,
+                    condition=str(event.error),
+                )
+        elif isinstance(event, ProtocolViolation):
+            self.log.error(
+                "Server broke the protocol on {domain}; sent {condition}",
+                domain=self._component.domain,
+                condition=str(event.error),
+            )
+            self._flush()
+            self._drop()
+        elif isinstance(event, StreamClosed):
+            if self._closing:
+                self.log.info("Stream closed cleanly for {domain}", domain=self._component.domain)
+            self._flush()
+            self._drop()
+
+    def _authenticated(self) -> None:
+        if self._handshake_deadline is not None and self._handshake_deadline.active():
+            self._handshake_deadline.cancel()
+        self._component.link(self.send)
+        self._start_timer(self._settings.keepalive_interval, self._keepalive)
+        self._start_timer(self._settings.ping_interval, self._ping)
+        peer = self.transport.getPeer() if self.transport is not None else None
+        self.log.info(
+            "Component {domain} connected to {peer}", domain=self._component.domain, peer=peer
+        )
+        self.authenticated.callback(None)
+
+    def _start_timer(self, interval: float, function: object) -> None:
+        if interval > 0:
+            timer = LoopingCall(function)
+            timer.clock = self._clock
+            timer.start(interval, now=False)
+            self._timers.append(timer)
+
+    def _keepalive(self) -> None:
+        if self._clock.seconds() - self._last_write >= self._settings.keepalive_interval:
+            self._stream.send_whitespace()
+            self._flush()
+
+    def _ping(self) -> None:
+        target = self._settings.ping_target or _parent_domain(self._component.domain)
+        ping = make_stanza("iq", {"type": "get", "to": target})
+        etree.SubElement(ping, f"{{{NS_PING}}}ping", nsmap={None: NS_PING})
+        # Any answer, even an error, proves the link is alive.
+        answer = self._component.request(ping, self._settings.ping_timeout)
+        answer.addErrback(self._ping_failed)
+
+    def _ping_failed(self, failure: Failure) -> None:
+        if failure.check(RequestTimeout):
+            self._abort(f"no answer to a ping within {self._settings.ping_timeout} seconds")
+
+    def _handshake_timed_out(self) -> None:
+        self._stream_error = None
+        if not self.authenticated.called:
+            self.authenticated.errback(HandshakeTimeout("no handshake answer from the server"))
+        self._abort("the server did not answer the handshake")
+
+    def _abort(self, why: str) -> None:
+        if self.transport is not None:
+            self.log.warn("Dropping the connection of {domain}: {why}", domain=self._component.domain, why=why)
+            self.transport.abortConnection()
+
+    def _drop(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def _flush(self) -> None:
+        data = self._stream.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+            self._last_write = self._clock.seconds()
+
+
+def _parent_domain(domain: str) -> str:
+    """The server's domain under which a component usually lives."""
+    return domain.split(".", 1)[1] if "." in domain else domain

@@ -1,0 +1,188 @@
+"""Keeping a component connected: reconnection, backoff and clean shutdown.
+
+:class:`ComponentService` is a :class:`ClientService` whose
+``prepareConnection`` is the XEP-0114 handshake: a connection only counts as
+up once the server has accepted the component. Transient failures back off
+exponentially with jitter; a permanent refusal (a wrong secret, a domain the
+server does not know, a port that is not a component port) is explained once
+per attempt with the likely fix, and waits the long permanent-error delay
+instead of hammering the server.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from twisted.application.internet import ClientService
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import DNSLookupError
+from twisted.internet.interfaces import IProtocol, IReactorTime, IStreamClientEndpoint
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from empc._component import Component
+from empc._connection import ComponentProtocol, LinkSettings
+from empc.protocol import (
+    Conflict,
+    HostUnknown,
+    InvalidNamespace,
+    NotAuthorized,
+    StreamError,
+)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """When to try again after a failed or lost connection.
+
+    The n-th retry waits ``initial_delay * factor ** (n - 1)`` seconds, at
+    most ``max_delay``, stretched by up to ``jitter`` (a fraction) so that
+    many components do not reconnect in lockstep. After a permanent
+    refusal, the wait is ``permanent_error_delay``.
+    """
+
+    initial_delay: float = 1.0
+    max_delay: float = 60.0
+    factor: float = 2.0
+    jitter: float = 0.5
+    permanent_error_delay: float = 300.0
+
+    def delay(self, attempt: int, random: Callable[[], float] = random.random) -> float:
+        base = min(self.max_delay, self.initial_delay * self.factor ** max(0, attempt - 1))
+        return base * (1 + self.jitter * random())
+
+
+def explain(error: BaseException, domain: str) -> str:
+    """The likely fix for a failed connection, in plain words."""
+    if isinstance(error, NotAuthorized):
+        return (
+            f"the server refused the handshake for {domain} (not-authorized): the secret "
+            "does not match the server's for this component (Prosody: component_secret "
+            "in the Component section; ejabberd: password of the ejabberd_service listener)"
+        )
+    if isinstance(error, HostUnknown):
+        return (
+            f"the server does not know the component domain {domain} (host-unknown): "
+            f'declare it (Prosody: Component "{domain}"; ejabberd: hosts of the '
+            "ejabberd_service listener)"
+        )
+    if isinstance(error, InvalidNamespace):
+        return (
+            "the server refused the stream namespace (invalid-namespace): the endpoint "
+            "is probably a client port (5222) rather than the component port (5347)"
+        )
+    if isinstance(error, Conflict):
+        return f"another connection already serves {domain} (conflict); retrying"
+    if isinstance(error, DNSLookupError):
+        return f"the server's host name does not resolve: check the endpoint ({error})"
+    return str(error) or type(error).__name__
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Whether connecting again unchanged is pointless."""
+    return isinstance(error, DNSLookupError) or (
+        isinstance(error, StreamError) and error.permanent
+    )
+
+
+class ComponentService(ClientService):
+    """Keeps one component connected to its server.
+
+    Stopping the service closes the stream cleanly (``</stream:stream>``, a
+    bounded wait for the server's own close) before the connection goes.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        component: Component,
+        endpoint: IStreamClientEndpoint,
+        secret: str,
+        clock: IReactorTime,
+        *,
+        link: LinkSettings = LinkSettings(),  # noqa: B008
+        backoff: Backoff = Backoff(),  # noqa: B008
+        random: Callable[[], float] = random.random,
+    ) -> None:
+        self.component = component
+        self._backoff = backoff
+        self._random = random
+        self._last_error: BaseException | None = None
+        self._protocol: ComponentProtocol | None = None
+
+        def build() -> ComponentProtocol:
+            return ComponentProtocol(component, secret, clock, link)
+
+        super().__init__(
+            _RecordingEndpoint(endpoint, self._failed),
+            Factory.forProtocol(build),  # type: ignore[arg-type]
+            retryPolicy=self._retry_delay,
+            clock=clock,
+            prepareConnection=self._handshake,
+        )
+
+    def startService(self) -> None:
+        self.component.start().addErrback(
+            lambda f: self.log.failure("A handler of {domain} failed to start", f, domain=self.component.domain)
+        )
+        super().startService()
+
+    def stopService(self) -> Deferred[None]:
+        protocol = self._protocol
+        closed = succeed(None) if protocol is None else protocol.close()
+        closed.addCallback(lambda _: super(ComponentService, self).stopService())
+        closed.addCallback(lambda _: self.component.stop())
+        closed.addCallback(lambda _: None)
+        return closed
+
+    def _handshake(self, protocol: IProtocol) -> Deferred[None]:
+        assert isinstance(protocol, ComponentProtocol)
+        return protocol.authenticated.addCallbacks(
+            lambda _: self._connected(protocol), self._failed
+        )
+
+    def _connected(self, protocol: ComponentProtocol) -> None:
+        self._last_error = None
+        self._protocol = protocol
+        protocol.when_lost().addCallback(lambda _: self._forget(protocol))
+
+    def _forget(self, protocol: ComponentProtocol) -> None:
+        if self._protocol is protocol:
+            self._protocol = None
+
+    def _failed(self, failure: Failure) -> Failure:
+        error = failure.value
+        self._last_error = error
+        log = self.log.error if is_permanent(error) else self.log.warn
+        log(
+            "Could not connect {domain}: {why}",
+            domain=self.component.domain,
+            why=explain(error, self.component.domain),
+        )
+        return failure
+
+    def _retry_delay(self, attempt: int) -> float:
+        if self._last_error is not None and is_permanent(self._last_error):
+            return self._backoff.permanent_error_delay
+        return self._backoff.delay(attempt, self._random)
+
+
+@implementer(IStreamClientEndpoint)
+class _RecordingEndpoint:
+    """An endpoint that reports why a connection attempt failed, so that
+    the retry policy can tell an unknown host from a refused connection."""
+
+    def __init__(self, endpoint: IStreamClientEndpoint, failed: Callable[[Failure], Failure]) -> None:
+        self._endpoint = endpoint
+        self._failed = failed
+
+    def connect(self, factory: Factory) -> Deferred[IProtocol]:  # type: ignore[override]
+        return self._endpoint.connect(factory).addErrback(self._failed)
+
+    def __repr__(self) -> str:
+        return repr(self._endpoint)

@@ -1,0 +1,33 @@
+"""Routing: XPath-matched stanzas to handler actions, and the reply contract."""
+
+from ._handler import Handler
+from ._requests import PendingRequests, RequestTimeout
+from ._router import Router
+from ._routes import Route, RouteSpec, iq, message, presence, route
+from ._stanzas import (
+    NS_STANZAS,
+    StanzaError,
+    make_error_reply,
+    make_reply,
+    make_stanza,
+    parse_stanza_error,
+)
+
+__all__ = [
+    "NS_STANZAS",
+    "Handler",
+    "PendingRequests",
+    "RequestTimeout",
+    "Route",
+    "RouteSpec",
+    "Router",
+    "StanzaError",
+    "iq",
+    "make_error_reply",
+    "make_reply",
+    "make_stanza",
+    "message",
+    "parse_stanza_error",
+    "presence",
+    "route",
+]

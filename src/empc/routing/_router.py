@@ -1,0 +1,203 @@
+"""The router: from a stanza to the action that serves it, and back.
+
+The reply contract for an IQ ``get`` or ``set`` is enforced here, in one
+place: whatever the action does, exactly one reply goes out.
+
+============================  =====================================
+the action...                 the reply
+============================  =====================================
+returns None                  an empty result
+returns an element            a result carrying it as payload
+raises StanzaError            that error
+raises NotImplementedError    ``feature-not-implemented``
+raises anything else          ``internal-server-error`` (logged)
+is still running at the       ``remote-server-timeout`` (type
+deadline                      ``wait``); the late outcome is dropped
+no route matches              ``service-unavailable``
+============================  =====================================
+
+IQs of type ``result`` or ``error`` and stanzas of type ``error`` are never
+answered. Messages and presences get no automatic reply: an action may
+return stanzas (one element or an iterable of them) to send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from inspect import iscoroutine
+from typing import Any
+
+from lxml import etree
+from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from empc.protocol import NS_COMPONENT
+
+from ._routes import IQ_REQUEST_TYPES, Route, declared_routes
+from ._stanzas import StanzaError, make_error_reply, make_reply
+
+_IQ = f"{{{NS_COMPONENT}}}iq"
+_KIND = {f"{{{NS_COMPONENT}}}{kind}": kind for kind in ("iq", "message", "presence")}
+_DEFAULT_TYPE = {"message": "normal", "presence": "available"}
+_MAX_CACHED_KEYS = 4096
+
+Send = Callable[[etree._Element], None]
+Key = tuple[str, str | None, str | None]
+
+
+class Router:
+    """Matches stanzas against routes and runs their actions.
+
+    :param send: called with each stanza to send (replies included).
+    :param clock: schedules the IQ deadlines.
+    :param timeout: the default deadline, in seconds, of an IQ action.
+    """
+
+    log = Logger()
+
+    def __init__(self, send: Send, clock: IReactorTime, timeout: float = 30.0) -> None:
+        self._send = send
+        self._clock = clock
+        self._timeout = timeout
+        self._routes: list[Route] = []
+        self._candidates: dict[Key, list[Route]] = {}
+
+    @property
+    def routes(self) -> list[Route]:
+        """All routes, in the order they are tried."""
+        return list(self._routes)
+
+    def add(self, handler: object) -> None:
+        """Register the routes declared on ``handler``'s methods."""
+        for route in declared_routes(handler):
+            route.order = len(self._routes)
+            self._routes.append(route)
+        self._routes.sort(key=lambda route: route.sort_key)
+        self._candidates.clear()
+
+    def features(self) -> list[str]:
+        """The disco#info features the routes serve, sorted, no duplicates."""
+        features = set()
+        for route in self._routes:
+            if route.spec.feature:
+                features.add(route.spec.feature)
+            elif route.spec.payload:
+                features.add(etree.QName(route.spec.payload).namespace or "")
+        features.discard("")
+        return sorted(features)
+
+    def match(self, stanza: etree._Element) -> Route | None:
+        """The first route that matches ``stanza``, or None."""
+        key = _index_key(stanza)
+        candidates = self._candidates.get(key)
+        if candidates is None:
+            candidates = [r for r in self._routes if _may_match(r, key)]
+            # Keys come from the wire; cap the cache so no peer can grow it.
+            if len(self._candidates) < _MAX_CACHED_KEYS:
+                self._candidates[key] = candidates
+        for route in candidates:
+            if route.xpath is None or route.matches(stanza):
+                return route
+        return None
+
+    def dispatch(self, stanza: etree._Element) -> None:
+        """Serve one incoming stanza."""
+        kind = _KIND.get(stanza.tag)
+        if kind is None:
+            return
+        stanza_type = stanza.get("type")
+        if stanza_type == "error" or (kind == "iq" and stanza_type == "result"):
+            return
+        route = self.match(stanza)
+        if kind == "iq":
+            self._dispatch_iq(stanza, stanza_type, route)
+        elif route is not None:
+            self._run(route, stanza, lambda outcome: self._send_stanzas(route, outcome))
+
+    def _dispatch_iq(self, iq: etree._Element, iq_type: str | None, route: Route | None) -> None:
+        if iq_type not in IQ_REQUEST_TYPES or len(iq) != 1:
+            self._reply(make_error_reply(iq, StanzaError("bad-request", "an IQ get or set needs exactly one payload")))
+        elif route is None:
+            self._reply(make_error_reply(iq, StanzaError("service-unavailable")))
+        else:
+            self._run(route, iq, lambda outcome: self._reply(self._iq_reply(iq, route, outcome)))
+
+    def _run(self, route: Route, stanza: etree._Element, complete: Callable[[object], None]) -> None:
+        """Run ``route``'s action and call ``complete`` once with its outcome.
+
+        The outcome is the action's result or a :class:`Failure`. An action
+        that answers at once costs no Deferred and no timer.
+        """
+        try:
+            result = route.action(stanza)
+        except Exception:
+            complete(Failure())
+            return
+        if iscoroutine(result):
+            result = Deferred.fromCoroutine(result)
+        if not isinstance(result, Deferred):
+            complete(result)
+            return
+        timeout = self._timeout if route.spec.timeout is None else route.spec.timeout
+        result.addTimeout(timeout, self._clock)
+        result.addBoth(complete)
+        result.addErrback(lambda f: self.log.failure("Completing {route} failed", f, route=route.name))
+
+    def _iq_reply(self, iq: etree._Element, route: Route, outcome: object) -> etree._Element:
+        if not isinstance(outcome, Failure):
+            if outcome is None:
+                return make_reply(iq, "result")
+            if isinstance(outcome, etree._Element):
+                reply = make_reply(iq, "result")
+                reply.append(outcome)
+                return reply
+            outcome = Failure(TypeError(f"{route.name} returned {type(outcome).__name__}, not an element or None"))
+        return make_error_reply(iq, self._stanza_error(route, outcome))
+
+    def _stanza_error(self, route: Route, failure: Failure) -> StanzaError:
+        error = failure.value
+        if isinstance(error, StanzaError):
+            return error
+        if isinstance(error, NotImplementedError):
+            return StanzaError("feature-not-implemented")
+        if isinstance(error, TimeoutError):
+            self.log.warn("{route} did not finish in time; answered remote-server-timeout", route=route.name)
+            return StanzaError("remote-server-timeout", "the request took too long", type="wait")
+        self.log.failure("{route} failed; answered internal-server-error", failure, route=route.name)
+        return StanzaError("internal-server-error")
+
+    def _send_stanzas(self, route: Route, outcome: object) -> None:
+        if isinstance(outcome, Failure):
+            self.log.failure("{route} failed", outcome, route=route.name)
+        elif isinstance(outcome, etree._Element):
+            self._reply(outcome)
+        elif isinstance(outcome, Iterable) and not isinstance(outcome, (str, bytes)):
+            for stanza in outcome:
+                self._reply(stanza)
+        elif outcome is not None:
+            self.log.error("{route} returned {kind}, not stanzas; nothing sent", route=route.name, kind=type(outcome).__name__)
+
+    def _reply(self, stanza: Any) -> None:
+        try:
+            self._send(stanza)
+        except Exception:
+            self.log.failure("Could not send a stanza")
+
+
+def _index_key(stanza: etree._Element) -> Key:
+    kind = _KIND[stanza.tag]
+    stanza_type = stanza.get("type") or _DEFAULT_TYPE.get(kind)
+    payload = stanza[0].tag if stanza.tag == _IQ and len(stanza) else None
+    return (kind, stanza_type, payload if isinstance(payload, str) else None)
+
+
+def _may_match(route: Route, key: Key) -> bool:
+    kind, stanza_type, payload = key
+    spec = route.spec
+    return (
+        (spec.kind is None or spec.kind == kind)
+        and (spec.types is None or stanza_type in spec.types)
+        and (spec.payload is None or spec.payload == payload)
+    )

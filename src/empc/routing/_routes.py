@@ -1,0 +1,177 @@
+"""Routes: which stanzas an action of a handler class takes.
+
+A route is what can be known about a stanza without XPath (its kind, its
+type, the qualified name of an IQ's payload) plus, optionally, an XPath
+expression evaluated on the stanza. The router indexes routes by the first
+part, so XPath only runs on the few routes that can match.
+
+Routes are declared with decorators on the methods of a :class:`Handler`::
+
+    class Weather(Handler):
+        @iq("get", "{urn:example:weather}forecast")
+        def forecast(self, stanza): ...
+
+        @message("chat", xpath="c:body[starts-with(., '!')]")
+        def command(self, stanza): ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from lxml import etree
+
+from empc.protocol import NS_COMPONENT
+
+KINDS = ("iq", "message", "presence")
+IQ_REQUEST_TYPES = frozenset(("get", "set"))
+DEFAULT_NAMESPACES: Mapping[str, str] = {"c": NS_COMPONENT}
+"""Prefixes every route's XPath may use: ``c`` is the stanza namespace."""
+
+_ROUTES_ATTRIBUTE = "_empc_routes"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """A route as declared, before it is bound to a handler instance."""
+
+    kind: str | None = None
+    types: frozenset[str] | None = None
+    payload: str | None = None
+    xpath: str | None = None
+    namespaces: Mapping[str, str] = field(default_factory=dict)
+    priority: int = 0
+    timeout: float | None = None
+    feature: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind is not None and self.kind not in KINDS:
+            raise ValueError(f"unknown stanza kind {self.kind!r}; use one of {KINDS}")
+        if self.payload is not None and not self.payload.startswith("{"):
+            raise ValueError(
+                f"payload {self.payload!r} must be a qualified name like "
+                "'{urn:xmpp:ping}ping'"
+            )
+
+
+@dataclass(eq=False)
+class Route:
+    """A route bound to the action that serves it."""
+
+    spec: RouteSpec
+    action: Callable[[etree._Element], object]
+    name: str
+    order: int = 0
+    xpath: etree.XPath | None = None
+
+    def __post_init__(self) -> None:
+        if self.spec.xpath is not None:
+            namespaces = {**DEFAULT_NAMESPACES, **self.spec.namespaces}
+            try:
+                self.xpath = etree.XPath(self.spec.xpath, namespaces=namespaces)
+            except etree.XPathSyntaxError as e:
+                raise ValueError(f"route {self.name}: bad XPath {self.spec.xpath!r}: {e}") from e
+
+    @property
+    def sort_key(self) -> tuple[int, int]:
+        """Higher priority first, then the order of registration."""
+        return (-self.spec.priority, self.order)
+
+    def matches(self, stanza: etree._Element) -> bool:
+        """Whether the XPath part holds; the indexed part is checked by the router."""
+        return self.xpath is None or bool(self.xpath(stanza))
+
+    def describe(self) -> str:
+        spec = self.spec
+        parts = [spec.kind or "*"]
+        if spec.types:
+            parts.append("|".join(sorted(spec.types)))
+        if spec.payload:
+            parts.append(spec.payload)
+        if spec.xpath:
+            parts.append(f"[{spec.xpath}]")
+        return f"{' '.join(parts)} (priority {spec.priority}) -> {self.name}"
+
+
+def route(
+    xpath: str | None = None,
+    *,
+    kind: str | None = None,
+    type: str | tuple[str, ...] | None = None,
+    payload: str | None = None,
+    namespaces: Mapping[str, str] | None = None,
+    priority: int = 0,
+    timeout: float | None = None,
+    feature: str | None = None,
+) -> Callable[[F], F]:
+    """Route the stanzas that match to the decorated action.
+
+    :param xpath: an XPath expression evaluated with the stanza as context
+        node; the route matches when it yields a non-empty or true result.
+        The prefix ``c`` names the stanza namespace; add others with
+        ``namespaces``.
+    :param kind: ``iq``, ``message`` or ``presence``.
+    :param type: the stanza ``type`` (or a tuple of them).
+    :param payload: for an IQ, the qualified name of its payload, such as
+        ``{urn:xmpp:ping}ping``.
+    :param priority: higher goes first; equal priorities go in the order the
+        routes were declared.
+    :param timeout: seconds an IQ action may take before the IQ is answered
+        with an error; the component's default when None.
+    :param feature: the disco#info feature this route serves; defaults to
+        the payload's namespace.
+    """
+    types = None if type is None else frozenset((type,) if isinstance(type, str) else type)
+    spec = RouteSpec(
+        kind=kind,
+        types=types,
+        payload=payload,
+        xpath=xpath,
+        namespaces=dict(namespaces or {}),
+        priority=priority,
+        timeout=timeout,
+        feature=feature,
+    )
+
+    def decorate(action: F) -> F:
+        routes: list[RouteSpec] = getattr(action, _ROUTES_ATTRIBUTE, [])
+        setattr(action, _ROUTES_ATTRIBUTE, [spec, *routes])
+        return action
+
+    return decorate
+
+
+def iq(
+    type: str | tuple[str, ...], payload: str, xpath: str | None = None, **options: Any
+) -> Callable[[F], F]:
+    """Route IQs of ``type`` (``get``, ``set``) whose payload is ``payload``."""
+    return route(xpath, kind="iq", type=type, payload=payload, **options)
+
+
+def message(
+    type: str | tuple[str, ...] | None = None, xpath: str | None = None, **options: Any
+) -> Callable[[F], F]:
+    """Route messages of ``type`` (``chat``, ``normal``...; any if None)."""
+    return route(xpath, kind="message", type=type, **options)
+
+
+def presence(
+    type: str | tuple[str, ...] | None = None, xpath: str | None = None, **options: Any
+) -> Callable[[F], F]:
+    """Route presences of ``type`` (``subscribe``, ``available``...)."""
+    return route(xpath, kind="presence", type=type, **options)
+
+
+def declared_routes(handler: object) -> list[Route]:
+    """The routes declared on ``handler``'s methods, bound to them."""
+    cls = type(handler)
+    names = dict.fromkeys(name for klass in reversed(cls.__mro__) for name in vars(klass))
+    routes = []
+    for name in names:  # in declaration order, base classes first
+        specs = getattr(getattr(cls, name, None), _ROUTES_ATTRIBUTE, None)
+        for spec in specs or ():
+            routes.append(Route(spec, getattr(handler, name), f"{cls.__name__}.{name}"))
+    return routes

@@ -1,0 +1,80 @@
+"""Fixtures: real Prosody and ejabberd servers, and the empc component process.
+
+The servers are session scoped (ejabberd takes seconds to boot); tests that
+stop or restart one get it back running through ``xmpp_server``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from component import ComponentProcess, component_config, tcp_endpoint
+from servers import SERVER_CLASSES, EjabberdServer, ProsodyServer, XmppServer
+
+
+def _run_server(server: XmppServer) -> Iterator[XmppServer]:
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def prosody_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[XmppServer]:
+    yield from _run_server(ProsodyServer(tmp_path_factory.mktemp("prosody")))
+
+
+@pytest.fixture(scope="session")
+def ejabberd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[XmppServer]:
+    yield from _run_server(EjabberdServer(tmp_path_factory.mktemp("ejabberd")))
+
+
+@pytest.fixture(params=sorted(SERVER_CLASSES))
+def xmpp_server(request: pytest.FixtureRequest) -> XmppServer:
+    """Each server in turn, running (a previous test may have stopped it)."""
+    server: XmppServer = request.getfixturevalue(f"{request.param}_server")
+    server.start()
+    return server
+
+
+StartComponent = Callable[..., ComponentProcess]
+
+
+@pytest.fixture
+def start_component(tmp_path: Path) -> Iterator[StartComponent]:
+    """Start ``twistd empc`` for a server: ``start_component(server, ...)``.
+
+    Keyword arguments: ``domain`` (default echo.localhost), ``secret`` (default:
+    the one the server knows), ``port`` (default: the server's component
+    port, e.g. a proxy's instead) and the reconnect/keepalive settings of
+    :func:`component.component_config`.  Every component started is stopped
+    at teardown.
+    """
+    started: list[ComponentProcess] = []
+
+    def start(
+        server: XmppServer,
+        *,
+        domain: str = "echo.localhost",
+        secret: str | None = None,
+        port: int | None = None,
+        **settings: Any,
+    ) -> ComponentProcess:
+        entry = {
+            "domain": domain,
+            "server": tcp_endpoint(port or server.component_port),
+            "secret": server.component(domain).secret if secret is None else secret,
+        }
+        config = tmp_path / f"empc-{len(started)}.yaml"
+        config.write_text(component_config([entry], **settings))
+        process = ComponentProcess(config, tmp_path)
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()

@@ -1,0 +1,476 @@
+"""Real Prosody and ejabberd servers, run as child processes for integration tests.
+
+Each server gets its own directory (config, data, logs), listens on loopback
+only, on free ports picked here, and runs in its own process group so that
+stopping it never leaves a process behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, NoReturn
+
+import pytest
+
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+COMMAND_TIMEOUT = 60.0
+
+# Search /usr/sbin too: ejabberdctl lives there and may not be on a user's PATH.
+_SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+
+
+@dataclass(frozen=True)
+class ComponentEntry:
+    """An external component the server accepts: its domain and shared secret."""
+
+    domain: str
+    secret: str
+
+
+DEFAULT_COMPONENTS: tuple[ComponentEntry, ...] = (
+    ComponentEntry("echo.localhost", "s3cret"),
+    ComponentEntry("second.localhost", "s3cond"),
+)
+
+_ports_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now, never the same one twice per run."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((LOOPBACK, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _ports_handed_out:
+            _ports_handed_out.add(port)
+            return port
+    raise RuntimeError("could not find a free TCP port on loopback")
+
+
+def find_binary(name: str, server: str) -> str:
+    """The binary's full path, or fail the test (never skip: the servers are
+    a hard requirement of the integration suite)."""
+    path = shutil.which(name, path=_SEARCH_PATH)
+    if path is None:
+        pytest.fail(
+            f"{server} integration tests need the {name!r} binary, which is not "
+            f"installed (searched {_SEARCH_PATH}); install the {server} package.",
+            pytrace=False,
+        )
+    return path
+
+
+def port_accepts(port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _live_group_members(pgid: int) -> list[int]:
+    """PIDs of non-zombie processes in process group ``pgid``.
+
+    Needed because a wrapper (ejabberdctl is a bash script) may die before the
+    real server, whose orphan then keeps running in the group.  Zombies are
+    ignored: in a container, PID 1 may never reap them.
+    """
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        # The command name is in parentheses and may contain spaces.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        state, process_group = fields[0], int(fields[2])
+        if process_group == pgid and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the group is already gone
+        os.killpg(pgid, sig)
+
+
+class XmppServer(ABC):
+    """A real XMPP server under test.
+
+    Ports and data survive ``restart()``, so a component configured once can
+    reconnect to the same address after the server comes back.
+    """
+
+    name: ClassVar[str]
+    # Whether register_users() needs the server up (else it runs before start).
+    register_needs_server: ClassVar[bool]
+    host = "localhost"
+
+    def __init__(
+        self,
+        workdir: Path,
+        components: Sequence[ComponentEntry] = DEFAULT_COMPONENTS,
+    ) -> None:
+        self.workdir = workdir
+        self.components = tuple(components)
+        self.c2s_port = free_port()
+        self.component_port = free_port()
+        self.users: list[tuple[str, str]] = [
+            (f"alice@{self.host}", "alice-pw"),
+            (f"bob@{self.host}", "bob-pw"),
+        ]
+        self.console_log = workdir / "console.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._provisioned = False
+
+    # -- public API -------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        """Start the server and return once its c2s and component ports accept."""
+        if self.running:
+            return
+        first_start = not self._provisioned
+        if first_start:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.write_config()
+            if not self.register_needs_server:
+                self.register_users()
+        with self.console_log.open("ab") as log:
+            # Own session = own process group: stop() signals the whole tree.
+            self._proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=self.environment(),
+                start_new_session=True,
+            )
+        _live_servers[self._proc.pid] = self
+        self._wait_until_listening()
+        if first_start:
+            if self.register_needs_server:
+                self.register_users()
+            self._provisioned = True
+
+    def stop(self) -> None:
+        """Stop gracefully (SIGTERM), SIGKILL after STOP_TIMEOUT; never leaks."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        _live_servers.pop(proc.pid, None)
+        pgid = proc.pid
+        _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader so it does not count as alive
+            if not _live_group_members(pgid):
+                break
+            time.sleep(0.1)
+        else:
+            _signal_group(pgid, signal.SIGKILL)
+            kill_deadline = time.monotonic() + 5
+            while _live_group_members(pgid) and time.monotonic() < kill_deadline:
+                time.sleep(0.1)
+        # The group got SIGKILL above if needed; nothing more we can do.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_text(self) -> str:
+        """Everything the server printed, over all its starts."""
+        try:
+            return self.console_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def component(self, domain: str) -> ComponentEntry:
+        for entry in self.components:
+            if entry.domain == domain:
+                return entry
+        raise KeyError(domain)
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} c2s={self.c2s_port} "
+            f"component={self.component_port} running={self.running}>"
+        )
+
+    # -- per-server hooks ---------------------------------------------------
+
+    @abstractmethod
+    def write_config(self) -> None: ...
+
+    @abstractmethod
+    def command(self) -> list[str]: ...
+
+    def environment(self) -> dict[str, str]:
+        # HOME in the work dir: nothing (e.g. an Erlang cookie) lands in ~root.
+        return {**os.environ, "HOME": str(self.workdir)}
+
+    @abstractmethod
+    def register_users(self) -> None:
+        """Create the accounts in ``self.users``."""
+
+    # -- helpers --------------------------------------------------------------
+
+    def _wait_until_listening(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        ports = (self.c2s_port, self.component_port)
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                self.fail(f"{self.name} exited with code {self._proc.returncode}")
+            if all(port_accepts(port) for port in ports):
+                return
+            time.sleep(0.2)
+        self.fail(f"{self.name} did not listen on ports {ports} in {START_TIMEOUT}s")
+
+    def run_tool(self, args: Sequence[str]) -> str:
+        """Run an admin command (prosodyctl/ejabberdctl); fail with its output."""
+        try:
+            done = subprocess.run(
+                list(args),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                cwd=self.workdir,
+                env=self.environment(),
+                timeout=COMMAND_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            self.fail(f"{args!r} timed out after {COMMAND_TIMEOUT}s: {exc.output!r}")
+        output = done.stdout + done.stderr
+        if done.returncode != 0:
+            self.fail(f"{args!r} failed with code {done.returncode}:\n{output}")
+        return output
+
+    def fail(self, message: str) -> NoReturn:
+        self.stop()
+        pytest.fail(f"{message}\n--- {self.name} log ---\n{self.log_text()}")
+
+
+def _lua_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class ProsodyServer(XmppServer):
+    """Prosody 0.12, run in the foreground: ``prosody -F --config FILE``."""
+
+    name = "prosody"
+    register_needs_server = False
+
+    def __init__(
+        self,
+        workdir: Path,
+        components: Sequence[ComponentEntry] = DEFAULT_COMPONENTS,
+    ) -> None:
+        self.prosody = find_binary("prosody", "Prosody")
+        self.prosodyctl = find_binary("prosodyctl", "Prosody")
+        super().__init__(workdir, components)
+        self.config_path = workdir / "prosody.cfg.lua"
+
+    def write_config(self) -> None:
+        data = self.workdir / "data"
+        certs = self.workdir / "certs"  # empty: no TLS on loopback
+        data.mkdir(exist_ok=True)
+        certs.mkdir(exist_ok=True)
+        components = "\n".join(
+            f"Component {_lua_string(c.domain)}\n"
+            f"\tcomponent_secret = {_lua_string(c.secret)}\n"
+            for c in self.components
+        )
+        self.config_path.write_text(f"""\
+-- Generated for empc integration tests.
+-- Tests run as root; without this, mod_posix refuses to start.
+run_as_root = true
+pidfile = {_lua_string(str(self.workdir / "prosody.pid"))}
+data_path = {_lua_string(str(data))}
+certificates = {_lua_string(str(certs))}
+log = {{ {{ levels = {{ min = "debug" }}, to = "console" }} }}
+
+interfaces = {{ "{LOOPBACK}" }}
+c2s_ports = {{ {self.c2s_port} }}
+c2s_direct_tls_ports = {{}}
+legacy_ssl_ports = {{}}
+component_ports = {{ {self.component_port} }}
+component_interfaces = {{ "{LOOPBACK}" }}
+
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+authentication = "internal_hashed"
+storage = "internal"
+
+modules_enabled = {{ "roster", "saslauth", "disco", "ping", "register" }}
+-- No s2s: nothing outside loopback, and no listener on the 5269 default.
+modules_disabled = {{ "s2s" }}
+
+VirtualHost "{self.host}"
+
+{components}""")
+
+    def command(self) -> list[str]:
+        return [self.prosody, "-F", "--config", str(self.config_path)]
+
+    def register_users(self) -> None:
+        # prosodyctl writes the account files directly: no running server needed.
+        for jid, password in self.users:
+            user, host = jid.split("@")
+            self.run_tool(
+                [
+                    self.prosodyctl,
+                    "--config",
+                    str(self.config_path),
+                    "register",
+                    user,
+                    host,
+                    password,
+                ]
+            )
+
+
+class EjabberdServer(XmppServer):
+    """ejabberd 23.01 via ``ejabberdctl ... foreground`` with a private node.
+
+    The node is distributed without epmd (``ERL_DIST_PORT``), so it cannot
+    clash with a system ejabberd or epmd, and ejabberdctl talks to it on that
+    port.
+    """
+
+    name = "ejabberd"
+    register_needs_server = True
+
+    def __init__(
+        self,
+        workdir: Path,
+        components: Sequence[ComponentEntry] = DEFAULT_COMPONENTS,
+    ) -> None:
+        self.ejabberdctl = find_binary("ejabberdctl", "ejabberd")
+        find_binary("erl", "ejabberd (Erlang runtime)")
+        super().__init__(workdir, components)
+        self.config_path = workdir / "ejabberd.yml"
+        self.ctl_config_path = workdir / "ejabberdctl.cfg"
+        self.spool_dir = workdir / "spool"
+        self.logs_dir = workdir / "logs"
+        self.dist_port = free_port()
+        # The mnesia database is bound to the node name: keep it for restarts.
+        self.node = f"empctest{os.getpid()}{secrets.token_hex(3)}@localhost"
+        self.cookie = secrets.token_hex(16)
+
+    def write_config(self) -> None:
+        self.spool_dir.mkdir(exist_ok=True)
+        self.logs_dir.mkdir(exist_ok=True)
+        services = "".join(
+            f"      {c.domain}:\n        password: {c.secret}\n"
+            for c in self.components
+        )
+        self.config_path.write_text(f"""\
+# Generated for empc integration tests.
+hosts:
+  - {self.host}
+loglevel: info
+log_rotate_count: 0
+certfiles: []
+listen:
+  - port: {self.c2s_port}
+    ip: "{LOOPBACK}"
+    module: ejabberd_c2s
+    starttls_required: false
+  - port: {self.component_port}
+    ip: "{LOOPBACK}"
+    module: ejabberd_service
+    hosts:
+{services}auth_method: internal
+# Plain storage: both PLAIN and SCRAM work for the test client.
+auth_password_format: plain
+acl:
+  local:
+    user_regexp: ""
+access_rules:
+  local:
+    allow: local
+  c2s:
+    allow: all
+modules:
+  mod_disco: {{}}
+  mod_ping: {{}}
+  mod_roster: {{}}
+""")
+        # Sourced by ejabberdctl after its own defaults, so these win.
+        self.ctl_config_path.write_text(f"""\
+ERLANG_NODE={self.node}
+ERL_OPTIONS="-setcookie {self.cookie} -kernel inet_dist_use_interface {{127,0,0,1}}"
+# Run as the current user (root) in our tmp dir instead of su'ing to the
+# ejabberd user, which could not enter pytest's private tmp dir.
+EXEC_CMD=as_current_user
+# Distribution without epmd, on our own port.
+ERL_DIST_PORT={self.dist_port}
+EJABBERD_PID_PATH={self.workdir / "ejabberd.pid"}
+CONTRIB_MODULES_PATH={self.workdir / "contrib"}
+""")
+
+    def ctl(self, *args: str) -> list[str]:
+        return [
+            self.ejabberdctl,
+            "--config",
+            str(self.config_path),
+            "--ctl-config",
+            str(self.ctl_config_path),
+            "--spool",
+            str(self.spool_dir),
+            "--logs",
+            str(self.logs_dir),
+            "--node",
+            self.node,
+            *args,
+        ]
+
+    def command(self) -> list[str]:
+        return self.ctl("foreground")
+
+    def register_users(self) -> None:
+        for jid, password in self.users:
+            user, host = jid.split("@")
+            self.run_tool(self.ctl("register", user, host, password))
+
+
+SERVER_CLASSES: dict[str, type[XmppServer]] = {
+    ProsodyServer.name: ProsodyServer,
+    EjabberdServer.name: EjabberdServer,
+}
+
+# Servers started and not stopped yet, by leader PID: cleaned up at exit even
+# if a fixture's teardown never ran (e.g. pytest interrupted twice).
+_live_servers: dict[int, XmppServer] = {}
+
+
+def stop_all_servers() -> None:
+    for server in list(_live_servers.values()):
+        server.stop()
+
+
+atexit.register(stop_all_servers)
