@@ -15,7 +15,8 @@ after the measured phase.  See ``bench/README.md``.
 Usage::
 
     python bench/run.py [--stanzas N] [--window W] [--body-size small|large]
-                        [--only empc|reference] [--json FILE]
+                        [--only empc|reference] [--warmup N] [--repeat R]
+                        [--timeout S] [--empc-runner twistd|twist] [--json FILE]
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ CONNECT_TIMEOUT = 30.0  # component start-up (imports, twistd) and connect
 HANDSHAKE_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0  # each of: peer closes its stream, process exits
 MAX_BUFFER = 16 * 1024 * 1024  # unparsed reply bytes; more means a broken peer
-RECV_SIZE = 256 * 1024
+RECV_SIZE = 64 * 1024
 SAMPLE_EVERY = 997  # deep-check (lxml) one reply in this many, plus the first few
 
 COMPONENT_CONFIG = """\
@@ -119,8 +120,6 @@ class Stanzas:
             else:
                 parts += (PING_HEAD, b"%d" % i, PING_TAIL)
         self._parts = parts
-        self.message_bytes = len(MESSAGE_HEAD) + len(mtail) + 5
-        self.ping_bytes = len(PING_HEAD) + len(PING_TAIL) + 5
 
     def serialize(self, start: int, stop: int) -> bytes:
         return b"".join(self._parts[3 * start : 3 * stop])
@@ -560,6 +559,8 @@ def run_one(kind: str, body_name: str, args: argparse.Namespace) -> Result:
                 # The reference exits when its stream ends; empc, a service,
                 # would reconnect, so it is stopped at once.
                 stop_process(proc, CLOSE_TIMEOUT if kind == "reference" else 0.0)
+            if kind == "reference" and proc.returncode != 0 and result.error is None:
+                result.problems.append(f"reference exited with {proc.returncode}")
         if result.error is not None or result.bad or result.timed_out:
             tail = log_path.read_bytes()[-3000:].decode(errors="replace")
             print(
@@ -696,11 +697,46 @@ def print_table(results: list[Result], write: Callable[[str], object]) -> None:
     by_key = {(r.component, r.body): r for r in results}
     for body in BODIES:
         e, ref = by_key.get(("empc", body)), by_key.get(("reference", body))
-        if e is None or ref is None or e.error is not None or ref.error is not None:
+        if e is None or ref is None or not (e.ok and ref.ok):
+            continue
+        if not (ref.rate > 0 and ref.cpu_us > 0):
             continue
         write(
             f"{body}: empc/reference  throughput {e.rate / ref.rate:.2f}x"
             f"  cpu per stanza {e.cpu_us / ref.cpu_us:.2f}x"
+        )
+
+
+def summarize(results: list[Result]) -> list[Result]:
+    """One result per (component, body): a failed run if any, else the median.
+
+    The median is taken by throughput over the repeated runs.
+    """
+    groups: dict[tuple[str, str], list[Result]] = {}
+    for r in results:
+        groups.setdefault((r.body, r.component), []).append(r)
+    chosen: list[Result] = []
+    for runs in groups.values():
+        failed = [r for r in runs if not r.ok]
+        if failed:
+            chosen.append(failed[0])
+        else:
+            chosen.append(sorted(runs, key=lambda r: r.rate)[(len(runs) - 1) // 2])
+    return chosen
+
+
+def print_spread(results: list[Result], write: Callable[[str], object]) -> None:
+    groups: dict[tuple[str, str], list[Result]] = {}
+    for r in results:
+        if r.ok:
+            groups.setdefault((r.body, r.component), []).append(r)
+    write("spread over repeated runs (the table shows the median by stanzas/s):")
+    for (body, kind), runs in groups.items():
+        rates = [r.rate for r in runs]
+        cpus = [r.cpu_us for r in runs]
+        write(
+            f"  {body} {kind}: {len(runs)} runs, stanzas/s {min(rates):,.0f}"
+            f"..{max(rates):,.0f}, cpu us/st {min(cpus):.1f}..{max(cpus):.1f}"
         )
 
 
@@ -743,6 +779,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="unmeasured stanzas sent first (default: 1000)",
     )
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each case this many times, report the median (default: 1)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=120.0,
@@ -755,7 +797,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also write the results as JSON to FILE",
     )
     args = parser.parse_args(argv)
-    for name in ("stanzas", "window"):
+    for name in ("stanzas", "window", "repeat"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     if args.warmup < 0 or args.timeout <= 0:
@@ -776,11 +818,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     results: list[Result] = []
     for body in bodies:
-        for kind in kinds:
-            print(f"running {kind} / {body} ...", flush=True)
-            results.append(run_one(kind, body, args))
+        for n in range(args.repeat):  # interleaved, so drift hits both alike
+            for kind in kinds:
+                print(
+                    f"running {kind} / {body} ({n + 1}/{args.repeat}) ...", flush=True
+                )
+                results.append(run_one(kind, body, args))
     print()
-    print_table(results, print)
+    print_table(summarize(results), print)
+    if args.repeat > 1:
+        print_spread(results, print)
     if args.json:
         payload: list[dict[str, Any]] = [
             {

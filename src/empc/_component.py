@@ -10,7 +10,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from empc.protocol import NS_COMPONENT, JID, LocalProtocolError
+from empc.protocol import JID, NS_COMPONENT, LocalProtocolError
 from empc.routing import Handler, PendingRequests, Router
 
 _IQ = f"{{{NS_COMPONENT}}}iq"
@@ -81,7 +81,11 @@ class Component:
 
     def receive(self, stanza: etree._Element) -> None:
         """Serve a stanza the server delivered."""
-        if stanza.tag == _IQ and stanza.get("type") in ("result", "error") and self._requests.resolve(stanza):
+        if (
+            stanza.tag == _IQ
+            and stanza.get("type") in ("result", "error")
+            and self._requests.resolve(stanza)
+        ):
             return
         self.router.dispatch(stanza)
 

@@ -9,6 +9,7 @@ the connection so that the service reconnects.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lxml import etree
@@ -28,6 +29,7 @@ from empc.protocol import (
     StreamClosed,
     StreamError,
     StreamErrorReceived,
+    new_element,
 )
 from empc.routing import RequestTimeout, make_stanza
 
@@ -54,8 +56,13 @@ class LinkSettings:
 class ComponentProtocol(Protocol):
     """One connection of a component to its server.
 
-    :ivar authenticated: fires with None once the handshake succeeded, or
-        fails with the :class:`~empc.protocol.StreamError` the server sent,
+    :ivar handshake_done: fires with None when the handshake is over: at
+        once when it succeeded, or once the connection is gone when it did
+        not. It never fails: ``ClientService`` cannot take a rejection from
+        ``prepareConnection`` while the rejected connection is still open,
+        nor a disconnection before ``prepareConnection`` has answered.
+    :ivar refusal: why the handshake did not succeed, when it did not: the
+        :class:`~empc.protocol.StreamError` the server sent,
         :class:`HandshakeTimeout`, or the reason the connection was lost.
     """
 
@@ -70,7 +77,8 @@ class ComponentProtocol(Protocol):
         self._stream = ComponentStream(
             component.domain, secret, max_stanza_size=settings.max_stanza_size
         )
-        self.authenticated: Deferred[None] = Deferred()
+        self.handshake_done: Deferred[None] = Deferred()
+        self.refusal: BaseException | None = None
         self._lost_waiters: list[Deferred[None]] = []
         self._stream_error: StreamError | None = None
         self._closing = False
@@ -137,9 +145,9 @@ class ComponentProtocol(Protocol):
                 deadline.cancel()
         if self._component.connected:
             self._component.unlink(reason)
-        if not self.authenticated.called:
-            error = self._stream_error
-            self.authenticated.errback(reason if error is None else Failure(error))
+        if not self.handshake_done.called:
+            self.refusal = self.refusal or self._stream_error or reason.value
+            self.handshake_done.callback(None)
         waiters, self._lost_waiters = self._lost_waiters, []
         for waiter in waiters:
             waiter.callback(None)
@@ -151,7 +159,7 @@ class ComponentProtocol(Protocol):
             self._authenticated()
         elif isinstance(event, StreamErrorReceived):
             self._stream_error = event.error
-            if self.authenticated.called:
+            if self.handshake_done.called:
                 self.log.warn(
                     "Server closed the stream of {domain}: {condition}",
                     domain=self._component.domain,
@@ -181,9 +189,9 @@ class ComponentProtocol(Protocol):
         self.log.info(
             "Component {domain} connected to {peer}", domain=self._component.domain, peer=peer
         )
-        self.authenticated.callback(None)
+        self.handshake_done.callback(None)
 
-    def _start_timer(self, interval: float, function: object) -> None:
+    def _start_timer(self, interval: float, function: Callable[[], object]) -> None:
         if interval > 0:
             timer = LoopingCall(function)
             timer.clock = self._clock
@@ -198,7 +206,7 @@ class ComponentProtocol(Protocol):
     def _ping(self) -> None:
         target = self._settings.ping_target or _parent_domain(self._component.domain)
         ping = make_stanza("iq", {"type": "get", "to": target})
-        etree.SubElement(ping, f"{{{NS_PING}}}ping", nsmap={None: NS_PING})
+        new_element(NS_PING, "ping", parent=ping)
         # Any answer, even an error, proves the link is alive.
         answer = self._component.request(ping, self._settings.ping_timeout)
         answer.addErrback(self._ping_failed)
@@ -208,15 +216,15 @@ class ComponentProtocol(Protocol):
             self._abort(f"no answer to a ping within {self._settings.ping_timeout} seconds")
 
     def _handshake_timed_out(self) -> None:
-        self._stream_error = None
-        if not self.authenticated.called:
-            self.authenticated.errback(HandshakeTimeout("no handshake answer from the server"))
+        self.refusal = HandshakeTimeout("no answer to the handshake from the server")
         self._abort("the server did not answer the handshake")
 
     def _abort(self, why: str) -> None:
         if self.transport is not None:
-            self.log.warn("Dropping the connection of {domain}: {why}", domain=self._component.domain, why=why)
-            self.transport.abortConnection()
+            self.log.warn(
+                "Dropping the connection of {domain}: {why}", domain=self._component.domain, why=why
+            )
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def _drop(self) -> None:
         if self.transport is not None:

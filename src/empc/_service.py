@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from twisted.application.internet import ClientService
 from twisted.internet.defer import Deferred, succeed
@@ -84,9 +85,7 @@ def explain(error: BaseException, domain: str) -> str:
 
 def is_permanent(error: BaseException) -> bool:
     """Whether connecting again unchanged is pointless."""
-    return isinstance(error, DNSLookupError) or (
-        isinstance(error, StreamError) and error.permanent
-    )
+    return isinstance(error, DNSLookupError) or (isinstance(error, StreamError) and error.permanent)
 
 
 class ComponentService(ClientService):
@@ -106,13 +105,14 @@ class ComponentService(ClientService):
         clock: IReactorTime,
         *,
         link: LinkSettings = LinkSettings(),  # noqa: B008
-        backoff: Backoff = Backoff(),  # noqa: B008
+        backoff: Backoff = Backoff(),
         random: Callable[[], float] = random.random,
     ) -> None:
         self.component = component
         self._backoff = backoff
         self._random = random
         self._last_error: BaseException | None = None
+        self._failures = 0
         self._protocol: ComponentProtocol | None = None
 
         def build() -> ComponentProtocol:
@@ -120,7 +120,7 @@ class ComponentService(ClientService):
 
         super().__init__(
             _RecordingEndpoint(endpoint, self._failed),
-            Factory.forProtocol(build),  # type: ignore[arg-type]
+            Factory.forProtocol(build),
             retryPolicy=self._retry_delay,
             clock=clock,
             prepareConnection=self._handshake,
@@ -128,7 +128,9 @@ class ComponentService(ClientService):
 
     def startService(self) -> None:
         self.component.start().addErrback(
-            lambda f: self.log.failure("A handler of {domain} failed to start", f, domain=self.component.domain)
+            lambda f: self.log.failure(
+                "A handler of {domain} failed to start", f, domain=self.component.domain
+            )
         )
         super().startService()
 
@@ -140,14 +142,17 @@ class ComponentService(ClientService):
         closed.addCallback(lambda _: None)
         return closed
 
-    def _handshake(self, protocol: IProtocol) -> Deferred[None]:
-        assert isinstance(protocol, ComponentProtocol)
-        return protocol.authenticated.addCallbacks(
-            lambda _: self._connected(protocol), self._failed
-        )
+    def _handshake(self, proxy: IProtocol) -> Deferred[None]:
+        # ClientService hands over a proxy that forwards to our protocol.
+        protocol = cast(ComponentProtocol, proxy)
+        return protocol.handshake_done.addCallback(lambda _: self._handshake_finished(protocol))
 
-    def _connected(self, protocol: ComponentProtocol) -> None:
+    def _handshake_finished(self, protocol: ComponentProtocol) -> None:
+        if protocol.refusal is not None:
+            self._failed(Failure(protocol.refusal))
+            return
         self._last_error = None
+        self._failures = 0
         self._protocol = protocol
         protocol.when_lost().addCallback(lambda _: self._forget(protocol))
 
@@ -157,7 +162,9 @@ class ComponentService(ClientService):
 
     def _failed(self, failure: Failure) -> Failure:
         error = failure.value
+        assert error is not None
         self._last_error = error
+        self._failures += 1
         log = self.log.error if is_permanent(error) else self.log.warn
         log(
             "Could not connect {domain}: {why}",
@@ -167,9 +174,11 @@ class ComponentService(ClientService):
         return failure
 
     def _retry_delay(self, attempt: int) -> float:
+        # Our own count of consecutive failures, not ClientService's: a
+        # refused handshake counts as a failure here, not there.
         if self._last_error is not None and is_permanent(self._last_error):
             return self._backoff.permanent_error_delay
-        return self._backoff.delay(attempt, self._random)
+        return self._backoff.delay(max(1, self._failures), self._random)
 
 
 @implementer(IStreamClientEndpoint)
@@ -177,7 +186,9 @@ class _RecordingEndpoint:
     """An endpoint that reports why a connection attempt failed, so that
     the retry policy can tell an unknown host from a refused connection."""
 
-    def __init__(self, endpoint: IStreamClientEndpoint, failed: Callable[[Failure], Failure]) -> None:
+    def __init__(
+        self, endpoint: IStreamClientEndpoint, failed: Callable[[Failure], Failure]
+    ) -> None:
         self._endpoint = endpoint
         self._failed = failed
 

@@ -15,12 +15,13 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from slixmpp import ClientXMPP
 from slixmpp.exceptions import IqError, IqTimeout
 
 T = TypeVar("T")
+IqType = Literal["get", "set"]
 
 STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 DISCO_INFO_NS = "http://jabber.org/protocol/disco#info"
@@ -87,7 +88,7 @@ class XmppClient:
         if not self._thread.is_alive():
             self._thread.start()
         try:
-            self._run(self._connect(), self.timeout)
+            self._run(self._connect(), self.timeout + _MARGIN)
         except BaseException:
             self.close()
             raise
@@ -122,7 +123,7 @@ class XmppClient:
         self,
         to: str,
         payload: str | None,
-        iq_type: str = "get",
+        iq_type: IqType = "get",
         timeout: float = DEFAULT_TIMEOUT,
     ) -> IqReply:
         """Send an IQ with an XML payload; return the result or the error.
@@ -221,7 +222,7 @@ class XmppClient:
                 task.cancel()
 
     async def _iq(
-        self, to: str, payload: str | None, iq_type: str, timeout: float
+        self, to: str, payload: str | None, iq_type: IqType, timeout: float
     ) -> IqReply:
         if self._xmpp is None:
             raise LoginError(f"{self.jid}: not connected")

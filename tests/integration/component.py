@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +199,10 @@ class ComponentProcess:
             self._reader.join(5)
         if self._proc.stdout is not None:
             self._proc.stdout.close()
+
+
+# The ``start_component`` fixture: start_component(server, **options).
+StartComponent = Callable[..., ComponentProcess]
 
 
 class CountingProxy:

@@ -6,12 +6,17 @@ stop or restart one get it back running through ``xmpp_server``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from component import ComponentProcess, component_config, tcp_endpoint
+from component import (
+    ComponentProcess,
+    StartComponent,
+    component_config,
+    tcp_endpoint,
+)
 from servers import SERVER_CLASSES, EjabberdServer, ProsodyServer, XmppServer
 
 
@@ -39,9 +44,6 @@ def xmpp_server(request: pytest.FixtureRequest) -> XmppServer:
     server: XmppServer = request.getfixturevalue(f"{request.param}_server")
     server.start()
     return server
-
-
-StartComponent = Callable[..., ComponentProcess]
 
 
 @pytest.fixture

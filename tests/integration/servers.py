@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -82,14 +83,17 @@ def port_accepts(port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _live_group_members(pgid: int) -> list[int]:
-    """PIDs of non-zombie processes in process group ``pgid``.
+@dataclass(frozen=True)
+class _ProcessInfo:
+    pid: int
+    ppid: int
+    pgid: int
+    state: str
 
-    Needed because a wrapper (ejabberdctl is a bash script) may die before the
-    real server, whose orphan then keeps running in the group.  Zombies are
-    ignored: in a container, PID 1 may never reap them.
-    """
-    members = []
+
+def _processes() -> list[_ProcessInfo]:
+    """All processes, from /proc (no psutil in the venv)."""
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -98,11 +102,21 @@ def _live_group_members(pgid: int) -> list[int]:
         except OSError:
             continue  # exited meanwhile
         # The command name is in parentheses and may contain spaces.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        state, process_group = fields[0], int(fields[2])
-        if process_group == pgid and state != "Z":
-            members.append(int(entry.name))
-    return members
+        state, ppid, pgid = stat[stat.rindex(")") + 2 :].split()[:3]
+        found.append(_ProcessInfo(int(entry.name), int(ppid), int(pgid), state))
+    return found
+
+
+def _live_group_members(pgid: int) -> list[int]:
+    """PIDs of non-zombie processes in process group ``pgid``.
+
+    Zombies are ignored: an orphan's is reaped by PID 1 whenever it gets to it.
+    """
+    return [p.pid for p in _processes() if p.pgid == pgid and p.state != "Z"]
+
+
+def _children(pid: int) -> list[int]:
+    return [p.pid for p in _processes() if p.ppid == pid and p.state != "Z"]
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -120,6 +134,8 @@ class XmppServer(ABC):
     name: ClassVar[str]
     # Whether register_users() needs the server up (else it runs before start).
     register_needs_server: ClassVar[bool]
+    # Log lines that mean a failed start even though the process keeps running.
+    fatal_log_pattern: ClassVar[str | None] = None
     host = "localhost"
 
     def __init__(
@@ -138,6 +154,7 @@ class XmppServer(ABC):
         self.console_log = workdir / "console.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._provisioned = False
+        self._log_offset = 0  # where the current start's output begins
 
     # -- public API -------------------------------------------------------
 
@@ -156,6 +173,7 @@ class XmppServer(ABC):
             if not self.register_needs_server:
                 self.register_users()
         with self.console_log.open("ab") as log:
+            self._log_offset = log.tell()
             # Own session = own process group: stop() signals the whole tree.
             self._proc = subprocess.Popen(
                 self.command(),
@@ -179,8 +197,10 @@ class XmppServer(ABC):
         if proc is None:
             return
         _live_servers.pop(proc.pid, None)
-        pgid = proc.pid
-        _signal_group(pgid, signal.SIGTERM)
+        pgid = proc.pid  # start_new_session: the leader's PID is the group's
+        for pid in self.stop_targets(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
         while time.monotonic() < deadline:
             proc.poll()  # reap the leader so it does not count as alive
@@ -207,6 +227,11 @@ class XmppServer(ABC):
         except FileNotFoundError:
             return ""
 
+    def _log_since_start(self) -> str:
+        with self.console_log.open("rb") as log:
+            log.seek(self._log_offset)
+            return log.read().decode(errors="replace")
+
     def component(self, domain: str) -> ComponentEntry:
         for entry in self.components:
             if entry.domain == domain:
@@ -227,6 +252,10 @@ class XmppServer(ABC):
     @abstractmethod
     def command(self) -> list[str]: ...
 
+    def stop_targets(self, leader: int) -> list[int]:
+        """The processes to send SIGTERM to for a graceful stop."""
+        return [leader]
+
     def environment(self) -> dict[str, str]:
         # HOME in the work dir: nothing (e.g. an Erlang cookie) lands in ~root.
         return {**os.environ, "HOME": str(self.workdir)}
@@ -244,7 +273,15 @@ class XmppServer(ABC):
             assert self._proc is not None
             if self._proc.poll() is not None:
                 self.fail(f"{self.name} exited with code {self._proc.returncode}")
-            if all(port_accepts(port) for port in ports):
+            listening = all(port_accepts(port) for port in ports)
+            # Checked after the ports: an error logged before they opened counts.
+            if self.fatal_log_pattern and (
+                error := re.search(
+                    f".*(?:{self.fatal_log_pattern}).*", self._log_since_start()
+                )
+            ):
+                self.fail(f"{self.name} failed to start: {error.group(0)}")
+            if listening:
                 return
             time.sleep(0.2)
         self.fail(f"{self.name} did not listen on ports {ports} in {START_TIMEOUT}s")
@@ -283,6 +320,8 @@ class ProsodyServer(XmppServer):
 
     name = "prosody"
     register_needs_server = False
+    # Prosody logs these and keeps running, e.g. when a port is taken.
+    fatal_log_pattern = "Failed to open server port|Failed to activate service"
 
     def __init__(
         self,
@@ -451,6 +490,12 @@ CONTRIB_MODULES_PATH={self.workdir / "contrib"}
 
     def command(self) -> list[str]:
         return self.ctl("foreground")
+
+    def stop_targets(self, leader: int) -> list[int]:
+        # ejabberdctl (bash) runs erl as a child without exec.  SIGTERM to bash
+        # kills it at once and orphans the VM; SIGTERM to the VM makes it shut
+        # down cleanly, and bash then exits with it.
+        return _children(leader) or [leader]
 
     def register_users(self) -> None:
         for jid, password in self.users:

@@ -13,6 +13,7 @@ import time
 
 import pytest
 from client import XmppClient, login
+from component import CountingProxy
 from servers import LOOPBACK, XmppServer
 
 pytestmark = pytest.mark.integration
@@ -141,3 +142,16 @@ def test_restart_keeps_ports_and_users(xmpp_server: XmppServer) -> None:
         assert client.ping(xmpp_server.host).type == "result"
     answer = component_handshake(xmpp_server.component_port, "echo.localhost", "s3cret")
     assert re.search(r"<handshake\s*/>", answer), answer
+
+
+def test_counting_proxy_forwards_and_counts(xmpp_server: XmppServer) -> None:
+    # test_component relies on CountingProxy to count reconnection attempts.
+    proxy = CountingProxy(xmpp_server.component_port)
+    try:
+        ok = component_handshake(proxy.port, "echo.localhost", "s3cret")
+        refused = component_handshake(proxy.port, "echo.localhost", "nope")
+        assert proxy.connections == 2
+    finally:
+        proxy.stop()
+    assert re.search(r"<handshake\s*/>", ok), ok
+    assert "not-authorized" in refused, refused

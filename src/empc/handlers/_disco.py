@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lxml import etree
 
+from empc.protocol import new_element
 from empc.routing import Handler, StanzaError, iq
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
@@ -18,8 +19,10 @@ class Disco(Handler):
         if stanza[0].get("node"):
             raise StanzaError("item-not-found")
         category, kind, name = self.component.identity
-        query = etree.Element(f"{{{NS_DISCO_INFO}}}query", nsmap={None: NS_DISCO_INFO})
-        etree.SubElement(query, f"{{{NS_DISCO_INFO}}}identity", category=category, type=kind, name=name)
+        query = new_element(NS_DISCO_INFO, "query")
+        new_element(
+            NS_DISCO_INFO, "identity", {"category": category, "type": kind, "name": name}, query
+        )
         for feature in self.component.router.features():
-            etree.SubElement(query, f"{{{NS_DISCO_INFO}}}feature", var=feature)
+            new_element(NS_DISCO_INFO, "feature", {"var": feature}, query)
         return query

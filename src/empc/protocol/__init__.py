@@ -38,13 +38,14 @@ from ._stream import (
     handshake_digest,
     parse_stream_error,
 )
+from ._xml import new_element
 
 __all__ = [
+    "JID",
     "NS_COMPONENT",
     "NS_STREAMS",
     "NS_STREAM_ERRORS",
     "STREAM_ERRORS",
-    "JID",
     "Authenticated",
     "BadFormat",
     "ComponentStream",
@@ -70,5 +71,6 @@ __all__ = [
     "UndefinedCondition",
     "UnsupportedStanzaType",
     "handshake_digest",
+    "new_element",
     "parse_stream_error",
 ]

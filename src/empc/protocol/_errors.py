@@ -44,9 +44,7 @@ class StreamError(Exception):
 
     def __eq__(self, other: object) -> bool:
         return (
-            isinstance(other, StreamError)
-            and type(other) is type(self)
-            and other.text == self.text
+            isinstance(other, StreamError) and type(other) is type(self) and other.text == self.text
         )
 
     def __hash__(self) -> int:

@@ -26,9 +26,7 @@ from ._errors import NotWellFormed, PolicyViolation, RestrictedXML, StreamError
 
 # Matches what may not pass, plus the start of a CDATA section, inside which
 # '&' and '<!' are plain text and must not be matched.
-_FORBIDDEN = re.compile(
-    rb"<!\[CDATA\[|<!|<\?|&(?!(?:amp|lt|gt|apos|quot|#[0-9]+|#x[0-9a-fA-F]+);)"
-)
+_FORBIDDEN = re.compile(rb"<!\[CDATA\[|<!|<\?|&(?!(?:amp|lt|gt|apos|quot|#[0-9]+|#x[0-9a-fA-F]+);)")
 _CDATA_START = b"<![CDATA["
 _ENTITY_WINDOW = 12  # '&#x10FFFF;' and friends fit in it
 _XML_DECLARATION_MAX = 128
@@ -171,9 +169,9 @@ class StreamParser:
     is ignored.
 
     :param max_stanza_size: bytes one stanza (or the stream header) may take.
-        It is enforced at checkpoints every ``max_stanza_size // 16`` bytes
-        (at most 4 KiB), so a stanza within one checkpoint of the limit may
-        pass, and any stanza beyond it by more is refused.
+        It is checked at fixed stream offsets, every ``max_stanza_size // 16``
+        bytes (at most 4 KiB): a stanza within the limit always passes, and
+        one over it by more than two such intervals is always refused.
     """
 
     def __init__(self, max_stanza_size: int = 512 * 1024) -> None:
@@ -190,6 +188,8 @@ class StreamParser:
         self._root: etree._Element | None = None
         self._depth = 0
         self._offset = 0
+        self._starts = 0  # elements opened at the stream's top two levels
+        self._starts_at_checkpoint = 0
         self._unfinished_bytes = 0
         self._failed = False
 
@@ -222,8 +222,11 @@ class StreamParser:
 
     def _collect(self, events: list[ParserEvent]) -> None:
         for action, element in self._lxml.read_events():
+            assert isinstance(element, etree._Element)
             if action == "start":
                 self._depth += 1
+                if self._depth <= 2:
+                    self._starts += 1
                 if self._depth == 1:
                     self._root = element
                     events.append(StreamHeader(element))
@@ -242,11 +245,14 @@ class StreamParser:
                 events.append(StreamFooter())
 
     def _check_size(self) -> None:
-        if self._depth == 1:
+        # Count only whole checkpoint intervals that one unfinished stanza
+        # (or the header) spans: this never overestimates a stanza, so no
+        # stanza within the limit is refused.
+        same_stanza = self._starts == self._starts_at_checkpoint
+        self._starts_at_checkpoint = self._starts
+        if self._depth == 1 or not same_stanza:
             self._unfinished_bytes = 0
             return
         self._unfinished_bytes += self._checkpoint
         if self._unfinished_bytes > self._max_stanza_size:
-            raise PolicyViolation(
-                f"stanza larger than {self._max_stanza_size} bytes"
-            )
+            raise PolicyViolation(f"stanza larger than {self._max_stanza_size} bytes")

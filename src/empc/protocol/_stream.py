@@ -43,6 +43,7 @@ from ._errors import (
 )
 from ._jid import JID, InvalidJID
 from ._parser import StreamFooter, StreamHeader, StreamParser
+from ._xml import new_element
 
 NS_COMPONENT = "jabber:component:accept"
 NS_STREAMS = "http://etherx.jabber.org/streams"
@@ -50,9 +51,7 @@ NS_STREAMS = "http://etherx.jabber.org/streams"
 _HEADER_TAG = f"{{{NS_STREAMS}}}stream"
 _ERROR_TAG = f"{{{NS_STREAMS}}}error"
 _HANDSHAKE_TAG = f"{{{NS_COMPONENT}}}handshake"
-_STANZA_TAGS = frozenset(
-    f"{{{NS_COMPONENT}}}{name}" for name in ("message", "presence", "iq")
-)
+_STANZA_TAGS = frozenset(f"{{{NS_COMPONENT}}}{name}" for name in ("message", "presence", "iq"))
 # The same kinds of stanza, built without a namespace: they inherit the
 # stream's default namespace on the wire.
 _BARE_STANZA_TAGS = frozenset(("message", "presence", "iq"))
@@ -129,9 +128,7 @@ class ComponentStream:
     :param max_stanza_size: the largest stanza accepted from the server.
     """
 
-    def __init__(
-        self, domain: str, secret: str, *, max_stanza_size: int = 512 * 1024
-    ) -> None:
+    def __init__(self, domain: str, secret: str, *, max_stanza_size: int = 512 * 1024) -> None:
         self.domain = JID.parse(domain).domain
         self._secret = secret
         self._parser = StreamParser(max_stanza_size)
@@ -241,7 +238,7 @@ class ComponentStream:
             self._violation(BadFormat("stream header without an id"), events)
             return
         self.stream_id = stream_id
-        handshake = etree.Element(_HANDSHAKE_TAG, nsmap={None: NS_COMPONENT})
+        handshake = new_element(NS_COMPONENT, "handshake")
         handshake.text = handshake_digest(stream_id, self._secret)
         self._outbox.append(etree.tostring(handshake))
         self.state = State.HANDSHAKING
@@ -293,8 +290,7 @@ def parse_stream_error(element: etree._Element) -> StreamError:
 
 def _serialize_error(error: StreamError) -> bytes:
     element = etree.Element(_ERROR_TAG, nsmap={"stream": NS_STREAMS})
-    etree.SubElement(element, f"{{{NS_STREAM_ERRORS}}}{error.condition}", nsmap={None: NS_STREAM_ERRORS})
+    new_element(NS_STREAM_ERRORS, error.condition, parent=element)
     if error.text:
-        text = etree.SubElement(element, f"{{{NS_STREAM_ERRORS}}}text", nsmap={None: NS_STREAM_ERRORS})
-        text.text = error.text
+        new_element(NS_STREAM_ERRORS, "text", parent=element).text = error.text
     return etree.tostring(element)

@@ -33,7 +33,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from empc.protocol import NS_COMPONENT
+from empc.protocol import NS_COMPONENT, LocalProtocolError
 
 from ._routes import IQ_REQUEST_TYPES, Route, declared_routes
 from ._stanzas import StanzaError, make_error_reply, make_reply
@@ -118,13 +118,19 @@ class Router:
 
     def _dispatch_iq(self, iq: etree._Element, iq_type: str | None, route: Route | None) -> None:
         if iq_type not in IQ_REQUEST_TYPES or len(iq) != 1:
-            self._reply(make_error_reply(iq, StanzaError("bad-request", "an IQ get or set needs exactly one payload")))
+            self._reply(
+                make_error_reply(
+                    iq, StanzaError("bad-request", "an IQ get or set needs exactly one payload")
+                )
+            )
         elif route is None:
             self._reply(make_error_reply(iq, StanzaError("service-unavailable")))
         else:
             self._run(route, iq, lambda outcome: self._reply(self._iq_reply(iq, route, outcome)))
 
-    def _run(self, route: Route, stanza: etree._Element, complete: Callable[[object], None]) -> None:
+    def _run(
+        self, route: Route, stanza: etree._Element, complete: Callable[[object], None]
+    ) -> None:
         """Run ``route``'s action and call ``complete`` once with its outcome.
 
         The outcome is the action's result or a :class:`Failure`. An action
@@ -143,7 +149,9 @@ class Router:
         timeout = self._timeout if route.spec.timeout is None else route.spec.timeout
         result.addTimeout(timeout, self._clock)
         result.addBoth(complete)
-        result.addErrback(lambda f: self.log.failure("Completing {route} failed", f, route=route.name))
+        result.addErrback(
+            lambda f: self.log.failure("Completing {route} failed", f, route=route.name)
+        )
 
     def _iq_reply(self, iq: etree._Element, route: Route, outcome: object) -> etree._Element:
         if not isinstance(outcome, Failure):
@@ -153,7 +161,9 @@ class Router:
                 reply = make_reply(iq, "result")
                 reply.append(outcome)
                 return reply
-            outcome = Failure(TypeError(f"{route.name} returned {type(outcome).__name__}, not an element or None"))
+            outcome = Failure(
+                TypeError(f"{route.name} returned {type(outcome).__name__}, not an element or None")
+            )
         return make_error_reply(iq, self._stanza_error(route, outcome))
 
     def _stanza_error(self, route: Route, failure: Failure) -> StanzaError:
@@ -163,9 +173,13 @@ class Router:
         if isinstance(error, NotImplementedError):
             return StanzaError("feature-not-implemented")
         if isinstance(error, TimeoutError):
-            self.log.warn("{route} did not finish in time; answered remote-server-timeout", route=route.name)
+            self.log.warn(
+                "{route} did not finish in time; answered remote-server-timeout", route=route.name
+            )
             return StanzaError("remote-server-timeout", "the request took too long", type="wait")
-        self.log.failure("{route} failed; answered internal-server-error", failure, route=route.name)
+        self.log.failure(
+            "{route} failed; answered internal-server-error", failure, route=route.name
+        )
         return StanzaError("internal-server-error")
 
     def _send_stanzas(self, route: Route, outcome: object) -> None:
@@ -177,11 +191,17 @@ class Router:
             for stanza in outcome:
                 self._reply(stanza)
         elif outcome is not None:
-            self.log.error("{route} returned {kind}, not stanzas; nothing sent", route=route.name, kind=type(outcome).__name__)
+            self.log.error(
+                "{route} returned {kind}, not stanzas; nothing sent",
+                route=route.name,
+                kind=type(outcome).__name__,
+            )
 
     def _reply(self, stanza: Any) -> None:
         try:
             self._send(stanza)
+        except LocalProtocolError as e:
+            self.log.warn("Dropped a stanza to {to}: {why}", to=stanza.get("to"), why=str(e))
         except Exception:
             self.log.failure("Could not send a stanza")
 

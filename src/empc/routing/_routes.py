@@ -52,8 +52,7 @@ class RouteSpec:
             raise ValueError(f"unknown stanza kind {self.kind!r}; use one of {KINDS}")
         if self.payload is not None and not self.payload.startswith("{"):
             raise ValueError(
-                f"payload {self.payload!r} must be a qualified name like "
-                "'{urn:xmpp:ping}ping'"
+                f"payload {self.payload!r} must be a qualified name like '{{urn:xmpp:ping}}ping'"
             )
 
 

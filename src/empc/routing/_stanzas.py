@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from lxml import etree
 
-from empc.protocol import NS_COMPONENT
+from empc.protocol import NS_COMPONENT, new_element
 
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
@@ -70,26 +70,21 @@ class StanzaError(Exception):
 
     def to_element(self) -> etree._Element:
         """The ``<error/>`` child of an error stanza."""
-        error = etree.Element(
-            f"{{{NS_COMPONENT}}}error", {"type": self.type}, nsmap={None: NS_COMPONENT}
-        )
-        etree.SubElement(error, f"{{{NS_STANZAS}}}{self.condition}", nsmap={None: NS_STANZAS})
+        error = new_element(NS_COMPONENT, "error", {"type": self.type})
+        new_element(NS_STANZAS, self.condition, parent=error)
         if self.text:
-            text = etree.SubElement(error, f"{{{NS_STANZAS}}}text", nsmap={None: NS_STANZAS})
-            text.text = self.text
+            new_element(NS_STANZAS, "text", parent=error).text = self.text
         if self.application_condition is not None:
             error.append(self.application_condition)
         return error
 
 
-def make_stanza(
-    kind: str, attributes: Mapping[str, str | None] | None = None
-) -> etree._Element:
+def make_stanza(kind: str, attributes: Mapping[str, str | None] | None = None) -> etree._Element:
     """A new ``message``, ``presence`` or ``iq`` in the component namespace.
 
     Attributes whose value is None are left out.
     """
-    stanza = etree.Element(f"{{{NS_COMPONENT}}}{kind}", nsmap={None: NS_COMPONENT})
+    stanza = new_element(NS_COMPONENT, kind)
     for name, value in (attributes or {}).items():
         if value is not None:
             stanza.set(name, value)

@@ -1,0 +1,347 @@
+"""The config file: YAML, checked up front, every error naming key and line.
+
+Reference (every key but ``components`` is optional)::
+
+    components:                      # one entry per component domain
+      - domain: echo.example.org     # the component's JID
+        server: tcp:host=127.0.0.1:port=5347   # a Twisted client endpoint
+        secret: s3cret               # or secret_file: /etc/empc/echo.secret
+        secret_env: EMPC_SECRET      # this variable, when set, wins
+        identity: {category: component, type: generic, name: empc}
+        builtins: {ping: true, disco: true}
+        handlers:
+          - mypackage.module:Handler
+          - class: mypackage.module:Other
+            config: {any: mapping}
+    limits:
+      max_stanza_size: 524288        # bytes
+      action_timeout: 30             # seconds an IQ action may take
+    keepalive:
+      interval: 60                   # whitespace after this many idle seconds
+      ping_interval: 300             # XEP-0199 ping to the server
+      ping_timeout: 60               # no answer: drop and reconnect
+      ping_target: example.org       # default: the domain's parent
+    reconnect:
+      initial_delay: 1
+      max_delay: 60
+      permanent_error_delay: 300     # after a wrong secret, an unknown domain
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from empc._connection import LinkSettings
+from empc._service import Backoff
+from empc.protocol import JID, InvalidJID
+from empc.routing import Handler
+
+DEFAULT_SERVER = "tcp:host=127.0.0.1:port=5347"
+DEFAULT_SECRET_ENV = "EMPC_SECRET"
+HANDLER_ENTRY_POINTS = "empc.handlers"
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """The config is wrong; the message names the file, key and line."""
+
+
+class Secret:
+    """A secret that never shows itself in a repr, a log or a traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    domain: str
+    server: str
+    secret: Secret
+    handlers: list[Handler]
+    identity: tuple[str, str, str] = ("component", "generic", "empc")
+    builtins: Mapping[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    components: list[ComponentConfig]
+    link: LinkSettings
+    backoff: Backoff
+    action_timeout: float
+
+
+def load_config(path: str, environ: Mapping[str, str] = os.environ) -> Config:
+    """Read and check the config file at ``path``.
+
+    :raises ConfigError: naming the file, the key path and the line of the
+        first problem found.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file: {e.strerror}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    root = _Section(path, "", data if data is not None else {}, node)
+    return _read_config(root, environ)
+
+
+def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
+    limits = root.section("limits")
+    keepalive = root.section("keepalive")
+    reconnect = root.section("reconnect")
+    link = LinkSettings(
+        max_stanza_size=int(limits.number("max_stanza_size", 512 * 1024, minimum=1024)),
+        keepalive_interval=keepalive.number("interval", 60.0),
+        ping_interval=keepalive.number("ping_interval", 300.0),
+        ping_timeout=keepalive.number("ping_timeout", 60.0, minimum=0.1),
+        ping_target=keepalive.optional_string("ping_target"),
+    )
+    action_timeout = limits.number("action_timeout", 30.0, minimum=0.001)
+    backoff = Backoff(
+        initial_delay=reconnect.number("initial_delay", 1.0, minimum=0.01),
+        max_delay=reconnect.number("max_delay", 60.0, minimum=0.01),
+        permanent_error_delay=reconnect.number("permanent_error_delay", 300.0, minimum=0.01),
+    )
+    components = [
+        _read_component(entry, environ) for entry in root.sections("components", required=True)
+    ]
+    if not components:
+        raise root.error("components", "list at least one component")
+    for section in (limits, keepalive, reconnect, root):
+        section.refuse_unknown()
+    return Config(root.path, components, link, backoff, action_timeout)
+
+
+def _read_component(section: _Section, environ: Mapping[str, str]) -> ComponentConfig:
+    domain_text = section.string("domain")
+    try:
+        domain = JID.parse(domain_text)
+    except InvalidJID as e:
+        raise section.error("domain", str(e)) from None
+    if domain.local or domain.resource:
+        raise section.error("domain", f"a component JID is a bare domain, not {domain_text!r}")
+    secret = _read_secret(section, environ)
+    identity_section = section.section("identity")
+    identity = (
+        identity_section.string("category", "component"),
+        identity_section.string("type", "generic"),
+        identity_section.string("name", "empc"),
+    )
+    builtins_section = section.section("builtins")
+    builtins = {name: builtins_section.boolean(name, True) for name in ("ping", "disco")}
+    handlers = [_read_handler(section, index, item) for index, item in section.items("handlers")]
+    config = ComponentConfig(
+        domain=domain.domain,
+        server=section.string("server", DEFAULT_SERVER),
+        secret=secret,
+        handlers=handlers,
+        identity=identity,
+        builtins=builtins,
+    )
+    for part in (identity_section, builtins_section, section):
+        part.refuse_unknown()
+    return config
+
+
+def _read_secret(section: _Section, environ: Mapping[str, str]) -> Secret:
+    variable = section.string("secret_env", DEFAULT_SECRET_ENV)
+    inline = section.optional_string("secret")
+    secret_file = section.optional_string("secret_file")
+    if inline is not None and secret_file is not None:
+        raise section.error("secret_file", "give either secret or secret_file, not both")
+    if environ.get(variable):
+        return Secret(environ[variable])
+    if secret_file is not None:
+        try:
+            value = Path(secret_file).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise section.error("secret_file", f"cannot read {secret_file}: {e.strerror}") from None
+        if not value:
+            raise section.error("secret_file", f"{secret_file} is empty")
+        return Secret(value)
+    if inline:
+        return Secret(inline)
+    raise section.error(
+        "secret", f"no secret: set secret, secret_file or the environment variable {variable}"
+    )
+
+
+def _read_handler(section: _Section, index: int, item: Any) -> Handler:
+    key = f"handlers[{index}]"
+    if isinstance(item, str):
+        name, config = item, {}
+    elif isinstance(item, dict):
+        entry = section.child(key, item)
+        name = entry.string("class")
+        config = entry.section("config").data
+        entry.refuse_unknown()
+    else:
+        raise section.error(key, "a handler is 'module:Class' or a mapping with class and config")
+    cls = _import_handler(name, lambda why: section.error(key, why))
+    try:
+        return cls(config)
+    except Exception as e:
+        raise section.error(key, f"{name} refused its config: {e}") from None
+
+
+def _import_handler(name: str, error: Callable[[str], ConfigError]) -> type[Handler]:
+    """The handler class ``name`` names: ``module:Class`` or an entry point."""
+    if ":" in name:
+        module_name, _, attribute = name.partition(":")
+        try:
+            target: object = importlib.import_module(module_name)
+            for part in attribute.split("."):
+                target = getattr(target, part)
+        except Exception as e:
+            raise error(f"cannot load handler {name}: {type(e).__name__}: {e}") from None
+    else:
+        found = entry_points(group=HANDLER_ENTRY_POINTS, name=name)
+        if not found:
+            raise error(
+                f"no handler named {name!r}: use 'module:Class' or the name of an"
+                f" installed {HANDLER_ENTRY_POINTS} entry point"
+            )
+        try:
+            target = next(iter(found)).load()
+        except Exception as e:
+            raise error(f"cannot load handler {name}: {type(e).__name__}: {e}") from None
+    if not (isinstance(target, type) and issubclass(target, Handler)):
+        raise error(f"{name} is not a subclass of empc.Handler")
+    return target
+
+
+class _Section:
+    """One mapping of the config, with what is needed to explain errors."""
+
+    def __init__(self, path: str, where: str, data: Any, node: yaml.Node | None) -> None:
+        self.path = path
+        self.where = where
+        self.node = node
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"{path}: {where or 'the top level'}{_line(node)}: expected a mapping"
+            )
+        self.data: dict[str, Any] = data
+        self.used: set[str] = set()
+
+    def error(self, key: str, message: str) -> ConfigError:
+        node = self._key_node(key) or self.node
+        return ConfigError(f"{self.path}: {self._name(key)}{_line(node)}: {message}")
+
+    def child(self, key: str, data: Any) -> _Section:
+        return _Section(self.path, self._name(key), data, self._value_node(key) or self.node)
+
+    def section(self, key: str) -> _Section:
+        self.used.add(key)
+        return self.child(key, self.data.get(key) or {})
+
+    def items(self, key: str) -> Iterator[tuple[int, Any]]:
+        self.used.add(key)
+        value = self.data.get(key) or []
+        if not isinstance(value, list):
+            raise self.error(key, "expected a list")
+        return iter(enumerate(value))
+
+    def sections(self, key: str, required: bool = False) -> list[_Section]:
+        if required and key not in self.data:
+            raise self.error(key, "missing")
+        return [self.child(f"{key}[{i}]", item) for i, item in self.items(key)]
+
+    def string(self, key: str, default: str | None = None) -> str:
+        value = self.optional_string(key)
+        if value is None:
+            if default is None:
+                raise self.error(key, "missing")
+            return default
+        return value
+
+    def optional_string(self, key: str) -> str | None:
+        value = self._get(key)
+        if value is not None and not isinstance(value, str):
+            raise self.error(key, f"expected a string, got {type(value).__name__}")
+        return value
+
+    def number(self, key: str, default: float, minimum: float = 0.0) -> float:
+        value = self._get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(key, f"expected a number, got {value!r}")
+        if value < minimum:
+            raise self.error(key, f"must be at least {minimum}, got {value}")
+        return float(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.error(key, f"expected true or false, got {value!r}")
+        return value
+
+    def refuse_unknown(self) -> None:
+        for key in self.data:
+            if key not in self.used:
+                raise self.error(str(key), "unknown key")
+
+    def _get(self, key: str) -> Any:
+        self.used.add(key)
+        return self.data.get(key)
+
+    def _name(self, key: str) -> str:
+        if key.startswith("["):
+            return f"{self.where}{key}"
+        return f"{self.where}.{key}" if self.where else key
+
+    def _key_node(self, key: str) -> Any:
+        """The node to point at for ``key``: the key itself, or a list item."""
+        if key.endswith("]"):
+            return self._value_node(key)
+        if isinstance(self.node, yaml.MappingNode):
+            for key_node, _ in self.node.value:
+                if key_node.value == key:
+                    return key_node
+        return None
+
+    def _value_node(self, key: str) -> Any:
+        """The YAML node of ``key``'s value, or of ``name[index]``."""
+        if key.endswith("]"):
+            name, _, index = key[:-1].rpartition("[")
+            items = self._value_node(name)
+            if isinstance(items, yaml.SequenceNode) and int(index) < len(items.value):
+                return items.value[int(index)]
+            return None
+        if isinstance(self.node, yaml.MappingNode):
+            for key_node, value_node in self.node.value:
+                if key_node.value == key:
+                    return value_node
+        return None
+
+
+def _line(node: yaml.Node | None) -> str:
+    return "" if node is None else f" (line {node.start_mark.line + 1})"
