@@ -1,6 +1,17 @@
-"""Echo handler for the benchmark (``bench/run.py``).
+"""The benchmark's echo handler: a chat message comes back to its sender."""
 
-Placeholder: to be written against empc's handler API.  It must answer each
-chat message with a chat message carrying the same id and body, to/from
-swapped; the harness matches replies by id.
-"""
+from __future__ import annotations
+
+from lxml import etree
+
+from empc import Handler, make_reply, message
+
+
+class EchoHandler(Handler):
+    """Echoes each chat message body, keeping the message id."""
+
+    @message("chat")
+    def echo(self, stanza: etree._Element) -> etree._Element:
+        reply = make_reply(stanza, "chat")
+        reply.extend(stanza)
+        return reply

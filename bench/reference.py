@@ -169,11 +169,7 @@ class ReferenceComponent(asyncio.Protocol):
         if kind == "get" and len(iq) == 1 and iq[0].tag == Q_PING:
             out.append(('<iq type="result"' + head + "/>").encode())
         else:
-            out.append(
-                (
-                    '<iq type="error"' + head + ">" + SERVICE_UNAVAILABLE + "</iq>"
-                ).encode()
-            )
+            out.append(('<iq type="error"' + head + ">" + SERVICE_UNAVAILABLE + "</iq>").encode())
 
     def _message(self, message: Any, out: list[bytes]) -> None:
         sender = message.get("from")

@@ -91,16 +91,12 @@ def _escape(text: str) -> str:
 
 
 PING_HEAD = b"<iq type='get' id='p"
-PING_TAIL = (
-    f"' from='{USER_JID}' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>".encode()
-)
+PING_TAIL = f"' from='{USER_JID}' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>".encode()
 MESSAGE_HEAD = b"<message type='chat' id='m"
 
 
 def message_tail(body: str) -> bytes:
-    return (
-        f"' from='{USER_JID}' to='{DOMAIN}'><body>{_escape(body)}</body></message>"
-    ).encode()
+    return (f"' from='{USER_JID}' to='{DOMAIN}'><body>{_escape(body)}</body></message>").encode()
 
 
 class Stanzas:
@@ -203,11 +199,7 @@ class ReplyReader:
             gi = int(digits)
             k = gi - base
             is_ping = not gi & 1
-            if (
-                not 0 <= k < count
-                or rid[:1] != (b"p" if is_ping else b"m")
-                or not sent_at[k]
-            ):
+            if not 0 <= k < count or rid[:1] != (b"p" if is_ping else b"m") or not sent_at[k]:
                 phase.other += 1
                 continue
             if replied[k]:
@@ -228,8 +220,7 @@ class ReplyReader:
             if not ok:
                 phase.bad += 1
                 phase.problem(
-                    f"id {rid.decode()}: got <{name.decode()} type="
-                    f"{(kind or b'').decode()!r}>"
+                    f"id {rid.decode()}: got <{name.decode()} type={(kind or b'').decode()!r}>"
                 )
             elif k < 4 or k % SAMPLE_EVERY == 0 or b"xmlns" in attrs:
                 error = check_reply(buf[m.start() : end], prefix, is_ping, phase.body)
@@ -238,9 +229,7 @@ class ReplyReader:
                     phase.problem(f"id {rid.decode()}: {error}")
 
 
-def check_reply(
-    raw: bytes, prefix: bytes | None, is_ping: bool, body: str
-) -> str | None:
+def check_reply(raw: bytes, prefix: bytes | None, is_ping: bool, body: str) -> str | None:
     """Parse one reply with lxml and check it in full; return what is wrong."""
     opening = b"<w xmlns='" + COMPONENT_NS.encode() + b"'"
     if prefix:
@@ -447,9 +436,7 @@ def pump(
             except BlockingIOError:
                 continue
             if not data:
-                raise BenchError(
-                    f"component closed the connection after {phase.replies} replies"
-                )
+                raise BenchError(f"component closed the connection after {phase.replies} replies")
             reader.feed(data, clock())
     return True
 
@@ -501,9 +488,7 @@ EMPC_RUNNERS = {
 }
 
 
-def component_command(
-    kind: str, port: int, workdir: Path, runner: str = "twistd"
-) -> list[str]:
+def component_command(kind: str, port: int, workdir: Path, runner: str = "twistd") -> list[str]:
     if kind == "reference":
         return [
             sys.executable,
@@ -525,9 +510,7 @@ def run_one(kind: str, body_name: str, args: argparse.Namespace) -> Result:
     body = BODIES[body_name]
     stanzas = Stanzas(args.warmup + args.stanzas, body)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     with tempfile.TemporaryDirectory(prefix=f"empc-bench-{kind}-") as tmp:
         workdir = Path(tmp)
         log_path = workdir / "component.log"
@@ -820,9 +803,7 @@ def main(argv: list[str] | None = None) -> int:
     for body in bodies:
         for n in range(args.repeat):  # interleaved, so drift hits both alike
             for kind in kinds:
-                print(
-                    f"running {kind} / {body} ({n + 1}/{args.repeat}) ...", flush=True
-                )
+                print(f"running {kind} / {body} ({n + 1}/{args.repeat}) ...", flush=True)
                 results.append(run_one(kind, body, args))
     print()
     print_table(summarize(results), print)

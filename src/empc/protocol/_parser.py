@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from lxml import etree
 
@@ -221,8 +222,8 @@ class StreamParser:
         return events
 
     def _collect(self, events: list[ParserEvent]) -> None:
+        element: Any
         for action, element in self._lxml.read_events():
-            assert isinstance(element, etree._Element)
             if action == "start":
                 self._depth += 1
                 if self._depth <= 2:

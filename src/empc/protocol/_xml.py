@@ -21,7 +21,7 @@ def new_element(
     """
     nsmap: Any = {None: namespace}  # lxml-stubs reject the None prefix lxml accepts
     tag = f"{{{namespace}}}{name}"
-    attrib = dict(attributes) if attributes else None
+    attrib: Any = attributes
     if parent is None:
         return etree.Element(tag, attrib, nsmap=nsmap)
     return etree.SubElement(parent, tag, attrib, nsmap=nsmap)

@@ -84,24 +84,23 @@ def make_stanza(kind: str, attributes: Mapping[str, str | None] | None = None) -
 
     Attributes whose value is None are left out.
     """
-    stanza = new_element(NS_COMPONENT, kind)
-    for name, value in (attributes or {}).items():
-        if value is not None:
-            stanza.set(name, value)
-    return stanza
+    attrib = {name: value for name, value in (attributes or {}).items() if value is not None}
+    return new_element(NS_COMPONENT, kind, attrib)
 
 
 def make_reply(stanza: etree._Element, type: str | None = None) -> etree._Element:
     """A reply to ``stanza``: same kind and id, ``to`` and ``from`` swapped."""
-    return make_stanza(
-        etree.QName(stanza).localname,
-        {
-            "type": type,
-            "id": stanza.get("id"),
-            "to": stanza.get("from"),
-            "from": stanza.get("to"),
-        },
-    )
+    attrib = {}
+    # Built by hand rather than through make_stanza: every reply comes here.
+    for name, value in (
+        ("type", type),
+        ("id", stanza.get("id")),
+        ("to", stanza.get("from")),
+        ("from", stanza.get("to")),
+    ):
+        if value is not None:
+            attrib[name] = value
+    return new_element(NS_COMPONENT, etree.QName(stanza).localname, attrib)
 
 
 def make_error_reply(stanza: etree._Element, error: StanzaError) -> etree._Element:

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what empc needs on a fresh Debian machine (run as root):
+# the XMPP servers from Debian's packages and a virtual environment in .venv
+# with empc and its test tools. Safe to run again: it skips what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v prosody >/dev/null || need_apt+=(prosody)
+if [[ "${EMPC_WITH_EJABBERD:-1}" == 1 ]] && ! command -v ejabberdctl >/dev/null; then
+    need_apt+=(ejabberd)
+fi
+if ((${#need_apt[@]})); then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+fi
+
+python=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+    "$python" -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e '.[test]'
