@@ -10,7 +10,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from empc.protocol import JID, NS_COMPONENT, LocalProtocolError
+from empc.protocol import JID, NS_COMPONENT, InvalidJID, LocalProtocolError
 from empc.routing import Handler, PendingRequests, Router
 
 _IQ = f"{{{NS_COMPONENT}}}iq"
@@ -111,6 +111,12 @@ class Component:
         :class:`NotConnected` or :class:`LocalProtocolError` if the IQ cannot
         be sent. Answers from any JID but the one asked are ignored.
         """
+        if self._link is None:
+            return fail(NotConnected(f"{self.domain} is not connected"))
+        try:
+            JID.parse(iq.get("to") or "")
+        except InvalidJID as e:
+            return fail(LocalProtocolError(f"an IQ request needs a valid 'to': {e}"))
         answer = self._requests.register(iq, self.request_timeout if timeout is None else timeout)
         try:
             self.send(iq)

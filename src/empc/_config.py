@@ -105,7 +105,7 @@ def load_config(path: str, environ: Mapping[str, str] = os.environ) -> Config:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_describe_yaml_error(e)}") from None
     root = _Section(path, "", data if data is not None else {}, node)
     return _read_config(root, environ)
 
@@ -258,11 +258,13 @@ class _Section:
 
     def section(self, key: str) -> _Section:
         self.used.add(key)
-        return self.child(key, self.data.get(key) or {})
+        value = self.data.get(key)
+        return self.child(key, {} if value is None else value)
 
     def items(self, key: str) -> Iterator[tuple[int, Any]]:
         self.used.add(key)
-        value = self.data.get(key) or []
+        value = self.data.get(key)
+        value = [] if value is None else value
         if not isinstance(value, list):
             raise self.error(key, "expected a list")
         return iter(enumerate(value))
@@ -341,6 +343,15 @@ class _Section:
                 if key_node.value == key:
                     return value_node
         return None
+
+
+def _describe_yaml_error(error: yaml.YAMLError) -> str:
+    """PyYAML's own message quotes the offending line, which may hold the
+    secret: name the problem and its place only."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        return f"{error.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return type(error).__name__
 
 
 def _line(node: yaml.Node | None) -> str:

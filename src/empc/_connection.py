@@ -77,7 +77,9 @@ class ComponentProtocol(Protocol):
         self._stream = ComponentStream(
             component.domain, secret, max_stanza_size=settings.max_stanza_size
         )
-        self.handshake_done: Deferred[None] = Deferred()
+        self.handshake_done: Deferred[None] = Deferred(
+            lambda _: self._abort("stopped during the handshake")
+        )
         self.refusal: BaseException | None = None
         self._lost_waiters: list[Deferred[None]] = []
         self._stream_error: StreamError | None = None
@@ -124,10 +126,15 @@ class ComponentProtocol(Protocol):
         self._closing = True
         self._stream.close()
         self._flush()
-        self._close_deadline = self._clock.callLater(
-            self._settings.close_timeout, self._abort, "the server did not close the stream"
-        )
+        self._await_close()
         return lost
+
+    def _await_close(self) -> None:
+        """Give the server ``close_timeout`` seconds to close its side."""
+        if self._close_deadline is None:
+            self._close_deadline = self._clock.callLater(
+                self._settings.close_timeout, self._abort, "the server did not close the stream"
+            )
 
     def when_lost(self) -> Deferred[None]:
         """A Deferred that fires when the connection is gone."""
@@ -159,6 +166,7 @@ class ComponentProtocol(Protocol):
             self._authenticated()
         elif isinstance(event, StreamErrorReceived):
             self._stream_error = event.error
+            self._await_close()
             if self.handshake_done.called:
                 self.log.warn(
                     "Server closed the stream of {domain}: {condition}",
@@ -182,6 +190,8 @@ class ComponentProtocol(Protocol):
     def _authenticated(self) -> None:
         if self._handshake_deadline is not None and self._handshake_deadline.active():
             self._handshake_deadline.cancel()
+        if self.handshake_done.called:  # cancelled: the service is stopping
+            return
         self._component.link(self.send)
         self._start_timer(self._settings.keepalive_interval, self._keepalive)
         self._start_timer(self._settings.ping_interval, self._ping)

@@ -1,8 +1,13 @@
 """Keeping a component connected: reconnection, backoff and clean shutdown.
 
 :class:`ComponentService` is a :class:`ClientService` whose
-``prepareConnection`` is the XEP-0114 handshake: a connection only counts as
-up once the server has accepted the component. Transient failures back off
+``prepareConnection`` waits for the XEP-0114 handshake. A refused handshake
+is not reported to ``ClientService`` as a failed preparation: it cannot
+take one while the refused connection is still open, nor a disconnection
+before the preparation has answered. The connection is handed over, then
+lost, and this service counts the failure itself for its retry policy. So
+``whenConnected`` fires when a handshake is over, not only when it
+succeeded; use the ``Component`` (``connected``, ``send``) instead. Transient failures back off
 exponentially with jitter; a permanent refusal (a wrong secret, a domain the
 server does not know, a port that is not a component port) is explained once
 per attempt with the likely fix, and waits the long permanent-error delay
@@ -53,7 +58,8 @@ class Backoff:
     permanent_error_delay: float = 300.0
 
     def delay(self, attempt: int, random: Callable[[], float] = random.random) -> float:
-        base = min(self.max_delay, self.initial_delay * self.factor ** max(0, attempt - 1))
+        exponent = min(max(0, attempt - 1), 64)  # past that, max_delay anyway
+        base = min(self.max_delay, self.initial_delay * self.factor**exponent)
         return base * (1 + self.jitter * random())
 
 

@@ -471,7 +471,6 @@ def test_tap_options_turn_a_config_error_into_a_usage_error_with_the_same_messag
     assert str(caught.value) == expected
 
 
-
 def test_falsy_section_of_a_wrong_type_is_refused(write) -> None:  # type: ignore[no-untyped-def]
     # Only an empty value (``limits:``) may stand for an empty mapping; a
     # falsy value of another type is as wrong as ``limits: 5``.

@@ -40,7 +40,9 @@ def condition(reply: etree._Element) -> str:
     """The defined condition of an error reply."""
     error = reply.find(f"{C}error")
     assert error is not None, etree.tostring(reply)
-    names = [etree.QName(child).localname for child in error if child.tag != f"{{{NS_STANZAS}}}text"]
+    names = [
+        etree.QName(child).localname for child in error if child.tag != f"{{{NS_STANZAS}}}text"
+    ]
     assert len(names) == 1
     return names[0]
 
@@ -664,16 +666,13 @@ def test_builtin_ping_answers_an_empty_result() -> None:
     )
 
 
-def test_iq_whose_route_xpath_fails_to_evaluate_still_gets_exactly_one_error_reply() -> None:
-    # 'ev:' is never declared: lxml compiles the XPath but raises
-    # XPathEvalError each time it is evaluated. That must not escape
-    # dispatch (it would end up in the protocol's dataReceived and drop the
-    # connection); the IQ still gets its one reply.
+def test_route_whose_xpath_cannot_evaluate_is_refused_when_registered() -> None:
+    # 'ev:' is never declared: lxml compiles the XPath but could only fail
+    # when evaluating it, on every stanza. It is refused up front instead.
     class Typo(Handler):
         @iq("get", FORECAST, xpath="ev:event")
         def forecast(self, stanza: etree._Element) -> None:
             return None
 
-    harness = Harness(Typo())
-    harness.dispatch(iq_get())
-    assert condition(harness.only_reply()) == "internal-server-error"
+    with pytest.raises(ValueError, match="ev:event"):
+        Harness(Typo())

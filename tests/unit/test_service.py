@@ -296,12 +296,6 @@ def test_not_authorized_does_not_link_the_component(harness: Harness) -> None:
     assert not harness.component.connected
 
 
-def test_refused_handshake_does_not_fire_when_connected(harness: Harness) -> None:
-    connected = harness.service.whenConnected()
-    harness.refuse(harness.start(), "not-authorized")
-    assertNoResult(connected)
-
-
 def test_host_unknown_waits_the_permanent_error_delay(harness: Harness) -> None:
     harness.refuse(harness.start(), "host-unknown")
     assert harness.retry_after(300.0)

@@ -23,13 +23,22 @@ from typing import Any
 
 from lxml import etree
 
-from ._errors import NotWellFormed, PolicyViolation, RestrictedXML, StreamError
+from ._errors import (
+    NotWellFormed,
+    PolicyViolation,
+    RestrictedXML,
+    StreamError,
+    UnsupportedEncoding,
+)
 
 # Matches what may not pass, plus the start of a CDATA section, inside which
 # '&' and '<!' are plain text and must not be matched.
 _FORBIDDEN = re.compile(rb"<!\[CDATA\[|<!|<\?|&(?!(?:amp|lt|gt|apos|quot|#[0-9]+|#x[0-9a-fA-F]+);)")
 _CDATA_START = b"<![CDATA["
-_ENTITY_WINDOW = 12  # '&#x10FFFF;' and friends fit in it
+# How far back an unterminated '&' may still become a valid reference: a
+# character reference may carry leading zeros; longer ones are refused.
+_REFERENCE_WINDOW = 64
+_ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 _XML_DECLARATION_MAX = 128
 _WHITESPACE = (b" ", b"\t", b"\r", b"\n")
 
@@ -105,7 +114,7 @@ def _decidable_end(buf: bytes) -> int:
     (a CDATA section or a DOCTYPE).
     """
     end = len(buf)
-    amp = buf.rfind(b"&", max(0, end - _ENTITY_WINDOW))
+    amp = buf.rfind(b"&", max(0, end - _REFERENCE_WINDOW))
     if amp >= 0 and buf.find(b";", amp) >= 0:
         amp = -1
     lt = buf.rfind(b"<", max(0, end - len(_CDATA_START)))
@@ -129,6 +138,11 @@ def _xml_declaration_end(buf: bytes) -> int:
         raise _Forbidden(0, RestrictedXML("processing instruction"))
     end = buf.find(b"?>")
     if end >= 0:
+        # RFC 6120 §11.6: UTF-8 only. Another encoding would also hide
+        # restricted constructs from a byte-level check.
+        encoding = _ENCODING.search(buf, 0, end)
+        if encoding and encoding.group(1).lower() not in (b"utf-8", b"utf8"):
+            raise _Forbidden(0, UnsupportedEncoding(encoding.group(1).decode()))
         return end + 2
     if len(buf) > _XML_DECLARATION_MAX:
         raise _Forbidden(0, NotWellFormed("XML declaration too long"))
@@ -181,6 +195,7 @@ class StreamParser:
         self._scanner = _RestrictedScanner()
         self._lxml = etree.XMLPullParser(
             events=("start", "end"),
+            encoding="utf-8",
             resolve_entities=False,
             load_dtd=False,
             no_network=True,
@@ -228,6 +243,9 @@ class StreamParser:
                 self._depth += 1
                 if self._depth <= 2:
                     self._starts += 1
+                tag = element.tag
+                if tag[0] != "{" and ":" in tag:
+                    raise NotWellFormed(f"undeclared namespace prefix in <{tag}>")
                 if self._depth == 1:
                     self._root = element
                     events.append(StreamHeader(element))
@@ -251,7 +269,13 @@ class StreamParser:
         # stanza within the limit is refused.
         same_stanza = self._starts == self._starts_at_checkpoint
         self._starts_at_checkpoint = self._starts
-        if self._depth == 1 or not same_stanza:
+        if self._depth == 1:
+            # Between stanzas: drop the text (keepalives) piling up on the root.
+            if self._root is not None:
+                self._root.text = None
+            self._unfinished_bytes = 0
+            return
+        if not same_stanza:
             self._unfinished_bytes = 0
             return
         self._unfinished_bytes += self._checkpoint

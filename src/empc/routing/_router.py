@@ -98,8 +98,13 @@ class Router:
             if len(self._candidates) < _MAX_CACHED_KEYS:
                 self._candidates[key] = candidates
         for route in candidates:
-            if route.xpath is None or route.matches(stanza):
-                return route
+            try:
+                if route.xpath is None or route.matches(stanza):
+                    return route
+            except etree.XPathEvalError as e:
+                self.log.warn(
+                    "Route {route} failed on a stanza: {error}", route=route.name, error=e
+                )
         return None
 
     def dispatch(self, stanza: etree._Element) -> None:

@@ -71,7 +71,9 @@ class Route:
             namespaces = {**DEFAULT_NAMESPACES, **self.spec.namespaces}
             try:
                 self.xpath = etree.XPath(self.spec.xpath, namespaces=namespaces)
-            except etree.XPathSyntaxError as e:
+                # Undefined prefixes and functions only show on evaluation.
+                self.xpath(etree.Element(f"{{{NS_COMPONENT}}}message"))
+            except etree.XPathError as e:
                 raise ValueError(f"route {self.name}: bad XPath {self.spec.xpath!r}: {e}") from e
 
     @property
@@ -80,7 +82,10 @@ class Route:
         return (-self.spec.priority, self.order)
 
     def matches(self, stanza: etree._Element) -> bool:
-        """Whether the XPath part holds; the indexed part is checked by the router."""
+        """Whether the XPath part holds; the indexed part is checked by the router.
+
+        :raises lxml.etree.XPathEvalError: if the expression fails on this stanza.
+        """
         return self.xpath is None or bool(self.xpath(stanza))
 
     def describe(self) -> str:
