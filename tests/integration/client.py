@@ -144,12 +144,8 @@ class XmppClient:
         query = reply.element.find(f"{{{DISCO_INFO_NS}}}query")
         if query is None:
             return DiscoInfo(reply)
-        identities = [
-            dict(item.attrib) for item in query.iter(f"{{{DISCO_INFO_NS}}}identity")
-        ]
-        features = {
-            item.get("var", "") for item in query.iter(f"{{{DISCO_INFO_NS}}}feature")
-        }
+        identities = [dict(item.attrib) for item in query.iter(f"{{{DISCO_INFO_NS}}}identity")]
+        features = {item.get("var", "") for item in query.iter(f"{{{DISCO_INFO_NS}}}feature")}
         return DiscoInfo(reply, identities, features)
 
     # -- loop side --------------------------------------------------------------
@@ -196,9 +192,7 @@ class XmppClient:
             await asyncio.wait_for(ready, self.timeout)
         except TimeoutError:
             xmpp.cancel_connection_attempt()
-            raise TimeoutError(
-                f"{self.jid}: no session within {self.timeout}s"
-            ) from None
+            raise TimeoutError(f"{self.jid}: no session within {self.timeout}s") from None
         except BaseException:
             # Stop slixmpp from retrying the connection behind our back.
             xmpp.cancel_connection_attempt()
@@ -221,9 +215,7 @@ class XmppClient:
             if task is not current:
                 task.cancel()
 
-    async def _iq(
-        self, to: str, payload: str | None, iq_type: IqType, timeout: float
-    ) -> IqReply:
+    async def _iq(self, to: str, payload: str | None, iq_type: IqType, timeout: float) -> IqReply:
         if self._xmpp is None:
             raise LoginError(f"{self.jid}: not connected")
         iq = self._xmpp.make_iq(ito=to, itype=iq_type)
@@ -234,9 +226,7 @@ class XmppClient:
         except IqError as exc:
             reply = exc.iq
         except IqTimeout:
-            raise TimeoutError(
-                f"{self.jid}: no reply from {to} within {timeout}s"
-            ) from None
+            raise TimeoutError(f"{self.jid}: no reply from {to} within {timeout}s") from None
         if reply["type"] == "error":
             return IqReply(
                 "error",

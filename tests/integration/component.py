@@ -239,9 +239,7 @@ class CountingProxy:
             with self._lock:
                 self._sockets += [client, upstream]
             for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(
-                    target=self._pipe, args=(src, dst), daemon=True
-                ).start()
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
 
     @staticmethod
     def _pipe(src: socket.socket, dst: socket.socket) -> None:

@@ -276,9 +276,7 @@ class XmppServer(ABC):
             listening = all(port_accepts(port) for port in ports)
             # Checked after the ports: an error logged before they opened counts.
             if self.fatal_log_pattern and (
-                error := re.search(
-                    f".*(?:{self.fatal_log_pattern}).*", self._log_since_start()
-                )
+                error := re.search(f".*(?:{self.fatal_log_pattern}).*", self._log_since_start())
             ):
                 self.fail(f"{self.name} failed to start: {error.group(0)}")
             if listening:
@@ -339,8 +337,7 @@ class ProsodyServer(XmppServer):
         data.mkdir(exist_ok=True)
         certs.mkdir(exist_ok=True)
         components = "\n".join(
-            f"Component {_lua_string(c.domain)}\n"
-            f"\tcomponent_secret = {_lua_string(c.secret)}\n"
+            f"Component {_lua_string(c.domain)}\n\tcomponent_secret = {_lua_string(c.secret)}\n"
             for c in self.components
         )
         self.config_path.write_text(f"""\
@@ -424,8 +421,7 @@ class EjabberdServer(XmppServer):
         self.spool_dir.mkdir(exist_ok=True)
         self.logs_dir.mkdir(exist_ok=True)
         services = "".join(
-            f"      {c.domain}:\n        password: {c.secret}\n"
-            for c in self.components
+            f"      {c.domain}:\n        password: {c.secret}\n" for c in self.components
         )
         self.config_path.write_text(f"""\
 # Generated for empc integration tests.

@@ -29,18 +29,14 @@ def _client(server: XmppServer) -> XmppClient:
 
 
 @pytest.fixture
-def connected(
-    xmpp_server: XmppServer, start_component: StartComponent
-) -> ComponentProcess:
+def connected(xmpp_server: XmppServer, start_component: StartComponent) -> ComponentProcess:
     """The component, connected to the server under test."""
     component = start_component(xmpp_server)
     component.wait_for(CONNECTED, CONNECT_TIMEOUT)
     return component
 
 
-def test_handshake_succeeds(
-    xmpp_server: XmppServer, start_component: StartComponent
-) -> None:
+def test_handshake_succeeds(xmpp_server: XmppServer, start_component: StartComponent) -> None:
     component = start_component(xmpp_server)
     line = component.wait_for(CONNECTED, CONNECT_TIMEOUT)
     assert DOMAIN in line

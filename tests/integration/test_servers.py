@@ -45,9 +45,7 @@ def _read_until(
     return match, buffer
 
 
-def component_handshake(
-    port: int, domain: str, secret: str, timeout: float = 10.0
-) -> str:
+def component_handshake(port: int, domain: str, secret: str, timeout: float = 10.0) -> str:
     """A raw XEP-0114 handshake; return what the server said after ours."""
     deadline = time.monotonic() + timeout
     with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
@@ -125,9 +123,7 @@ def test_component_wrong_secret(xmpp_server: XmppServer) -> None:
 
 def test_component_unconfigured_domain_is_refused(xmpp_server: XmppServer) -> None:
     # A domain the server does not know must never get a session.
-    answer = component_handshake(
-        xmpp_server.component_port, "unknown.localhost", "s3cret"
-    )
+    answer = component_handshake(xmpp_server.component_port, "unknown.localhost", "s3cret")
     assert not re.search(r"<handshake\s*/>", answer), answer
     assert "stream:error" in answer, answer
 

@@ -33,10 +33,13 @@ from ._errors import (
 
 # Matches what may not pass, plus the start of a CDATA section, inside which
 # '&' and '<!' are plain text and must not be matched.
-_FORBIDDEN = re.compile(rb"<!\[CDATA\[|<!|<\?|&(?!(?:amp|lt|gt|apos|quot|#[0-9]+|#x[0-9a-fA-F]+);)")
+_FORBIDDEN = re.compile(
+    rb"<!\[CDATA\[|<!|<\?|&(?!(?:amp|lt|gt|apos|quot|#[0-9]{1,60}|#x[0-9a-fA-F]{1,60});)"
+)
 _CDATA_START = b"<![CDATA["
 # How far back an unterminated '&' may still become a valid reference: a
-# character reference may carry leading zeros; longer ones are refused.
+# character reference may carry leading zeros, up to 60 digits (longer ones
+# are refused, whatever the chunking).
 _REFERENCE_WINDOW = 64
 _ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 _XML_DECLARATION_MAX = 128

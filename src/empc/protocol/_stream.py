@@ -41,7 +41,7 @@ from ._errors import (
     UndefinedCondition,
     UnsupportedStanzaType,
 )
-from ._jid import JID
+from ._jid import JID, InvalidJID
 from ._parser import StreamFooter, StreamHeader, StreamParser
 from ._xml import new_element
 
@@ -227,6 +227,8 @@ class ComponentStream:
         return events
 
     def _header(self, header: etree._Element, events: list[Event]) -> None:
+        if self.state is not State.OPENING:
+            return  # closed before the server answered: no handshake
         if header.tag != _HEADER_TAG or header.nsmap.get(None) != NS_COMPONENT:
             self._violation(
                 InvalidNamespace(f"expected a {NS_COMPONENT} stream, got {header.tag}"),
@@ -268,9 +270,12 @@ class ComponentStream:
             self._outbox.append(_CLOSE_TAG)
 
     def _is_own_address(self, address: str) -> bool:
-        # Plain string work: this runs for every stanza sent.
-        domain = address.partition("/")[0].rpartition("@")[2]
-        return domain == self.domain or domain.lower().rstrip(".") == self.domain
+        if address == self.domain:  # most replies: no parsing needed
+            return True
+        try:
+            return JID.parse(address).domain == self.domain
+        except InvalidJID:
+            return False
 
 
 def parse_stream_error(element: etree._Element) -> StreamError:
