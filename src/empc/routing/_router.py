@@ -17,13 +17,17 @@ no route matches              ``service-unavailable``
 ============================  =====================================
 
 IQs of type ``result`` or ``error`` and stanzas of type ``error`` are never
-answered. Messages and presences get no automatic reply: an action may
-return stanzas (one element or an iterable of them) to send.
+answered. Before an action runs, its stanza is admitted (see
+:mod:`empc.routing._admission`): an IQ refused by an access rule is
+answered ``forbidden``, one over a limit ``resource-constraint``.
+
+Messages and presences get no automatic reply: an action may return stanzas
+(one element or an iterable of them) to send.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from inspect import iscoroutine
 from typing import Any
 
@@ -33,8 +37,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from empc.protocol import NS_COMPONENT, LocalProtocolError
+from empc.protocol import JID, NS_COMPONENT, InvalidJID, LocalProtocolError
 
+from ._admission import AccessRule, Limits, RateLimiter
 from ._routes import IQ_REQUEST_TYPES, Route, declared_routes
 from ._stanzas import StanzaError, make_error_reply, make_reply
 
@@ -47,20 +52,42 @@ Send = Callable[[etree._Element], None]
 Key = tuple[str, str | None, str | None]
 
 
+ThreadRunner = Callable[[Callable[[etree._Element], object], etree._Element], Deferred[object]]
+"""Runs a blocking action with its stanza in a thread; the Deferred fires in
+the reactor thread with the action's outcome."""
+
+
 class Router:
-    """Matches stanzas against routes and runs their actions.
+    """Matches stanzas against routes, admits them, and runs their actions.
 
     :param send: called with each stanza to send (replies included).
-    :param clock: schedules the IQ deadlines.
+    :param clock: schedules the IQ deadlines and refills the rate limits.
     :param timeout: the default deadline, in seconds, of an IQ action.
+    :param limits: the load limits.
+    :param access_lists: the named lists access rules may use.
+    :param threads: runs the actions of ``blocking`` routes.
     """
 
     log = Logger()
 
-    def __init__(self, send: Send, clock: IReactorTime, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        send: Send,
+        clock: IReactorTime,
+        timeout: float = 30.0,
+        *,
+        limits: Limits = Limits(),  # noqa: B008
+        access_lists: Mapping[str, Iterable[str]] | None = None,
+        threads: ThreadRunner | None = None,
+    ) -> None:
         self._send = send
         self._clock = clock
         self._timeout = timeout
+        self._limits = limits
+        self._access_lists = dict(access_lists or {})
+        self._threads = threads
+        self._rates = None if limits.rate is None else RateLimiter(clock, limits.rate, limits.burst)
+        self._in_flight = 0
         self._routes: list[Route] = []
         self._candidates: dict[Key, list[Route]] = {}
 
@@ -69,9 +96,28 @@ class Router:
         """All routes, in the order they are tried."""
         return list(self._routes)
 
+    @property
+    def in_flight(self) -> int:
+        """How many actions are running now."""
+        return self._in_flight
+
     def add(self, handler: object) -> None:
-        """Register the routes declared on ``handler``'s methods."""
-        for route in declared_routes(handler):
+        """Register the routes declared on ``handler``'s methods.
+
+        :raises ValueError: for an access rule naming an unknown list or JID,
+            or a blocking route when there is no thread pool.
+        """
+        routes = declared_routes(handler)
+        for route in routes:
+            spec = route.spec
+            if spec.allow is not None or spec.deny is not None:
+                try:
+                    route.access = AccessRule(spec.allow, spec.deny, self._access_lists)
+                except ValueError as e:
+                    raise ValueError(f"route {route.name}: {e}") from None
+            if spec.blocking and self._threads is None:
+                raise ValueError(f"route {route.name} is blocking, but there is no thread pool")
+        for route in routes:
             route.order = len(self._routes)
             self._routes.append(route)
         self._routes.sort(key=lambda route: route.sort_key)
@@ -117,21 +163,49 @@ class Router:
             return
         route = self.match(stanza)
         if kind == "iq":
-            self._dispatch_iq(stanza, stanza_type, route)
+            if stanza_type not in IQ_REQUEST_TYPES or len(stanza) != 1:
+                error = StanzaError("bad-request", "an IQ get or set needs exactly one payload")
+                self._reply(make_error_reply(stanza, error))
+            elif route is None:
+                self._reply(make_error_reply(stanza, StanzaError("service-unavailable")))
+            else:
+                self._admit(route, stanza, lambda outcome: self._answer(stanza, route, outcome))
         elif route is not None:
-            self._run(route, stanza, lambda outcome: self._send_stanzas(route, outcome))
+            self._admit(route, stanza, lambda outcome: self._send_stanzas(route, outcome))
 
-    def _dispatch_iq(self, iq: etree._Element, iq_type: str | None, route: Route | None) -> None:
-        if iq_type not in IQ_REQUEST_TYPES or len(iq) != 1:
-            self._reply(
-                make_error_reply(
-                    iq, StanzaError("bad-request", "an IQ get or set needs exactly one payload")
-                )
-            )
-        elif route is None:
-            self._reply(make_error_reply(iq, StanzaError("service-unavailable")))
+    def _admit(
+        self, route: Route, stanza: etree._Element, complete: Callable[[object], None]
+    ) -> None:
+        """Run the action if access and limits allow; refuse it otherwise."""
+        refusal = self._refusal(route, stanza)
+        if refusal is None:
+            self._run(route, stanza, complete)
+        elif stanza.tag == _IQ:
+            self._reply(make_error_reply(stanza, refusal))
         else:
-            self._run(route, iq, lambda outcome: self._reply(self._iq_reply(iq, route, outcome)))
+            self.log.info(
+                "Dropped a stanza from {sender} for {route}: {why}",
+                sender=stanza.get("from"),
+                route=route.name,
+                why=str(refusal),
+            )
+
+    def _refusal(self, route: Route, stanza: etree._Element) -> StanzaError | None:
+        if route.access is not None or self._rates is not None:
+            try:
+                sender = JID.parse(stanza.get("from") or "")
+            except InvalidJID:
+                return StanzaError("forbidden", "no valid sender")
+            if route.access is not None and not route.access.permits(sender):
+                return StanzaError("forbidden")
+            if self._rates is not None and not self._rates.allow(sender.bare):
+                return StanzaError("resource-constraint", "too many requests: slow down")
+        limit = route.spec.max_in_flight
+        if self._in_flight >= self._limits.max_in_flight or (
+            limit is not None and route.in_flight >= limit
+        ):
+            return StanzaError("resource-constraint", "too busy: try again later", type="wait")
+        return None
 
     def _run(
         self, route: Route, stanza: etree._Element, complete: Callable[[object], None]
@@ -141,22 +215,38 @@ class Router:
         The outcome is the action's result or a :class:`Failure`. An action
         that answers at once costs no Deferred and no timer.
         """
+        self._in_flight += 1
+        route.in_flight += 1
+
+        def finish(outcome: object) -> None:
+            self._in_flight -= 1
+            route.in_flight -= 1
+            complete(outcome)
+
+        result: object
         try:
-            result = route.action(stanza)
+            if route.spec.blocking:
+                assert self._threads is not None  # checked by add()
+                result = self._threads(route.action, stanza)
+            else:
+                result = route.action(stanza)
         except Exception:
-            complete(Failure())
+            finish(Failure())
             return
         if iscoroutine(result):
             result = Deferred.fromCoroutine(result)
         if not isinstance(result, Deferred):
-            complete(result)
+            finish(result)
             return
         timeout = self._timeout if route.spec.timeout is None else route.spec.timeout
         result.addTimeout(timeout, self._clock)
-        result.addBoth(complete)
+        result.addBoth(finish)
         result.addErrback(
             lambda f: self.log.failure("Completing {route} failed", f, route=route.name)
         )
+
+    def _answer(self, iq: etree._Element, route: Route, outcome: object) -> None:
+        self._reply(self._iq_reply(iq, route, outcome))
 
     def _iq_reply(self, iq: etree._Element, route: Route, outcome: object) -> etree._Element:
         if not isinstance(outcome, Failure):

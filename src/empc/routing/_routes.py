@@ -17,13 +17,15 @@ Routes are declared with decorators on the methods of a :class:`Handler`::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from lxml import etree
 
 from empc.protocol import NS_COMPONENT
+
+from ._admission import AccessRule
 
 KINDS = ("iq", "message", "presence")
 IQ_REQUEST_TYPES = frozenset(("get", "set"))
@@ -46,6 +48,10 @@ class RouteSpec:
     priority: int = 0
     timeout: float | None = None
     feature: str | None = None
+    blocking: bool = False
+    max_in_flight: int | None = None
+    allow: tuple[str, ...] | None = None
+    deny: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind is not None and self.kind not in KINDS:
@@ -65,6 +71,8 @@ class Route:
     name: str
     order: int = 0
     xpath: etree.XPath | None = None
+    access: AccessRule | None = None
+    in_flight: int = 0
 
     def __post_init__(self) -> None:
         if self.spec.xpath is not None:
@@ -110,6 +118,10 @@ def route(
     priority: int = 0,
     timeout: float | None = None,
     feature: str | None = None,
+    blocking: bool = False,
+    max_in_flight: int | None = None,
+    allow: Iterable[str] | None = None,
+    deny: Iterable[str] | None = None,
 ) -> Callable[[F], F]:
     """Route the stanzas that match to the decorated action.
 
@@ -127,6 +139,13 @@ def route(
         with an error; the component's default when None.
     :param feature: the disco#info feature this route serves; defaults to
         the payload's namespace.
+    :param blocking: run the action in the thread pool: for blocking code
+        (a database driver, a slow library). It must not touch the reactor.
+    :param max_in_flight: how many of this route's actions may run at once.
+    :param allow: who may use the route: bare JIDs (``user@example.org``),
+        domains (``example.org``) and named lists from the config
+        (``list:admins``); the handler's ``allow`` when None.
+    :param deny: who may not; the handler's ``deny`` when None. Deny wins.
     """
     types = None if type is None else frozenset((type,) if isinstance(type, str) else type)
     spec = RouteSpec(
@@ -138,6 +157,10 @@ def route(
         priority=priority,
         timeout=timeout,
         feature=feature,
+        blocking=blocking,
+        max_in_flight=max_in_flight,
+        allow=None if allow is None else tuple(allow),
+        deny=None if deny is None else tuple(deny),
     )
 
     def decorate(action: F) -> F:
@@ -177,5 +200,16 @@ def declared_routes(handler: object) -> list[Route]:
     for name in names:  # in declaration order, base classes first
         specs = getattr(getattr(cls, name, None), _ROUTES_ATTRIBUTE, None)
         for spec in specs or ():
+            spec = replace(
+                spec,
+                allow=_either(spec.allow, getattr(handler, "allow", None)),
+                deny=_either(spec.deny, getattr(handler, "deny", None)),
+            )
             routes.append(Route(spec, getattr(handler, name), f"{cls.__name__}.{name}"))
     return routes
+
+
+def _either(own: tuple[str, ...] | None, default: Iterable[str] | None) -> tuple[str, ...] | None:
+    if own is not None:
+        return own
+    return None if default is None else tuple(default)
