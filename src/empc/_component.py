@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from lxml import etree
 from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred
@@ -11,7 +11,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from empc.protocol import JID, NS_COMPONENT, InvalidJID, LocalProtocolError
-from empc.routing import Handler, PendingRequests, Router
+from empc.routing import Handler, Limits, PendingRequests, Router, ThreadRunner
 
 _IQ = f"{{{NS_COMPONENT}}}iq"
 
@@ -31,7 +31,12 @@ class Component:
     :param handlers: the handler instances serving it.
     :param clock: the clock for deadlines.
     :param action_timeout: the default deadline of an IQ action, in seconds.
+    :param request_timeout: the default deadline of :meth:`request`.
     :param identity: the disco#info identity (category, type, name).
+    :param limits: the load limits of its routes.
+    :param access_lists: the named lists that access rules may use.
+    :param threads: runs the actions of blocking routes (see
+        :func:`thread_runner`).
     """
 
     log = Logger()
@@ -45,13 +50,23 @@ class Component:
         action_timeout: float = 30.0,
         request_timeout: float = 30.0,
         identity: tuple[str, str, str] = ("component", "generic", "empc"),
+        limits: Limits = Limits(),  # noqa: B008
+        access_lists: Mapping[str, Iterable[str]] | None = None,
+        threads: ThreadRunner | None = None,
     ) -> None:
         self.domain = JID.parse(domain).domain
         self.clock = clock
         self.identity = identity
         self.request_timeout = request_timeout
         self.handlers = list(handlers)
-        self.router = Router(self.send, clock, action_timeout)
+        self.router = Router(
+            self.send,
+            clock,
+            action_timeout,
+            limits=limits,
+            access_lists=access_lists,
+            threads=threads,
+        )
         self._requests = PendingRequests(clock)
         self._link: Callable[[etree._Element], None] | None = None
         for handler in self.handlers:

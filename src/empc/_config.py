@@ -8,14 +8,20 @@ Reference (every key but ``components`` is optional)::
         secret: s3cret               # or secret_file: /etc/empc/echo.secret
         secret_env: EMPC_SECRET      # this variable, when set, wins
         identity: {category: component, type: generic, name: empc}
-        builtins: {ping: true, disco: true}
+        builtins: {ping: true, disco: true, version: true}
         handlers:
           - mypackage.module:Handler
           - class: mypackage.module:Other
             config: {any: mapping}
+    access_lists:                    # named lists for access rules: list:admins
+      admins: [alice@example.org, example.net]
     limits:
       max_stanza_size: 524288        # bytes
       action_timeout: 30             # seconds an IQ action may take
+      max_in_flight: 1000            # actions running at once, per component
+      rate: 0                        # stanzas/second per sender; 0: no limit
+      burst: 10                      # stanzas a sender may send at once
+      threads: 10                    # thread pool for blocking actions
     keepalive:
       interval: 60                   # whitespace after this many idle seconds
       ping_interval: 300             # XEP-0199 ping to the server
@@ -41,8 +47,9 @@ import yaml
 
 from empc._connection import LinkSettings
 from empc._service import Backoff
+from empc.handlers import BUILTINS
 from empc.protocol import JID, InvalidJID
-from empc.routing import Handler
+from empc.routing import Handler, Limits
 
 DEFAULT_SERVER = "tcp:host=127.0.0.1:port=5347"
 DEFAULT_SECRET_ENV = "EMPC_SECRET"
@@ -89,6 +96,9 @@ class Config:
     link: LinkSettings
     backoff: Backoff
     action_timeout: float
+    limits: Limits = Limits()  # noqa: RUF009
+    threads: int = 10
+    access_lists: Mapping[str, list[str]] = field(default_factory=dict)
 
 
 def load_config(path: str, environ: Mapping[str, str] = os.environ) -> Config:
@@ -122,6 +132,14 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
         ping_target=keepalive.optional_string("ping_target"),
     )
     action_timeout = limits.number("action_timeout", 30.0, minimum=0.001)
+    rate = limits.number("rate", 0.0)
+    load = Limits(
+        max_in_flight=int(limits.number("max_in_flight", 1000, minimum=1)),
+        rate=rate or None,
+        burst=int(limits.number("burst", 10, minimum=1)),
+    )
+    threads = int(limits.number("threads", 10, minimum=1))
+    access_lists = _read_access_lists(root)
     backoff = Backoff(
         initial_delay=reconnect.number("initial_delay", 1.0, minimum=0.01),
         max_delay=reconnect.number("max_delay", 60.0, minimum=0.01),
@@ -134,7 +152,24 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
         raise root.error("components", "list at least one component")
     for section in (limits, keepalive, reconnect, root):
         section.refuse_unknown()
-    return Config(root.path, components, link, backoff, action_timeout)
+    return Config(root.path, components, link, backoff, action_timeout, load, threads, access_lists)
+
+
+def _read_access_lists(root: _Section) -> dict[str, list[str]]:
+    section = root.section("access_lists")
+    lists = {}
+    for name in list(section.data):
+        entries = [entry for _, entry in section.items(name)]
+        for index, entry in enumerate(entries):
+            where = f"{name}[{index}]"
+            if not isinstance(entry, str):
+                raise section.error(where, "expected a JID or a domain")
+            try:
+                JID.parse(entry)
+            except InvalidJID as e:
+                raise section.error(where, str(e)) from None
+        lists[str(name)] = entries
+    return lists
 
 
 def _read_component(section: _Section, environ: Mapping[str, str]) -> ComponentConfig:
@@ -153,7 +188,7 @@ def _read_component(section: _Section, environ: Mapping[str, str]) -> ComponentC
         identity_section.string("name", "empc"),
     )
     builtins_section = section.section("builtins")
-    builtins = {name: builtins_section.boolean(name, True) for name in ("ping", "disco")}
+    builtins = {name: builtins_section.boolean(name, True) for name in BUILTINS}
     handlers = [_read_handler(section, index, item) for index, item in section.items("handlers")]
     config = ComponentConfig(
         domain=domain.domain,

@@ -97,7 +97,9 @@ def is_permanent(error: BaseException) -> bool:
 class ComponentService(ClientService):
     """Keeps one component connected to its server.
 
-    Stopping the service closes the stream cleanly (``</stream:stream>``, a
+    Starting the service runs the handlers' ``start`` hooks, then connects;
+    if a hook fails, ``on_start_failure`` is called (``twistd empc`` stops
+    the process). Stopping the service closes the stream cleanly (``</stream:stream>``, a
     bounded wait for the server's own close) before the connection goes.
     """
 
@@ -113,10 +115,12 @@ class ComponentService(ClientService):
         link: LinkSettings = LinkSettings(),  # noqa: B008
         backoff: Backoff = Backoff(),
         random: Callable[[], float] = random.random,
+        on_start_failure: Callable[[], object] = lambda: None,
     ) -> None:
         self.component = component
         self._backoff = backoff
         self._random = random
+        self._on_start_failure = on_start_failure
         self._last_error: BaseException | None = None
         self._failures = 0
         self._protocol: ComponentProtocol | None = None
@@ -133,12 +137,16 @@ class ComponentService(ClientService):
         )
 
     def startService(self) -> None:
-        self.component.start().addErrback(
-            lambda f: self.log.failure(
-                "A handler of {domain} failed to start", f, domain=self.component.domain
-            )
+        """Start the handlers, then connect once they all have started."""
+        self.component.start().addCallbacks(
+            lambda _: super(ComponentService, self).startService(), self._start_failed
         )
-        super().startService()
+
+    def _start_failed(self, failure: Failure) -> None:
+        self.log.failure(
+            "A handler of {domain} failed to start; stopping", failure, domain=self.component.domain
+        )
+        self._on_start_failure()
 
     def stopService(self) -> Deferred[None]:
         protocol = self._protocol

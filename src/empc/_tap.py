@@ -5,17 +5,20 @@ from __future__ import annotations
 import signal
 from typing import Any, ClassVar
 
-from twisted.application.service import IService, MultiService
+from lxml import etree
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
-from twisted.internet.interfaces import IReactorCore, IReactorTime
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.threadpool import ThreadPool
 
 from empc._component import Component
 from empc._config import ComponentConfig, Config, ConfigError, load_config
 from empc._service import ComponentService
-from empc.handlers import Disco, Ping
-from empc.routing import Handler
+from empc.handlers import BUILTINS
+from empc.routing import Handler, ThreadRunner
 
 log = Logger()
 
@@ -51,15 +54,22 @@ def _exit_zero_on_sigterm(reactor: Any) -> None:
 
 
 def build_services(config: Config, reactor: Any) -> MultiService:
-    """One :class:`ComponentService` per component of ``config``."""
+    """One :class:`ComponentService` per component of ``config``, and the
+    thread pool for blocking actions.
+
+    :raises usage.UsageError: for a component the config cannot build.
+    """
     services = MultiService()
+    pool = _ThreadPoolService(config.threads)
+    pool.setServiceParent(services)
+    threads = pool.runner(reactor)
     for component_config in config.components:
-        component = build_component(component_config, config, reactor)
         try:
+            component = build_component(component_config, config, reactor, threads)
             endpoint = clientFromString(reactor, component_config.server)
         except Exception as e:
             raise usage.UsageError(
-                f"{config.path}: server of {component.domain}: {component_config.server!r}: {e}"
+                f"{config.path}: component {component_config.domain}: {e}"
             ) from None
         service = ComponentService(
             component,
@@ -68,28 +78,56 @@ def build_services(config: Config, reactor: Any) -> MultiService:
             reactor,
             link=config.link,
             backoff=config.backoff,
+            on_start_failure=lambda: reactor.stop(),
         )
         service.setServiceParent(services)
     return services
 
 
 def build_component(
-    component_config: ComponentConfig, config: Config, clock: IReactorTime | IReactorCore
+    component_config: ComponentConfig, config: Config, clock: Any, threads: ThreadRunner | None
 ) -> Component:
     """The component a config entry describes, built-in handlers last so
-    that the component's own routes win at equal priority."""
+    that the component's own routes win at equal priority.
+
+    :raises ValueError: for routes the component cannot serve (an access
+        rule naming an unknown list, for instance).
+    """
     handlers: list[Handler] = list(component_config.handlers)
-    if component_config.builtins.get("ping", True):
-        handlers.append(Ping())
-    if component_config.builtins.get("disco", True):
-        handlers.append(Disco())
+    handlers += [cls() for name, cls in BUILTINS.items() if component_config.builtins.get(name)]
     component = Component(
         component_config.domain,
         handlers,
-        clock,  # type: ignore[arg-type]
+        clock,
         action_timeout=config.action_timeout,
         identity=component_config.identity,
+        limits=config.limits,
+        access_lists=config.access_lists,
+        threads=threads,
     )
-    for line in component.router.routes:
-        log.info("Route of {domain}: {route}", domain=component.domain, route=line.describe())
+    for route in component.router.routes:
+        log.info("Route of {domain}: {route}", domain=component.domain, route=route.describe())
     return component
+
+
+class _ThreadPoolService(Service):
+    """The bounded thread pool that blocking actions run in."""
+
+    def __init__(self, size: int) -> None:
+        self.pool = ThreadPool(minthreads=0, maxthreads=size, name="empc-actions")
+
+    def runner(self, reactor: Any) -> ThreadRunner:
+        def run(action: Any, stanza: etree._Element) -> Deferred[object]:
+            # The worker only calls the action; its outcome comes back to
+            # the reactor thread through callFromThread.
+            return deferToThreadPool(reactor, self.pool, action, stanza)
+
+        return run
+
+    def startService(self) -> None:
+        super().startService()
+        self.pool.start()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.pool.stop()

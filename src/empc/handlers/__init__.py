@@ -2,5 +2,9 @@
 
 from ._disco import Disco
 from ._ping import Ping
+from ._version import Version
 
-__all__ = ["Disco", "Ping"]
+BUILTINS = {"ping": Ping, "disco": Disco, "version": Version}
+"""The built-in handlers by their name in the config's ``builtins``."""
+
+__all__ = ["BUILTINS", "Disco", "Ping", "Version"]

@@ -1,8 +1,9 @@
 """Routing: XPath-matched stanzas to handler actions, and the reply contract."""
 
+from ._admission import AccessRule, Limits, RateLimiter
 from ._handler import Handler
 from ._requests import PendingRequests, RequestTimeout
-from ._router import Router
+from ._router import Router, ThreadRunner
 from ._routes import Route, RouteSpec, iq, message, presence, route
 from ._stanzas import (
     NS_STANZAS,
@@ -15,13 +16,17 @@ from ._stanzas import (
 
 __all__ = [
     "NS_STANZAS",
+    "AccessRule",
     "Handler",
+    "Limits",
     "PendingRequests",
+    "RateLimiter",
     "RequestTimeout",
     "Route",
     "RouteSpec",
     "Router",
     "StanzaError",
+    "ThreadRunner",
     "iq",
     "make_error_reply",
     "make_reply",

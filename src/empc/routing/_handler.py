@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from empc._component import Component
+
+DiscoItem = tuple[str, str | None, str | None]
+"""A disco#items entry: (jid, node, name)."""
 
 
 class Handler:
@@ -17,21 +20,57 @@ class Handler:
     and list the class in the config. Each action takes the stanza (an lxml
     element) and returns what the router's reply contract describes.
 
-    :ivar config: the handler's own mapping from the config file.
+    :cvar defaults: the config keys the handler takes, with their default
+        values. Other keys are refused, and a value must have its default's
+        type (an int passes for a float). For more checks, override
+        ``__init__``, call it, and raise ``ValueError`` with a clear message.
+    :cvar allow: who may use the handler's routes, unless a route says
+        otherwise: bare JIDs, domains and ``list:NAME`` lists.
+    :cvar deny: who may not; deny wins.
+    :ivar config: the handler's config: ``defaults`` updated with the
+        mapping given in the config file.
     :ivar component: the :class:`~empc.Component` this handler serves; set
         before :meth:`start` is called. Use its ``send``, ``request``,
         ``domain`` and ``clock``.
     """
 
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    allow: ClassVar[Sequence[str] | None] = None
+    deny: ClassVar[Sequence[str] | None] = None
     component: Component
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
-        self.config = dict(config or {})
+        given = dict(config or {})
+        unknown = sorted(set(given) - set(self.defaults))
+        if unknown:
+            raise ValueError(f"unknown config key(s): {', '.join(map(str, unknown))}")
+        for key, value in given.items():
+            default = self.defaults[key]
+            expected = (int, float) if isinstance(default, float) else type(default)
+            if default is not None and (
+                not isinstance(value, expected)
+                or isinstance(value, bool) != isinstance(default, bool)
+            ):
+                raise ValueError(
+                    f"config key {key!r}: expected {type(default).__name__}, "
+                    f"got {type(value).__name__}"
+                )
+        self.config: dict[str, Any] = {**self.defaults, **given}
 
     def start(self) -> object:
-        """Called once when the component starts; may return a Deferred."""
+        """Called once when the component starts; may return a Deferred.
+
+        A failure stops the process with the error logged.
+        """
         return None
 
     def stop(self) -> object:
         """Called once when the component stops; may return a Deferred."""
         return None
+
+    def disco_items(self, node: str | None) -> Sequence[DiscoItem]:
+        """The disco#items this handler offers at ``node`` (None: the top)."""
+        return ()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"

@@ -105,7 +105,14 @@ class Route:
             parts.append(spec.payload)
         if spec.xpath:
             parts.append(f"[{spec.xpath}]")
-        return f"{' '.join(parts)} (priority {spec.priority}) -> {self.name}"
+        options = [f"priority {spec.priority}"]
+        if spec.blocking:
+            options.append("blocking")
+        if spec.allow is not None:
+            options.append(f"allow {', '.join(spec.allow)}")
+        if spec.deny is not None:
+            options.append(f"deny {', '.join(spec.deny)}")
+        return f"{' '.join(parts)} ({'; '.join(options)}) -> {self.name}"
 
 
 def route(
