@@ -46,7 +46,6 @@ from ._stanzas import StanzaError, make_error_reply, make_reply
 _IQ = f"{{{NS_COMPONENT}}}iq"
 _KIND = {f"{{{NS_COMPONENT}}}{kind}": kind for kind in ("iq", "message", "presence")}
 _DEFAULT_TYPE = {"message": "normal", "presence": "available"}
-_MAX_CACHED_KEYS = 4096
 
 Send = Callable[[etree._Element], None]
 Key = tuple[str, str | None, str | None]
@@ -89,7 +88,12 @@ class Router:
         self._rates = None if limits.rate is None else RateLimiter(clock, limits.rate, limits.burst)
         self._in_flight = 0
         self._routes: list[Route] = []
+        # Candidate routes per (kind, type, payload), where a type or payload
+        # no route names is folded into None: the keys are bounded by the
+        # routes, whatever arrives from the wire.
         self._candidates: dict[Key, list[Route]] = {}
+        self._known_types: set[str] = set()
+        self._known_payloads: set[str] = set()
 
     @property
     def routes(self) -> list[Route]:
@@ -122,6 +126,8 @@ class Router:
             self._routes.append(route)
         self._routes.sort(key=lambda route: route.sort_key)
         self._candidates.clear()
+        self._known_types = {t for r in self._routes for t in r.spec.types or ()}
+        self._known_payloads = {r.spec.payload for r in self._routes if r.spec.payload}
 
     def features(self) -> list[str]:
         """The disco#info features the routes serve, sorted, no duplicates."""
@@ -136,13 +142,15 @@ class Router:
 
     def match(self, stanza: etree._Element) -> Route | None:
         """The first route that matches ``stanza``, or None."""
-        key = _index_key(stanza)
+        kind, stanza_type, payload = _index_key(stanza)
+        key = (
+            kind,
+            stanza_type if stanza_type in self._known_types else None,
+            payload if payload in self._known_payloads else None,
+        )
         candidates = self._candidates.get(key)
         if candidates is None:
-            candidates = [r for r in self._routes if _may_match(r, key)]
-            # Keys come from the wire; cap the cache so no peer can grow it.
-            if len(self._candidates) < _MAX_CACHED_KEYS:
-                self._candidates[key] = candidates
+            candidates = self._candidates[key] = [r for r in self._routes if _may_match(r, key)]
         for route in candidates:
             try:
                 if route.xpath is None or route.matches(stanza):
