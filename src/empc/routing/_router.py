@@ -291,8 +291,11 @@ class Router:
         elif isinstance(outcome, etree._Element):
             self._reply(outcome)
         elif isinstance(outcome, Iterable) and not isinstance(outcome, (str, bytes)):
-            for stanza in outcome:
-                self._reply(stanza)
+            try:
+                for stanza in outcome:  # may be a generator that fails midway
+                    self._reply(stanza)
+            except Exception:
+                self.log.failure("{route} failed", route=route.name)
         elif outcome is not None:
             self.log.error(
                 "{route} returned {kind}, not stanzas; nothing sent",
