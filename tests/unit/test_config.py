@@ -12,7 +12,7 @@ from empc import _tap
 from empc._config import Config, ConfigError, load_config
 from empc._connection import LinkSettings
 from empc._service import Backoff
-from empc.handlers import Disco, Ping
+from empc.handlers import Disco, Ping, Version
 
 SECRET = "Zq7-distinctive-SECRET-4711"
 NO_ENV: dict[str, str] = {}
@@ -60,7 +60,7 @@ def test_minimal_config_gets_the_defaults(write) -> None:  # type: ignore[no-unt
     assert component.server == "tcp:host=127.0.0.1:port=5347"
     assert component.handlers == []
     assert component.identity == ("component", "generic", "empc")
-    assert component.builtins == {"ping": True, "disco": True}
+    assert component.builtins == {"ping": True, "disco": True, "version": True}
     assert config.link == LinkSettings()
     assert config.backoff == Backoff()
     assert config.action_timeout == 30.0
@@ -103,7 +103,7 @@ def test_every_section_is_read(write) -> None:  # type: ignore[no-untyped-def]
     [component] = config.components
     assert component.server == "tcp:host=xmpp.example.org:port=5275"
     assert component.identity == ("gateway", "irc", "Bridge")
-    assert component.builtins == {"ping": False, "disco": True}
+    assert component.builtins == {"ping": False, "disco": True, "version": True}
     assert config.action_timeout == 5.0
     assert config.link == LinkSettings(
         max_stanza_size=65536,
@@ -381,12 +381,12 @@ def test_handler_with_a_config_mapping(write) -> None:  # type: ignore[no-untype
     path = write(
         MINIMAL
         + "    handlers:\n"
-        + "      - class: empc.handlers:Disco\n"
-        + "        config: {greeting: hello, retries: 3}\n"
+        + "      - class: empc.handlers:Version\n"
+        + "        config: {name: weather-bot}\n"
     )
     [handler] = load_config(path, NO_ENV).components[0].handlers
-    assert isinstance(handler, Disco)
-    assert handler.config == {"greeting": "hello", "retries": 3}
+    assert isinstance(handler, Version)
+    assert handler.config == {"name": "weather-bot", "version": ""}
 
 
 def test_handlers_keep_their_order(write) -> None:  # type: ignore[no-untyped-def]

@@ -17,6 +17,7 @@ from empc.routing import NS_STANZAS, Router, make_stanza
 
 NS_WEATHER = "urn:example:weather"
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
+NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 FORECAST = f"{{{NS_WEATHER}}}forecast"
 C = f"{{{NS_COMPONENT}}}"
 DOMAIN = "echo.example.org"
@@ -627,7 +628,7 @@ def test_disco_features_are_derived_from_the_routes() -> None:
     query = disco_info(component, sent)
     features = [f.get("var") for f in query.iter(f"{{{NS_DISCO_INFO}}}feature")]
     assert features == sorted(
-        [NS_DISCO_INFO, NS_WEATHER, "urn:example:chat-commands", "urn:xmpp:ping"]
+        [NS_DISCO_INFO, NS_DISCO_ITEMS, NS_WEATHER, "urn:example:chat-commands", "urn:xmpp:ping"]
     )
 
 
@@ -635,7 +636,7 @@ def test_disco_without_ping_does_not_advertise_ping() -> None:
     component, sent = linked_component(Disco())
     query = disco_info(component, sent)
     features = [f.get("var") for f in query.iter(f"{{{NS_DISCO_INFO}}}feature")]
-    assert features == [NS_DISCO_INFO]
+    assert features == [NS_DISCO_INFO, NS_DISCO_ITEMS]
 
 
 def test_disco_identity_is_the_component_identity() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -55,7 +56,8 @@ class Handler:
                     f"config key {key!r}: expected {type(default).__name__}, "
                     f"got {type(value).__name__}"
                 )
-        self.config: dict[str, Any] = {**self.defaults, **given}
+        # A copy of the defaults: instances never share a mutable value.
+        self.config: dict[str, Any] = {**copy.deepcopy(dict(self.defaults)), **given}
 
     def start(self) -> object:
         """Called once when the component starts; may return a Deferred.

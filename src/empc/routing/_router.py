@@ -226,16 +226,20 @@ class Router:
         self._in_flight += 1
         route.in_flight += 1
 
-        def finish(outcome: object) -> None:
+        def release(outcome: object = None) -> object:
             self._in_flight -= 1
             route.in_flight -= 1
+            return outcome
+
+        def finish(outcome: object) -> None:
+            if not route.spec.blocking:
+                release()
             complete(outcome)
 
         result: object
         try:
             if route.spec.blocking:
-                assert self._threads is not None  # checked by add()
-                result = self._threads(route.action, stanza)
+                result = self._in_thread(route, stanza, release)
             else:
                 result = route.action(stanza)
         except Exception:
@@ -252,6 +256,27 @@ class Router:
         result.addErrback(
             lambda f: self.log.failure("Completing {route} failed", f, route=route.name)
         )
+
+    def _in_thread(
+        self, route: Route, stanza: etree._Element, release: Callable[[object], object]
+    ) -> Deferred[object]:
+        """Run a blocking action in the pool.
+
+        The returned Deferred may time out, but the action's slot in the
+        limits is released only when its thread is done with it, so hung
+        actions cannot pile up in the pool's queue past the limits.
+        """
+        assert self._threads is not None
+        work = self._threads(route.action, stanza)
+        outcome: Deferred[object] = Deferred()
+
+        def ended(result: object) -> None:
+            release(result)
+            if not outcome.called:  # else it timed out: the result is dropped
+                outcome.callback(result)
+
+        work.addBoth(ended)
+        return outcome
 
     def _answer(self, iq: etree._Element, route: Route, outcome: object) -> None:
         self._reply(self._iq_reply(iq, route, outcome))

@@ -1,0 +1,336 @@
+"""The test kit itself (empc.testing.FakeServer) and ``python -m empc routes``,
+the tools a handler author works with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from lxml import etree
+from support import (
+    ALICE,
+    BOB,
+    FORECAST,
+    NS_WEATHER,
+    C,
+    Greeter,
+    chat,
+    chat_reply,
+    error_of,
+    forecast,
+    forecast_get,
+    one,
+    serving,
+    weather,
+    write_config,
+)
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
+
+from empc import Handler, LocalProtocolError, make_stanza, message
+from empc.__main__ import main
+from empc.testing import DEFAULT_SENDER, FakeServer
+
+# deliver()
+
+
+def test_deliver_fills_in_to_from_and_a_fresh_iq_id() -> None:
+    seen: list[etree._Element] = []
+    server = serving(seen.append, domain="weather.example.org")
+    server.deliver(f"<iq type='get'><forecast xmlns='{NS_WEATHER}'/></iq>")
+    server.deliver(f"<iq type='get'><forecast xmlns='{NS_WEATHER}'/></iq>")
+    assert [(s.get("to"), s.get("from")) for s in seen] == [
+        ("weather.example.org", DEFAULT_SENDER)
+    ] * 2
+    first, second = (s.get("id") for s in seen)
+    assert first and second and first != second
+
+
+def test_deliver_keeps_what_the_stanza_gives() -> None:
+    seen: list[etree._Element] = []
+    server = serving(seen.append)
+    stanza = f"<iq type='get' id='mine' from='{ALICE}' to='bot@{server.domain}/x'>"
+    server.deliver(stanza + f"<forecast xmlns='{NS_WEATHER}'/></iq>")
+    assert [(s.get("id"), s.get("from"), s.get("to")) for s in seen] == [
+        ("mine", ALICE, f"bot@{server.domain}/x")
+    ]
+
+
+def test_deliver_gives_no_id_to_messages() -> None:
+    seen: list[etree._Element] = []
+    serving(seen.append).deliver(chat())
+    assert seen[0].get("id") is None
+
+
+def test_text_without_xmlns_is_in_the_component_namespace() -> None:
+    seen: list[etree._Element] = []
+    serving(seen.append).deliver("<message type='chat'><body>hi</body></message>")
+    assert seen[0].tag == f"{C}message"
+    assert seen[0].findtext(f"{C}body") == "hi"
+
+
+def test_deliver_takes_an_element_too() -> None:
+    server = serving(lambda stanza: forecast())
+    stanza = make_stanza("iq", {"type": "get"})
+    etree.SubElement(stanza, FORECAST)
+    assert one(server.deliver(stanza)).get("type") == "result"
+
+
+def test_deliver_returns_only_what_this_stanza_caused() -> None:
+    server = serving(lambda stanza: chat_reply(stanza, "pong"))
+    server.deliver(chat("one"))
+    assert len(server.deliver(chat("two"))) == 1
+    assert len(server.sent) == 2
+
+
+# sent, find, only, clear
+
+
+def test_sent_is_every_stanza_oldest_first_as_the_server_parsed_it() -> None:
+    server = serving(lambda stanza: chat_reply(stanza, stanza.findtext(f"{C}body") or ""))
+    for body in ("a", "b", "c"):
+        server.deliver(chat(body))
+    assert [s.findtext(f"{C}body") for s in server.sent] == ["a", "b", "c"]
+    assert all(s.get("from") == server.domain for s in server.sent)
+
+
+def test_sent_is_a_copy() -> None:
+    server = serving(lambda stanza: chat_reply(stanza, "x"))
+    server.deliver(chat())
+    server.sent.clear()
+    assert len(server.sent) == 1
+
+
+def test_find_evaluates_xpath_on_each_stanza_with_c_and_stanzas_prefixes() -> None:
+    server = serving()
+    server.deliver(forecast_get(id="ok"))
+    server.deliver(f"<iq type='get' id='ko'><nothing xmlns='{NS_WEATHER}'/></iq>")
+    assert [s.get("id") for s in server.find("self::c:iq[@type='result']")] == ["ok"]
+    errors = server.find("c:error/stanzas:service-unavailable")
+    assert [s.get("id") for s in errors] == ["ko"]
+
+
+def test_find_takes_more_prefixes() -> None:
+    server = serving(lambda stanza: forecast("fog"))
+    server.deliver(forecast_get())
+    assert len(server.find("w:forecast[. = 'fog']", w=NS_WEATHER)) == 1
+    assert server.find("w:forecast[. = 'sun']", w=NS_WEATHER) == []
+
+
+def test_only_returns_the_one_match() -> None:
+    server = serving(lambda stanza: forecast())
+    server.deliver(chat())
+    (reply,) = server.deliver(forecast_get())
+    assert server.only("self::c:iq[@type='result']") is reply
+
+
+def test_only_fails_listing_what_was_sent_when_nothing_matches() -> None:
+    server = serving(lambda stanza: chat_reply(stanza, "distinctive-body"))
+    server.deliver(chat())
+    with pytest.raises(AssertionError, match="0 sent stanzas match") as caught:
+        server.only("self::c:presence")
+    assert "distinctive-body" in str(caught.value)
+
+
+def test_only_fails_listing_what_was_sent_when_two_match() -> None:
+    server = serving(lambda stanza: [chat_reply(stanza, "one"), chat_reply(stanza, "two")])
+    server.deliver(chat())
+    with pytest.raises(AssertionError, match="2 sent stanzas match") as caught:
+        server.only("self::c:message")
+    assert "one" in str(caught.value)
+    assert "two" in str(caught.value)
+
+
+def test_clear_forgets_what_was_sent() -> None:
+    server = serving(lambda stanza: chat_reply(stanza, "x"))
+    server.deliver(chat())
+    server.clear()
+    assert server.sent == []
+    assert len(server.deliver(chat())) == 1
+
+
+# advance and the clock
+
+
+class Reminder(Handler):
+    """Answers a chat message after ten seconds."""
+
+    @message("chat")
+    def remind(self, stanza: etree._Element) -> None:
+        reply = chat_reply(stanza, "time's up")
+        self.component.clock.callLater(10, self.component.send, reply)
+
+
+def test_advance_moves_time_on_and_returns_what_was_sent_meanwhile() -> None:
+    server = FakeServer([Reminder()])
+    assert server.deliver(chat()) == []
+    assert server.advance(9.9) == []
+    assert one(server.advance(0.1)).findtext(f"{C}body") == "time's up"
+    assert server.clock.seconds() == 10
+
+
+def test_a_clock_can_be_given() -> None:
+    clock = Clock()
+    server = FakeServer([Reminder()], clock=clock)
+    server.deliver(chat())
+    clock.advance(10)
+    assert len(server.sent) == 1
+
+
+# What the component may send
+
+
+def test_sending_with_a_foreign_from_raises_local_protocol_error() -> None:
+    server = FakeServer()
+    stanza = make_stanza("message", {"to": ALICE, "from": "other.example.org"})
+    with pytest.raises(LocalProtocolError, match="outside the component's domain"):
+        server.component.send(stanza)
+    assert server.sent == []
+
+
+def test_sending_without_to_raises_local_protocol_error() -> None:
+    server = FakeServer()
+    with pytest.raises(LocalProtocolError, match="needs a 'to'"):
+        server.component.send(make_stanza("message"))
+
+
+def test_sending_from_a_jid_of_the_component_s_domain_is_fine() -> None:
+    server = FakeServer()
+    server.component.send(make_stanza("message", {"to": ALICE, "from": f"bot@{server.domain}"}))
+    assert one(server.sent).get("from") == f"bot@{server.domain}"
+
+
+def test_returned_stanza_with_a_foreign_from_is_dropped_and_logged() -> None:
+    server = serving(lambda stanza: make_stanza("message", {"to": BOB, "from": "example.org"}))
+    with capturedLogs() as events:
+        assert server.deliver(chat()) == []
+    assert any("outside the component's domain" in str(e.get("why")) for e in events)
+
+
+# from_config
+
+
+GREETER_CONFIG = """
+components:
+  - domain: greeter.example.org
+    secret: not-used-by-the-kit
+    builtins: {version: false}
+    handlers:
+      - class: support:Greeter
+        config: {greeting: hi there}
+      - class: support:AdminGreeter
+        config: {greeting: hello admin}
+  - domain: other.example.org
+    secret: not-used-by-the-kit
+access_lists:
+  admins: [alice@example.org]
+limits:
+  action_timeout: 7
+  rate: 1
+  burst: 1
+"""
+
+
+def test_from_config_builds_the_first_component_with_its_handlers(tmp_path: Path) -> None:
+    server = FakeServer.from_config(write_config(tmp_path, GREETER_CONFIG))
+    assert server.domain == "greeter.example.org"
+    handlers = server.component.handlers
+    assert [type(h).__name__ for h in handlers] == ["Greeter", "AdminGreeter", "Ping", "Disco"]
+    assert isinstance(handlers[0], Greeter)
+    assert one(server.deliver(chat())).findtext(f"{C}body") == "hi there"
+
+
+def test_from_config_leaves_out_the_built_ins_turned_off(tmp_path: Path) -> None:
+    server = FakeServer.from_config(write_config(tmp_path, GREETER_CONFIG))
+    reply = one(server.deliver("<iq type='get'><query xmlns='jabber:iq:version'/></iq>"))
+    assert error_of(reply)[0] == "service-unavailable"
+
+
+def test_from_config_applies_the_limits(tmp_path: Path) -> None:
+    server = FakeServer.from_config(write_config(tmp_path, GREETER_CONFIG))
+    ping = "<iq type='get'><ping xmlns='urn:xmpp:ping'/></iq>"
+    assert one(server.deliver(ping)).get("type") == "result"
+    assert error_of(one(server.deliver(ping)))[0] == "resource-constraint"
+
+
+def test_from_config_applies_the_access_lists(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        GREETER_CONFIG.replace("- class: support:Greeter", "- class: support:AdminGreeter"),
+    )
+    server = FakeServer.from_config(path)
+    assert server.deliver(chat(sender=BOB)) == []
+    assert one(server.deliver(chat(sender=ALICE))).get("to") == ALICE
+
+
+def test_from_config_picks_the_component_by_domain(tmp_path: Path) -> None:
+    server = FakeServer.from_config(write_config(tmp_path, GREETER_CONFIG), "other.example.org")
+    assert server.domain == "other.example.org"
+    assert [type(h).__name__ for h in server.component.handlers] == ["Ping", "Disco", "Version"]
+
+
+def test_from_config_with_an_unknown_domain_raises_lookup_error(tmp_path: Path) -> None:
+    with pytest.raises(LookupError, match=r"nowhere\.example\.org"):
+        FakeServer.from_config(write_config(tmp_path, GREETER_CONFIG), "nowhere.example.org")
+
+
+def test_from_config_action_timeout_is_the_config_s(tmp_path: Path) -> None:
+    config = GREETER_CONFIG.replace("rate: 1", "rate: 0")
+    server = FakeServer.from_config(write_config(tmp_path, config))
+    never: Deferred[object] = Deferred()
+    server.component.router.add(weather(lambda stanza: never))
+    server.deliver(forecast_get())
+    assert server.advance(6.9) == []
+    with capturedLogs():
+        assert error_of(one(server.advance(0.1)))[0] == "remote-server-timeout"
+
+
+# python -m empc routes
+
+
+def test_routes_prints_each_domain_and_its_numbered_routes_in_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["routes", "-c", write_config(tmp_path, GREETER_CONFIG)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "greeter.example.org:",
+        "    1. message chat (priority 0) -> Greeter.greet",
+        "    2. message chat (priority 0; allow list:admins) -> AdminGreeter.greet",
+        "    3. iq get {urn:xmpp:ping}ping (priority 0) -> Ping.ping",
+        "    4. iq get {http://jabber.org/protocol/disco#info}query (priority 0) -> Disco.info",
+        "    5. iq get {http://jabber.org/protocol/disco#items}query (priority 0) -> Disco.items",
+        "other.example.org:",
+        "    1. iq get {urn:xmpp:ping}ping (priority 0) -> Ping.ping",
+        "    2. iq get {http://jabber.org/protocol/disco#info}query (priority 0) -> Disco.info",
+        "    3. iq get {http://jabber.org/protocol/disco#items}query (priority 0) -> Disco.items",
+        "    4. iq get {jabber:iq:version}query (priority 0) -> Version.software_version",
+    ]
+
+
+def test_routes_with_a_bad_config_prints_the_error_and_returns_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, GREETER_CONFIG.replace("greeting: hi there", "greting: hi"))
+    assert main(["routes", "-c", path]) == 1
+    output = capsys.readouterr()
+    assert output.out == ""
+    assert output.err.startswith("error: ")
+    assert "handlers[0]" in output.err
+    assert "greting" in output.err
+
+
+def test_routes_with_an_unknown_access_list_prints_the_error_and_returns_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, GREETER_CONFIG.replace("admins: [", "operators: ["))
+    assert main(["routes", "-c", path]) == 1
+    assert "no access list named 'admins'" in capsys.readouterr().err
+
+
+def test_routes_with_a_missing_config_file_returns_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["routes", "-c", str(tmp_path / "missing.yaml")]) == 1
+    assert "cannot read the config file" in capsys.readouterr().err
