@@ -95,7 +95,21 @@ class Component:
         self._requests.fail_all(reason)
 
     def receive(self, stanza: etree._Element) -> None:
-        """Serve a stanza the server delivered."""
+        """Serve a stanza the server delivered.
+
+        A stanza for another domain is dropped with a warning: no reply to
+        it could be sent from there.
+        """
+        to = stanza.get("to") or ""
+        if to != self.domain and not self._is_own(to):
+            self.log.warn(
+                "Dropped a stanza for {to}, which is not {domain}: the server routes other "
+                "domains to this connection (ejabberd: set global_routes: false on the "
+                "ejabberd_service listener)",
+                to=to,
+                domain=self.domain,
+            )
+            return
         if (
             stanza.tag == _IQ
             and stanza.get("type") in ("result", "error")
@@ -103,6 +117,12 @@ class Component:
         ):
             return
         self.router.dispatch(stanza)
+
+    def _is_own(self, address: str) -> bool:
+        try:
+            return JID.parse(address).domain == self.domain
+        except InvalidJID:
+            return False
 
     def send(self, stanza: etree._Element) -> None:
         """Send a stanza; ``from`` defaults to the component's domain.

@@ -27,6 +27,9 @@ import yaml
 # Without this the child's stdout is block-buffered (it is a pipe) and log
 # lines arrive late or only at exit.
 _UNBUFFERED = {"PYTHONUNBUFFERED": "1"}
+# On the child's PYTHONPATH, so a config can name test handlers such as
+# ``sample_handlers:Weather``.
+HERE = Path(__file__).resolve().parent
 STOP_TIMEOUT = 10.0
 
 
@@ -51,10 +54,13 @@ def component_config(
     interval: float = 5,
     ping_interval: float = 10,
     ping_timeout: float = 5,
+    access_lists: dict[str, list[str]] | None = None,
+    limits: dict[str, Any] | None = None,
 ) -> str:
     """The YAML config for ``twistd empc``; ``components`` are the list items
-    (``domain``, ``server``, ``secret``, ...)."""
-    config = {
+    (``domain``, ``server``, ``secret``, ``handlers``...); ``access_lists``
+    and ``limits`` are the top-level sections of those names, if given."""
+    config: dict[str, Any] = {
         "components": list(components),
         "reconnect": {
             "initial_delay": initial_delay,
@@ -67,11 +73,21 @@ def component_config(
             "ping_timeout": ping_timeout,
         },
     }
+    if access_lists is not None:
+        config["access_lists"] = access_lists
+    if limits is not None:
+        config["limits"] = limits
     return yaml.safe_dump(config, sort_keys=False)
 
 
 def tcp_endpoint(port: int, host: str = "127.0.0.1") -> str:
     return f"tcp:host={host}:port={port}"
+
+
+def _python_path() -> str:
+    """The inherited PYTHONPATH with this directory in front."""
+    inherited = os.environ.get("PYTHONPATH")
+    return os.pathsep.join([str(HERE), inherited] if inherited else [str(HERE)])
 
 
 class ComponentProcess:
@@ -92,7 +108,7 @@ class ComponentProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
-            env={**os.environ, **_UNBUFFERED},
+            env={**os.environ, **_UNBUFFERED, "PYTHONPATH": _python_path()},
             text=True,
             errors="replace",
             start_new_session=True,  # so stop() can kill any child it spawns

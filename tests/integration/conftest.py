@@ -52,9 +52,13 @@ def start_component(tmp_path: Path) -> Iterator[StartComponent]:
 
     Keyword arguments: ``domain`` (default echo.localhost), ``secret`` (default:
     the one the server knows), ``port`` (default: the server's component
-    port, e.g. a proxy's instead) and the reconnect/keepalive settings of
-    :func:`component.component_config`.  Every component started is stopped
-    at teardown.
+    port, e.g. a proxy's instead), ``handlers`` (the component's handler
+    entries, e.g. ``["sample_handlers:Weather"]``), ``components`` (several
+    component entries for one process instead: each a mapping with at least
+    ``domain``; ``server`` and ``secret`` default as above) and the other
+    settings of :func:`component.component_config` (reconnect, keepalive,
+    ``access_lists``, ``limits``).  Every component started is stopped at
+    teardown.
     """
     started: list[ComponentProcess] = []
 
@@ -64,15 +68,26 @@ def start_component(tmp_path: Path) -> Iterator[StartComponent]:
         domain: str = "echo.localhost",
         secret: str | None = None,
         port: int | None = None,
+        handlers: list[Any] | None = None,
+        components: list[dict[str, Any]] | None = None,
         **settings: Any,
     ) -> ComponentProcess:
-        entry = {
-            "domain": domain,
-            "server": tcp_endpoint(port or server.component_port),
-            "secret": server.component(domain).secret if secret is None else secret,
-        }
+        if components is None:
+            single: dict[str, Any] = {"domain": domain}
+            if secret is not None:
+                single["secret"] = secret
+            if handlers is not None:
+                single["handlers"] = handlers
+            components = [single]
+        endpoint = tcp_endpoint(port or server.component_port)
+        entries = []
+        for item in components:
+            entry = {"domain": item["domain"], "server": endpoint}
+            if "secret" not in item:  # only then must the server know the domain
+                entry["secret"] = server.component(item["domain"]).secret
+            entries.append({**entry, **item})
         config = tmp_path / f"empc-{len(started)}.yaml"
-        config.write_text(component_config([entry], **settings))
+        config.write_text(component_config(entries, **settings))
         process = ComponentProcess(config, tmp_path)
         started.append(process)
         return process.start()

@@ -438,6 +438,9 @@ listen:
   - port: {self.component_port}
     ip: "{LOOPBACK}"
     module: ejabberd_service
+    # Each component connection serves its own domain only: by default
+    # ejabberd spreads every listed domain over all of them.
+    global_routes: false
     hosts:
 {services}auth_method: internal
 # Plain storage: both PLAIN and SCRAM work for the test client.

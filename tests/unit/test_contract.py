@@ -393,3 +393,22 @@ def test_generator_action_failing_midway_sends_what_it_yielded_and_logs_the_rest
         sent = server.deliver(chat())
     assert len(sent) == 1
     assert len(failures(events)) == 1
+
+
+def test_stanza_for_another_domain_is_dropped_with_a_warning_naming_the_fix() -> None:
+    calls = Calls()
+    server = serving(calls)
+    with capturedLogs() as events:
+        sent = server.deliver(
+            "<iq type='get' to='other.example.org'><forecast xmlns='urn:example:weather'/></iq>"
+        )
+    assert sent == []
+    assert len(calls) == 0
+    assert any("global_routes" in formatEvent(event) for event in events)
+
+
+def test_stanza_to_an_address_at_the_component_is_served() -> None:
+    server = serving()
+    reply = one(server.deliver(forecast_get().replace("<iq ", f"<iq to='x@{server.domain}' ")))
+    assert reply.get("type") == "result"
+    assert reply.get("from") == f"x@{server.domain}"

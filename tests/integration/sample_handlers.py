@@ -1,0 +1,94 @@
+"""Handler classes for the integration tests, loaded by the component process.
+
+``component.ComponentProcess`` puts this directory on the child's
+PYTHONPATH, so a config names them as ``sample_handlers:Weather``.
+Each answer says which component and handler produced it (``domain``,
+``station``), so a test can tell two components of one process apart.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from lxml import etree
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+
+from empc import Handler, StanzaError, iq
+from empc.protocol import new_element
+
+NS_WEATHER = "urn:example:weather"
+NS_SLOW = "urn:example:slow"
+NS_BLOCKING = "urn:example:blocking"
+NS_ADMIN = "urn:example:admin"
+NS_SECOND = "urn:example:second"
+
+CITIES = {"Paris": "sunny", "Oslo": "snow"}
+# Far longer than the 1 s timeout of the slow routes, far shorter than a hang.
+SLEEP = 10.0
+
+
+def _element(namespace: str, name: str, **attributes: str) -> etree._Element:
+    return new_element(namespace, name, attributes)
+
+
+class Weather(Handler):
+    """Forecasts for the cities it knows; ``item-not-found`` for the others."""
+
+    defaults: ClassVar[Mapping[str, Any]] = {"station": "main"}
+
+    @iq("get", f"{{{NS_WEATHER}}}forecast")
+    def forecast(self, stanza: etree._Element) -> etree._Element:
+        city = stanza[0].get("city", "")
+        if city not in CITIES:
+            raise StanzaError("item-not-found", "no such city")
+        return _element(
+            NS_WEATHER,
+            "forecast",
+            city=city,
+            sky=CITIES[city],
+            station=self.config["station"],
+            domain=self.component.domain,
+        )
+
+
+class Slow(Handler):
+    """Actions that never finish in time: a route timeout of 1 s."""
+
+    @iq("get", f"{{{NS_SLOW}}}never", timeout=1)
+    def never(self, stanza: etree._Element) -> Deferred[None]:
+        return Deferred()  # never fires
+
+    @iq("get", f"{{{NS_SLOW}}}sleep", timeout=1)
+    async def sleep(self, stanza: etree._Element) -> etree._Element:
+        # The component's clock is the reactor in ``twistd empc``.
+        await task.deferLater(self.component.clock, SLEEP, lambda: None)
+        return _element(NS_SLOW, "sleep", done="late")
+
+
+class Blocking(Handler):
+    """A blocking action: it runs in the thread pool, not the reactor thread."""
+
+    @iq("get", f"{{{NS_BLOCKING}}}work", blocking=True)
+    def work(self, stanza: etree._Element) -> etree._Element:
+        time.sleep(0.2)
+        return _element(NS_BLOCKING, "work", thread=threading.current_thread().name)
+
+
+class Admin(Handler):
+    """Only the members of the ``admins`` access list may use it."""
+
+    @iq("get", f"{{{NS_ADMIN}}}status", allow=["list:admins"])
+    def status(self, stanza: etree._Element) -> etree._Element:
+        return _element(NS_ADMIN, "status", state="ok", sender=stanza.get("from", ""))
+
+
+class Second(Handler):
+    """A route that only the second component has."""
+
+    @iq("get", f"{{{NS_SECOND}}}hello")
+    def hello(self, stanza: etree._Element) -> etree._Element:
+        return _element(NS_SECOND, "hello", domain=self.component.domain)
