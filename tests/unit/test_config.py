@@ -483,3 +483,23 @@ def test_falsy_handlers_of_a_wrong_type_are_refused(write) -> None:  # type: ign
     message = error_of(write(MINIMAL + "    handlers: 0\n"))
     assert "components[0].handlers (line 4)" in message
     assert "expected a list" in message
+
+
+def test_handler_named_by_an_installed_entry_point_is_loaded(
+    write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    # A distribution installed on the path offers Version as "versioned".
+    dist_info = tmp_path / "site" / "weather_plugin-1.0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: weather-plugin\nVersion: 1.0\n"
+    )
+    (dist_info / "entry_points.txt").write_text(
+        "[empc.handlers]\nversioned = empc.handlers:Version\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    path = write(MINIMAL + "    handlers:\n      - class: versioned\n        config: {name: w}\n")
+    [component] = load_config(path, NO_ENV).components
+    [handler] = component.handlers
+    assert isinstance(handler, Version)
+    assert handler.config["name"] == "w"
