@@ -177,17 +177,15 @@ class Router:
             elif route is None:
                 self._reply(make_error_reply(stanza, StanzaError("service-unavailable")))
             else:
-                self._admit(route, stanza, lambda outcome: self._answer(stanza, route, outcome))
+                self._admit(route, stanza)
         elif route is not None:
-            self._admit(route, stanza, lambda outcome: self._send_stanzas(route, outcome))
+            self._admit(route, stanza)
 
-    def _admit(
-        self, route: Route, stanza: etree._Element, complete: Callable[[object], None]
-    ) -> None:
+    def _admit(self, route: Route, stanza: etree._Element) -> None:
         """Run the action if access and limits allow; refuse it otherwise."""
         refusal = self._refusal(route, stanza)
         if refusal is None:
-            self._run(route, stanza, complete)
+            self._run(route, stanza)
         elif stanza.tag == _IQ:
             self._reply(make_error_reply(stanza, refusal))
         else:
@@ -215,51 +213,47 @@ class Router:
             return StanzaError("resource-constraint", "too busy: try again later", type="wait")
         return None
 
-    def _run(
-        self, route: Route, stanza: etree._Element, complete: Callable[[object], None]
-    ) -> None:
-        """Run ``route``'s action and call ``complete`` once with its outcome.
+    def _run(self, route: Route, stanza: etree._Element) -> None:
+        """Run ``route``'s action; :meth:`_complete` gets its outcome once.
 
-        The outcome is the action's result or a :class:`Failure`. An action
-        that answers at once costs no Deferred and no timer.
+        An action that answers at once costs no Deferred and no timer.
         """
         self._in_flight += 1
         route.in_flight += 1
-
-        def release(outcome: object = None) -> object:
-            self._in_flight -= 1
-            route.in_flight -= 1
-            return outcome
-
-        def finish(outcome: object) -> None:
-            if not route.spec.blocking:
-                release()
-            complete(outcome)
-
         result: object
         try:
-            if route.spec.blocking:
-                result = self._in_thread(route, stanza, release)
-            else:
-                result = route.action(stanza)
+            result = self._in_thread(route, stanza) if route.spec.blocking else route.action(stanza)
         except Exception:
-            finish(Failure())
+            self._complete(Failure(), route, stanza)
             return
         if iscoroutine(result):
             result = Deferred.fromCoroutine(result)
         if not isinstance(result, Deferred):
-            finish(result)
+            self._complete(result, route, stanza)
             return
         timeout = self._timeout if route.spec.timeout is None else route.spec.timeout
         result.addTimeout(timeout, self._clock)
-        result.addBoth(finish)
+        result.addBoth(self._complete, route, stanza)
         result.addErrback(
             lambda f: self.log.failure("Completing {route} failed", f, route=route.name)
         )
 
-    def _in_thread(
-        self, route: Route, stanza: etree._Element, release: Callable[[object], object]
-    ) -> Deferred[object]:
+    def _complete(self, outcome: object, route: Route, stanza: etree._Element) -> None:
+        """The outcome (a result or a Failure) of an action: reply, or send
+        what it returned. A blocking action keeps its place in the limits
+        until its thread is done (see :meth:`_in_thread`)."""
+        if not route.spec.blocking:
+            self._release(route)
+        if stanza.tag == _IQ:
+            self._reply(self._iq_reply(stanza, route, outcome))
+        else:
+            self._send_stanzas(route, outcome)
+
+    def _release(self, route: Route) -> None:
+        self._in_flight -= 1
+        route.in_flight -= 1
+
+    def _in_thread(self, route: Route, stanza: etree._Element) -> Deferred[object]:
         """Run a blocking action in the pool.
 
         The returned Deferred may time out, but the action's slot in the
@@ -271,15 +265,12 @@ class Router:
         outcome: Deferred[object] = Deferred()
 
         def ended(result: object) -> None:
-            release(result)
+            self._release(route)
             if not outcome.called:  # else it timed out: the result is dropped
                 outcome.callback(result)
 
         work.addBoth(ended)
         return outcome
-
-    def _answer(self, iq: etree._Element, route: Route, outcome: object) -> None:
-        self._reply(self._iq_reply(iq, route, outcome))
 
     def _iq_reply(self, iq: etree._Element, route: Route, outcome: object) -> etree._Element:
         if not isinstance(outcome, Failure):
