@@ -5,13 +5,26 @@ server, keeps the link alive and answers every IQ exactly once.
 """
 
 from empc._component import Component, NotConnected
-from empc.protocol import JID, LocalProtocolError, StreamError
+from empc._config import ConfigError, load_config
+from empc.protocol import (
+    JID,
+    NS_COMPONENT,
+    InvalidJID,
+    LocalProtocolError,
+    StreamError,
+    new_element,
+)
 from empc.routing import (
+    DiscoInfo,
+    DiscoItem,
     Handler,
+    Identity,
+    Limits,
     RequestTimeout,
     StanzaError,
     iq,
     make_error_reply,
+    make_message,
     make_reply,
     make_stanza,
     message,
@@ -21,18 +34,28 @@ from empc.routing import (
 
 __all__ = [
     "JID",
+    "NS_COMPONENT",
     "Component",
+    "ConfigError",
+    "DiscoInfo",
+    "DiscoItem",
     "Handler",
+    "Identity",
+    "InvalidJID",
+    "Limits",
     "LocalProtocolError",
     "NotConnected",
     "RequestTimeout",
     "StanzaError",
     "StreamError",
     "iq",
+    "load_config",
     "make_error_reply",
+    "make_message",
     "make_reply",
     "make_stanza",
     "message",
+    "new_element",
     "presence",
     "route",
 ]

@@ -26,7 +26,7 @@ from support import (
 from twisted.internet.defer import Deferred
 from twisted.logger import capturedLogs, formatEvent
 
-from empc import Handler, StanzaError, make_stanza, message, presence
+from empc import Handler, StanzaError, make_message, make_stanza, message, presence
 from empc.testing import DEFAULT_SENDER, FakeServer
 
 # What an action raises, and the error it is answered with.
@@ -412,3 +412,15 @@ def test_stanza_to_an_address_at_the_component_is_served() -> None:
     reply = one(server.deliver(forecast_get().replace("<iq ", f"<iq to='x@{server.domain}' ")))
     assert reply.get("type") == "result"
     assert reply.get("from") == f"x@{server.domain}"
+
+
+def test_make_message_builds_a_message_with_a_body() -> None:
+    stanza = make_message("bob@example.org", "hi", from_="alice@component.example.org", id="m1")
+    assert stanza.tag == f"{C}message"
+    assert dict(stanza.attrib) == {
+        "to": "bob@example.org",
+        "type": "chat",
+        "from": "alice@component.example.org",
+        "id": "m1",
+    }
+    assert stanza.findtext(f"{C}body") == "hi"

@@ -10,12 +10,11 @@ from typing import Any
 import pytest
 from lxml import etree
 from support import FORECAST, NS_WEATHER, C, Greeter, chat, chat_reply, error_of, one, weather
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
-from empc import Handler, iq, make_stanza, message, presence, route
+from empc import DiscoItem, Handler, iq, make_stanza, message, presence, route
 from empc.handlers import Disco, Version
 from empc.protocol import new_element
-from empc.routing._handler import DiscoItem
 from empc.testing import FakeServer
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
@@ -217,10 +216,57 @@ def test_disco_info_does_not_advertise_what_is_not_routed() -> None:
     assert features(server) == [NS_DISCO_INFO, NS_DISCO_ITEMS]
 
 
-def test_disco_info_on_a_node_answers_item_not_found() -> None:
+def test_disco_info_on_a_node_no_handler_has_answers_item_not_found() -> None:
     server = FakeServer([Events()])
-    stanza = f"<iq type='get'><query xmlns='{NS_DISCO_INFO}' node='events'/></iq>"
+    stanza = f"<iq type='get'><query xmlns='{NS_DISCO_INFO}' node='nowhere'/></iq>"
     assert error_of(one(server.deliver(stanza))) == ("item-not-found", "cancel", None)
+
+
+class Feeds(Handler):
+    """Nodes of its own, answered later (as from a database), and a feature
+    that no route stands for."""
+
+    features = ("http://jabber.org/protocol/pubsub#persistent-items",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[Deferred[object]] = []
+
+    def disco_info(self, node: str) -> Deferred[object] | None:
+        if not node.startswith("feed/"):
+            return None
+        answer: Deferred[object] = Deferred()
+        self.pending.append(answer)
+        return answer.addCallback(lambda _: ([("pubsub", "leaf", node)], ["urn:example:feed"]))
+
+    def disco_items(self, node: str | None) -> Deferred[Sequence[DiscoItem]]:
+        return succeed([("feeds.example.org", "feed/alice", None)] if node is None else [])
+
+
+def test_disco_info_of_a_node_comes_from_the_handler_that_has_it() -> None:
+    feeds = Feeds()
+    server = FakeServer([Events(), feeds])
+    stanza = f"<iq type='get'><query xmlns='{NS_DISCO_INFO}' node='feed/alice'/></iq>"
+    assert server.deliver(stanza) == []  # the handler answers later
+    feeds.pending[0].callback(None)
+    query = one(server.sent).find(f"{{{NS_DISCO_INFO}}}query")
+    assert query is not None and query.get("node") == "feed/alice"
+    assert [dict(i.attrib) for i in query.findall(f"{{{NS_DISCO_INFO}}}identity")] == [
+        {"category": "pubsub", "type": "leaf", "name": "feed/alice"}
+    ]
+    assert [f.get("var") for f in query.findall(f"{{{NS_DISCO_INFO}}}feature")] == [
+        "urn:example:feed"
+    ]
+
+
+def test_disco_items_may_come_from_a_deferred() -> None:
+    server = FakeServer([Feeds()])
+    assert [item.get("node") for item in disco(server, NS_DISCO_ITEMS)] == ["feed/alice"]
+
+
+def test_handler_features_are_advertised_besides_the_routes_features() -> None:
+    server = FakeServer([Feeds()])
+    assert "http://jabber.org/protocol/pubsub#persistent-items" in features(server)
 
 
 def test_disco_items_gathers_every_handler_s_items() -> None:

@@ -126,7 +126,7 @@ _PART = st.text(
     min_size=1,
     max_size=20,
 )
-_LOCAL = _PART.filter(lambda s: not set(s) & set("@/"))
+_LOCAL = _PART.filter(lambda s: not set(s) & set("@/ \"&':<>"))
 _DOMAIN = st.from_regex(r"[a-z0-9-]{1,20}(\.[a-z0-9-]{1,20}){0,3}", fullmatch=True)
 
 
@@ -137,3 +137,9 @@ def test_any_valid_jid_round_trips_through_str(
 ) -> None:
     jid = JID(local, domain, resource)
     assert JID.parse(str(jid)) == jid
+
+
+@pytest.mark.parametrize("char", list(" \"&':<>"))
+def test_local_part_with_a_character_rfc_7622_forbids_is_invalid(char: str) -> None:
+    with pytest.raises(InvalidJID):
+        JID.parse(f"a{char}b@example.org")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 from lxml import etree
+from twisted.internet.defer import maybeDeferred
 
 from empc.protocol import new_element
-from empc.routing import Handler, StanzaError, iq
+from empc.routing import DiscoInfo, DiscoItem, Handler, StanzaError, iq
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
@@ -13,32 +17,41 @@ NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 
 class Disco(Handler):
     """Answers disco#info with the component's identity and the features
-    its routes serve, so what it advertises is what it really does; and
-    disco#items with what the handlers offer (:meth:`Handler.disco_items`).
-
-    A node-specific disco#info is ``item-not-found`` here: a handler that
-    has nodes serves them with a route of higher priority.
-    """
+    its routes and handlers serve, so what it advertises is what it really
+    does; disco#info of a node with the handler that has it
+    (:meth:`Handler.disco_info`); disco#items with what the handlers offer
+    (:meth:`Handler.disco_items`)."""
 
     @iq("get", f"{{{NS_DISCO_INFO}}}query")
-    def info(self, stanza: etree._Element) -> etree._Element:
-        if stanza[0].get("node"):
-            raise StanzaError("item-not-found")
-        category, kind, name = self.component.identity
-        query = new_element(NS_DISCO_INFO, "query")
-        new_element(
-            NS_DISCO_INFO, "identity", {"category": category, "type": kind, "name": name}, query
-        )
-        for feature in self.component.router.features():
+    async def info(self, stanza: etree._Element) -> etree._Element:
+        node = stanza[0].get("node")
+        if node:
+            identities, features = await self._node_info(node)
+        else:
+            identities = [self.component.identity]
+            features = self.component.router.features()
+        query = new_element(NS_DISCO_INFO, "query", {"node": node} if node else None)
+        for category, kind, name in identities:
+            attributes = {"category": category, "type": kind, "name": name}
+            new_element(NS_DISCO_INFO, "identity", attributes, query)
+        for feature in features:
             new_element(NS_DISCO_INFO, "feature", {"var": feature}, query)
         return query
 
+    async def _node_info(self, node: str) -> DiscoInfo:
+        for handler in self.component.handlers:
+            info = cast(DiscoInfo | None, await maybeDeferred(handler.disco_info, node))
+            if info is not None:
+                return info
+        raise StanzaError("item-not-found")
+
     @iq("get", f"{{{NS_DISCO_ITEMS}}}query")
-    def items(self, stanza: etree._Element) -> etree._Element:
+    async def items(self, stanza: etree._Element) -> etree._Element:
         node = stanza[0].get("node")
         query = new_element(NS_DISCO_ITEMS, "query", {"node": node} if node else None)
         for handler in self.component.handlers:
-            for jid, item_node, name in handler.disco_items(node):
+            offered = cast(Sequence[DiscoItem], await maybeDeferred(handler.disco_items, node))
+            for jid, item_node, name in offered:
                 attributes = {"jid": jid, "node": item_node, "name": name}
                 new_element(
                     NS_DISCO_ITEMS,

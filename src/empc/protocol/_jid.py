@@ -39,7 +39,8 @@ class JID:
             raise InvalidJID(f"invalid local part in JID {text!r}")
         if slash and not 0 < len(resource.encode()) <= _MAX_PART:
             raise InvalidJID(f"invalid resource in JID {text!r}")
-        if "@" in local or any(c in domain for c in " @\"'<>&/"):
+        # RFC 7622 §3.3.1 forbids these in a local part.
+        if any(c in local for c in " \"&':<>@") or any(c in domain for c in " @\"'<>&/"):
             raise InvalidJID(f"invalid character in JID {text!r}")
         return cls(local or None, domain, resource if slash else None)
 

@@ -1,7 +1,7 @@
 """Routing: XPath-matched stanzas to handler actions, and the reply contract."""
 
 from ._admission import AccessRule, Limits, RateLimiter
-from ._handler import Handler
+from ._handler import DiscoInfo, DiscoItem, Handler, Identity
 from ._requests import PendingRequests, RequestTimeout
 from ._router import Router, ThreadRunner
 from ._routes import Route, RouteSpec, iq, message, presence, route
@@ -9,6 +9,7 @@ from ._stanzas import (
     NS_STANZAS,
     StanzaError,
     make_error_reply,
+    make_message,
     make_reply,
     make_stanza,
     parse_stanza_error,
@@ -17,7 +18,10 @@ from ._stanzas import (
 __all__ = [
     "NS_STANZAS",
     "AccessRule",
+    "DiscoInfo",
+    "DiscoItem",
     "Handler",
+    "Identity",
     "Limits",
     "PendingRequests",
     "RateLimiter",
@@ -29,6 +33,7 @@ __all__ = [
     "ThreadRunner",
     "iq",
     "make_error_reply",
+    "make_message",
     "make_reply",
     "make_stanza",
     "message",

@@ -6,11 +6,19 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from twisted.internet.defer import Deferred
+
 if TYPE_CHECKING:
     from empc._component import Component
 
 DiscoItem = tuple[str, str | None, str | None]
 """A disco#items entry: (jid, node, name)."""
+
+Identity = tuple[str, str, str]
+"""A disco#info identity: (category, type, name)."""
+
+DiscoInfo = tuple[Sequence[Identity], Sequence[str]]
+"""What disco#info tells of a node: its identities and its features."""
 
 
 class Handler:
@@ -28,6 +36,9 @@ class Handler:
     :cvar allow: who may use the handler's routes, unless a route says
         otherwise: bare JIDs, domains and ``list:NAME`` lists.
     :cvar deny: who may not; deny wins.
+    :cvar features: disco#info features the component has thanks to this
+        handler beyond those its routes serve (for instance
+        ``http://jabber.org/protocol/pubsub#persistent-items``).
     :ivar config: the handler's config: ``defaults`` updated with the
         mapping given in the config file.
     :ivar component: the :class:`~empc.Component` this handler serves; set
@@ -38,6 +49,7 @@ class Handler:
     defaults: ClassVar[Mapping[str, Any]] = {}
     allow: ClassVar[Sequence[str] | None] = None
     deny: ClassVar[Sequence[str] | None] = None
+    features: ClassVar[Sequence[str]] = ()
     component: Component
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
@@ -70,9 +82,15 @@ class Handler:
         """Called once when the component stops; may return a Deferred."""
         return None
 
-    def disco_items(self, node: str | None) -> Sequence[DiscoItem]:
-        """The disco#items this handler offers at ``node`` (None: the top)."""
+    def disco_items(self, node: str | None) -> Sequence[DiscoItem] | Deferred[Sequence[DiscoItem]]:
+        """The disco#items this handler offers at ``node`` (None: the top);
+        may be a Deferred."""
         return ()
+
+    def disco_info(self, node: str) -> DiscoInfo | Deferred[DiscoInfo | None] | None:
+        """The disco#info of ``node`` if it is one of this handler's, else
+        None; may be a Deferred. A node no handler knows is item-not-found."""
+        return None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"

@@ -93,6 +93,7 @@ class Router:
         # routes, whatever arrives from the wire.
         self._candidates: dict[Key, list[Route]] = {}
         self._known_types: set[str] = set()
+        self._handler_features: set[str] = set()
         self._known_payloads: set[str] = set()
 
     @property
@@ -112,6 +113,7 @@ class Router:
             or a blocking route when there is no thread pool.
         """
         routes = declared_routes(handler)
+        self._handler_features.update(getattr(handler, "features", ()))
         for route in routes:
             spec = route.spec
             if spec.allow is not None or spec.deny is not None:
@@ -130,8 +132,8 @@ class Router:
         self._known_payloads = {r.spec.payload for r in self._routes if r.spec.payload}
 
     def features(self) -> list[str]:
-        """The disco#info features the routes serve, sorted, no duplicates."""
-        features = set()
+        """The disco#info features the routes and handlers serve, sorted."""
+        features = set(self._handler_features)
         for route in self._routes:
             if route.spec.feature:
                 features.add(route.spec.feature)

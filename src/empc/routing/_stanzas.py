@@ -88,6 +88,19 @@ def make_stanza(kind: str, attributes: Mapping[str, str | None] | None = None) -
     return new_element(NS_COMPONENT, kind, attrib)
 
 
+def make_message(
+    to: str, body: str | None = None, type: str = "chat", **attributes: str | None
+) -> etree._Element:
+    """A message to ``to`` with an optional ``body``; other attributes
+    (``from_`` for ``from``, ``id``...) as keywords, None ones left out."""
+    if "from_" in attributes:
+        attributes["from"] = attributes.pop("from_")
+    stanza = make_stanza("message", {"to": to, "type": type, **attributes})
+    if body is not None:
+        new_element(NS_COMPONENT, "body", parent=stanza).text = body
+    return stanza
+
+
 def make_reply(stanza: etree._Element, type: str | None = None) -> etree._Element:
     """A reply to ``stanza``: same kind and id, ``to`` and ``from`` swapped."""
     attrib = {}
