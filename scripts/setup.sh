@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what empc needs on a fresh Debian machine (run as root):
 # the XMPP servers from Debian's packages and a virtual environment in .venv
-# with empc and its test tools. Safe to run again: it skips what is there.
+# with empc, its test tools and the tweeter example. Safe to run again:
+# it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,4 +22,4 @@ if [[ ! -x .venv/bin/python ]]; then
     "$python" -m venv .venv
 fi
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[test]'
+.venv/bin/pip install -q -e '.[test]' -e examples/tweeter
