@@ -1,0 +1,95 @@
+"""The microblog itself: posting and following, whatever the interface.
+
+The chat commands, the presence subscriptions and the pubsub requests all
+come here, so a post made one way reaches everyone the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lxml import etree
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from empc import make_message
+from tweeter.addresses import address_of
+from tweeter.payloads import event_message
+from tweeter.store import Post, Store
+
+MAX_POST_LENGTH = 280
+"""The most characters a post may have, once stripped."""
+
+
+class PostRejected(ValueError):
+    """The text cannot be posted; the message says why, to the user."""
+
+    def __init__(self, message: str, too_long: bool = False) -> None:
+        super().__init__(message)
+        self.too_long = too_long
+
+
+def check_text(text: str) -> str:
+    """The text to post, stripped.
+
+    :raises PostRejected: if it is empty or longer than 280 characters.
+    """
+    text = text.strip()
+    if not text:
+        raise PostRejected("a post needs some text")
+    if len(text) > MAX_POST_LENGTH:
+        raise PostRejected(
+            f"a post has at most {MAX_POST_LENGTH} characters; this one has {len(text)}",
+            too_long=True,
+        )
+    return text
+
+
+class Microblog:
+    """Posts and follows, on a :class:`~tweeter.store.Store`.
+
+    :param store: where everything is kept (already open).
+    :param domain: the component's domain.
+    :param clock: gives the time of new posts.
+    :param send: sends a notification; may raise (the link may be down),
+        which is logged and does not undo the post.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        store: Store,
+        domain: str,
+        clock: IReactorTime,
+        send: Callable[[etree._Element], None],
+    ) -> None:
+        self.store = store
+        self.domain = domain
+        self.clock = clock
+        self._send = send
+
+    async def post(self, author: str, text: str) -> tuple[Post, int]:
+        """Store a post, then notify the author's followers (a chat message
+        from the author's address) and the subscribers of the author's feed
+        node (a pubsub event).
+
+        :returns: the post and how many followers it was sent to.
+        :raises PostRejected: if the text cannot be posted.
+        """
+        post = await self.store.add_post(author, check_text(text), self.clock.seconds())
+        followers = await self.store.followers(author)
+        subscribers = await self.store.subscribers(author)
+        sender = address_of(author, self.domain)
+        for follower in followers:
+            self._notify(make_message(follower, post.text, from_=sender, id=f"tweeter-{post.id}"))
+        for subscriber in subscribers:
+            self._notify(event_message(post, self.domain, subscriber))
+        return post, len(followers)
+
+    def _notify(self, stanza: etree._Element) -> None:
+        try:
+            self._send(stanza)
+        except Exception as e:
+            # The post is stored; only this notification is lost.
+            self.log.warn("Could not notify {to}: {why}", to=stanza.get("to"), why=str(e))

@@ -1,0 +1,115 @@
+"""Helpers for the tweeter tests: a component on a fake server, and users."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from lxml import etree
+from tweeter import MemoryStore, Tweeter
+from tweeter.store import Store
+from twisted.internet.defer import Deferred
+from twisted.trial import unittest
+
+from empc import NS_COMPONENT, make_message
+from empc.testing import FakeServer
+
+DOMAIN = "tweeter.localhost"
+ALICE = "alice@localhost"
+BOB = "bob@localhost"
+CAROL = "carol@localhost"
+ALICE_ADDRESS = "alice\\40localhost@tweeter.localhost"
+ALICE_NODE = "urn:xmpp:microblog:0:alice@localhost"
+
+C = NS_COMPONENT
+STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+NS = {
+    "c": C,
+    "stanzas": STANZAS,
+    "p": "http://jabber.org/protocol/pubsub",
+    "pe": "http://jabber.org/protocol/pubsub#errors",
+    "ev": "http://jabber.org/protocol/pubsub#event",
+    "a": "http://www.w3.org/2005/Atom",
+    "di": "http://jabber.org/protocol/disco#info",
+    "dit": "http://jabber.org/protocol/disco#items",
+}
+
+
+class Tweets:
+    """A tweeter component on a :class:`FakeServer`, and helpers to talk to it."""
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store if store is not None else MemoryStore()
+        self.handler = Tweeter(store=self.store)
+        self.server = FakeServer(
+            [self.handler], domain=DOMAIN, identity=("pubsub", "service", "Tweeter")
+        )
+        assert self.server.started.called
+
+    def deliver(self, stanza: str) -> list[etree._Element]:
+        return self.server.deliver(stanza)
+
+    def chat(self, user: str, text: str, to: str = DOMAIN) -> list[etree._Element]:
+        """Send a chat message from ``user`` (its resource ``phone``)."""
+        return self.server.deliver(make_message(to, text, from_=f"{user}/phone", id="m1"))
+
+    def say(self, user: str, text: str) -> str:
+        """The component's answer to a chat command (and nothing else to the user)."""
+        answers = [s for s in self.chat(user, text) if s.get("to") == f"{user}/phone"]
+        assert len(answers) == 1, [etree.tostring(s) for s in answers]
+        (answer,) = answers
+        assert answer.get("type") == "chat"
+        assert answer.get("from") == DOMAIN
+        return text_of(answer, "c:body")
+
+    def iq(self, user: str, kind: str, payload: str) -> etree._Element:
+        (reply,) = [
+            s
+            for s in self.deliver(f"<iq type='{kind}' from='{user}/phone' id='q1'>{payload}</iq>")
+            if s.tag == f"{{{C}}}iq"
+        ]
+        assert reply.get("id") == "q1"
+        return reply
+
+
+def text_of(element: etree._Element, xpath: str) -> str:
+    found = element.xpath(xpath, namespaces=NS)
+    assert isinstance(found, list) and len(found) == 1, found
+    node = found[0]
+    assert isinstance(node, etree._Element)
+    return node.text or ""
+
+
+def error_of(reply: etree._Element) -> tuple[str, str, list[str]]:
+    """An error reply's (type, condition, application conditions)."""
+    assert reply.get("type") == "error", etree.tostring(reply)
+    error = reply.find(f"{{{C}}}error")
+    assert error is not None
+    defined = [etree.QName(child).localname for child in error if _is_stanzas(child)]
+    others = [etree.QName(child).localname for child in error if _namespace(child) != STANZAS]
+    return error.get("type") or "", defined[0], others
+
+
+def _is_stanzas(child: etree._Element) -> bool:
+    name = etree.QName(child)
+    return name.namespace == STANZAS and name.localname != "text"
+
+
+def _namespace(child: etree._Element) -> str | None:
+    return etree.QName(child).namespace
+
+
+T = TypeVar("T", bound=unittest.TestCase)
+
+
+def async_test(
+    test: Callable[[T], Coroutine[Any, Any, None]],
+) -> Callable[[T], Deferred[None]]:
+    """Let trial run an ``async def`` test (it waits on the Deferred)."""
+
+    @functools.wraps(test)
+    def run(self: T) -> Deferred[None]:
+        return Deferred.fromCoroutine(test(self))
+
+    return run
