@@ -5,7 +5,7 @@ server, keeps the link alive and answers every IQ exactly once.
 """
 
 from empc._component import Component, NotConnected
-from empc._config import ConfigError, load_config
+from empc._config import ComponentConfig, Config, ConfigError, load_config
 from empc.protocol import (
     JID,
     NS_COMPONENT,
@@ -36,6 +36,8 @@ __all__ = [
     "JID",
     "NS_COMPONENT",
     "Component",
+    "ComponentConfig",
+    "Config",
     "ConfigError",
     "DiscoInfo",
     "DiscoItem",

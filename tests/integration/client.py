@@ -3,6 +3,10 @@
 slixmpp is asyncio based; the tests are plain synchronous pytest functions.
 Each ``XmppClient`` runs its own event loop in a daemon thread and every public
 method submits a coroutine to it and waits for the answer with a timeout.
+
+Every message and presence the client receives lands in its inbox (pubsub
+events and errors included), from which a test takes, with a bounded wait,
+the first one that matches.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -19,10 +25,14 @@ from typing import Any, Literal, TypeVar
 
 from slixmpp import ClientXMPP
 from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.xmlstream import StanzaBase
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 T = TypeVar("T")
 IqType = Literal["get", "set"]
 
+CLIENT_NS = "jabber:client"
 STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 DISCO_INFO_NS = "http://jabber.org/protocol/disco#info"
 PING_NS = "urn:xmpp:ping"
@@ -50,6 +60,45 @@ class IqReply:
 
 
 @dataclass(frozen=True)
+class Received:
+    """A message or presence the client received.
+
+    ``sender`` is the ``from`` attribute exactly as it came (no JID
+    unescaping); ``type`` is "" when the stanza has none ("normal" message,
+    available presence); ``body`` is None without a ``<body/>``.
+    """
+
+    kind: str  # "message" or "presence"
+    sender: str
+    type: str
+    id: str
+    body: str | None
+    xml: str
+
+    @property
+    def element(self) -> ET.Element:
+        return ET.fromstring(self.xml)
+
+    @property
+    def bare_sender(self) -> str:
+        return self.sender.partition("/")[0]
+
+    @property
+    def error_condition(self) -> str | None:
+        for error in self.element.iter(f"{{{CLIENT_NS}}}error"):
+            for child in error:
+                if child.tag.startswith(f"{{{STANZAS_NS}}}") and not child.tag.endswith("}text"):
+                    return child.tag.partition("}")[2]
+        return None
+
+    def __str__(self) -> str:
+        return self.xml
+
+
+Predicate = Callable[[Received], bool]
+
+
+@dataclass(frozen=True)
 class DiscoInfo:
     reply: IqReply
     identities: list[dict[str, str]] = field(default_factory=list)
@@ -70,11 +119,19 @@ class XmppClient:
         port: int,
         host: str = "127.0.0.1",
         timeout: float = 15.0,
+        available: bool = False,
     ) -> None:
+        """``available``: after login, get the roster and send initial
+        presence, as an IM client does.  The server then delivers messages
+        to the bare JID (and stored offline ones), and presence from
+        contacts, to this session."""
         self.jid = jid
         self.password = password
         self.address = (host, port)
         self.timeout = timeout
+        self.available = available
+        self._inbox: list[Received] = []
+        self._inbox_changed = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name=f"xmpp-{jid}", daemon=True
@@ -93,6 +150,16 @@ class XmppClient:
             self.close()
             raise
         return self
+
+    def disconnect(self, timeout: float = 5.0) -> None:
+        """Log out but keep the client: ``connect()`` logs in again (a new
+        session; the inbox is kept)."""
+        if self._thread.is_alive():
+            self._run(self._disconnect(timeout), timeout + _MARGIN)
+
+    def reconnect(self) -> XmppClient:
+        self.disconnect()
+        return self.connect()
 
     def close(self, timeout: float = 5.0) -> None:
         """Disconnect and stop the loop thread; idempotent and bounded."""
@@ -148,6 +215,121 @@ class XmppClient:
         features = {item.get("var", "") for item in query.iter(f"{{{DISCO_INFO_NS}}}feature")}
         return DiscoInfo(reply, identities, features)
 
+    # -- messages and presence ------------------------------------------------------
+
+    def send_message(self, to: str, body: str, mtype: str = "chat") -> str:
+        """Send a message; return its id."""
+        return self._run(self._send_message(to, body, mtype), DEFAULT_TIMEOUT)
+
+    def send_presence(self, to: str, ptype: str | None = None) -> None:
+        """Send a directed presence (``ptype`` e.g. "subscribe")."""
+        self._run(self._send_presence(to, ptype), DEFAULT_TIMEOUT)
+
+    def wait_for(
+        self,
+        sender: str | None = None,
+        predicate: Predicate | None = None,
+        *,
+        kind: str = "message",
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Received:
+        """Take from the inbox the first ``kind`` stanza from ``sender`` (a
+        bare JID matches any of its resources) that satisfies ``predicate``,
+        waiting at most ``timeout`` s for it; others stay in the inbox.
+
+        Raise TimeoutError (listing the inbox) if none comes.
+        """
+        match = _matcher(kind, sender, predicate)
+        deadline = time.monotonic() + timeout
+        with self._inbox_changed:
+            while True:
+                for index, received in enumerate(self._inbox):
+                    if match(received):
+                        return self._inbox.pop(index)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    inbox = "\n".join(map(str, self._inbox)) or "(empty)"
+                    raise TimeoutError(
+                        f"{self.jid}: no {kind} from {sender or 'anyone'} matching within "
+                        f"{timeout}s; inbox:\n{inbox}"
+                    )
+                self._inbox_changed.wait(remaining)
+
+    def wait_for_message(
+        self,
+        sender: str | None = None,
+        predicate: Predicate | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Received:
+        return self.wait_for(sender, predicate, kind="message", timeout=timeout)
+
+    def take(
+        self,
+        sender: str | None = None,
+        predicate: Predicate | None = None,
+        *,
+        kind: str = "message",
+        wait: float = 0.0,
+    ) -> list[Received]:
+        """After ``wait`` s, take every matching stanza out of the inbox
+        (an empty list: nothing came)."""
+        if wait > 0:
+            time.sleep(wait)
+        match = _matcher(kind, sender, predicate)
+        with self._inbox_changed:
+            taken = [received for received in self._inbox if match(received)]
+            self._inbox[:] = [received for received in self._inbox if not match(received)]
+        return taken
+
+    def inbox(self) -> list[Received]:
+        """Everything received and not taken yet, oldest first."""
+        with self._inbox_changed:
+            return list(self._inbox)
+
+    def chat(
+        self,
+        to: str,
+        body: str,
+        predicate: Predicate | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Received:
+        """Send a chat message to ``to`` and wait for the answer from ``to``:
+        by default a message with the request's id, else one that satisfies
+        ``predicate``."""
+        sent_id = self.send_message(to, body)
+        if predicate is None:
+
+            def predicate(received: Received) -> bool:
+                return received.id == sent_id
+
+        return self.wait_for_message(to, predicate, timeout)
+
+    def subscribe(self, to: str, timeout: float = DEFAULT_TIMEOUT) -> Received:
+        """Send presence subscribe; wait for ``subscribed`` (or an error)."""
+        return self._presence_request(to, "subscribe", ("subscribed",), timeout)
+
+    def unsubscribe(self, to: str, timeout: float = DEFAULT_TIMEOUT) -> Received:
+        """Send presence unsubscribe; wait for ``unsubscribed``, ``unavailable``
+        or an error.
+
+        Not only ``unsubscribed``: the user's server cancels the subscription
+        as soon as the user asks, so by the time the contact's
+        ``unsubscribed`` comes in it may drop it as unneeded (ejabberd does,
+        as RFC 6121 §3.2.3 allows); the contact then only goes unavailable.
+        """
+        return self._presence_request(to, "unsubscribe", ("unsubscribed", "unavailable"), timeout)
+
+    def _presence_request(
+        self, to: str, ptype: str, answers: tuple[str, ...], timeout: float
+    ) -> Received:
+        self.send_presence(to, ptype)
+        return self.wait_for(
+            to.partition("/")[0],
+            lambda received: received.type in (*answers, "error"),
+            kind="presence",
+            timeout=timeout,
+        )
+
     # -- loop side --------------------------------------------------------------
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
@@ -187,9 +369,18 @@ class XmppClient:
         xmpp.add_event_handler("connection_failed", failer("connection failed"))
         xmpp.add_event_handler("disconnected", failer("disconnected"))
         xmpp.add_event_handler("stream_error", failer("stream error"))
+        for kind in ("message", "presence"):
+            xmpp.register_handler(
+                Callback(f"test inbox {kind}", MatchXPath(f"{{{CLIENT_NS}}}{kind}"), self._receive)
+            )
         xmpp.connect(*self.address)
         try:
             await asyncio.wait_for(ready, self.timeout)
+            if self.available:
+                # The roster first: Prosody sends presence from contacts (and
+                # subscription answers) only to sessions that asked for it.
+                await xmpp.get_roster(timeout=self.timeout)
+                xmpp.send_presence()
         except TimeoutError:
             xmpp.cancel_connection_attempt()
             raise TimeoutError(f"{self.jid}: no session within {self.timeout}s") from None
@@ -197,6 +388,35 @@ class XmppClient:
             # Stop slixmpp from retrying the connection behind our back.
             xmpp.cancel_connection_attempt()
             raise
+
+    def _receive(self, stanza: StanzaBase) -> None:
+        """In the loop thread: put a message or presence in the inbox."""
+        xml = stanza.xml
+        body = xml.find(f"{{{CLIENT_NS}}}body")
+        received = Received(
+            kind=xml.tag.partition("}")[2],
+            sender=xml.get("from", ""),
+            type=xml.get("type", ""),
+            id=xml.get("id", ""),
+            body=None if body is None else (body.text or ""),
+            xml=str(stanza),
+        )
+        with self._inbox_changed:
+            self._inbox.append(received)
+            self._inbox_changed.notify_all()
+
+    async def _send_message(self, to: str, body: str, mtype: str) -> str:
+        if self._xmpp is None:
+            raise LoginError(f"{self.jid}: not connected")
+        message = self._xmpp.make_message(mto=to, mbody=body, mtype=mtype)
+        message["id"] = self._xmpp.new_id()
+        message.send()
+        return str(message["id"])
+
+    async def _send_presence(self, to: str, ptype: str | None) -> None:
+        if self._xmpp is None:
+            raise LoginError(f"{self.jid}: not connected")
+        self._xmpp.make_presence(pto=to, ptype=ptype).send()
 
     async def _disconnect(self, timeout: float) -> None:
         xmpp = self._xmpp
@@ -237,6 +457,55 @@ class XmppClient:
         return IqReply(reply["type"], str(reply))
 
 
-def login(jid: str, password: str, port: int, timeout: float = 15.0) -> XmppClient:
+def _matcher(kind: str, sender: str | None, predicate: Predicate | None) -> Predicate:
+    def match(received: Received) -> bool:
+        if received.kind != kind:
+            return False
+        if sender is not None and sender not in (received.sender, received.bare_sender):
+            return False
+        return predicate is None or predicate(received)
+
+    return match
+
+
+def login(
+    jid: str, password: str, port: int, timeout: float = 15.0, available: bool = False
+) -> XmppClient:
     """A connected client; use it as a context manager to close it."""
-    return XmppClient(jid, password, port, timeout=timeout).connect()
+    return XmppClient(jid, password, port, timeout=timeout, available=available).connect()
+
+
+class Clients(list[XmppClient]):
+    """Several logged-in clients; as a context manager, closes them all."""
+
+    def __enter__(self) -> Clients:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for client in self:
+            client.close()
+
+
+def login_all(
+    accounts: Sequence[tuple[str, str]],
+    port: int,
+    timeout: float = 15.0,
+    available: bool = False,
+) -> Clients:
+    """Log in every (jid, password) at once, in parallel; the clients in the
+    same order.  If one fails, the others are closed and its error raised."""
+    clients = Clients(
+        XmppClient(jid, password, port, timeout=timeout, available=available)
+        for jid, password in accounts
+    )
+    with ThreadPoolExecutor(max_workers=max(1, len(clients))) as pool:
+        futures = [pool.submit(client.connect) for client in clients]
+        errors = [future.exception() for future in futures]
+    failed = next((error for error in errors if error is not None), None)
+    if failed is not None:
+        clients.close()  # closing a client that failed to connect is harmless
+        raise failed
+    return clients

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from servers import XmppServer
 
 # Without this the child's stdout is block-buffered (it is a pipe) and log
 # lines arrive late or only at exit.
@@ -200,6 +201,14 @@ class ComponentProcess:
             self._reader.join(5)  # let the last lines in
         return code
 
+    def restart(self) -> ComponentProcess:
+        """Stop, then start again with the same config (and so the same
+        data); the log starts afresh, so ``wait_for`` sees only the new run."""
+        self.stop()
+        with self._changed:
+            self._lines.clear()
+        return self.start()
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL the whole group after STOP_TIMEOUT."""
         if self._proc is None:
@@ -219,6 +228,51 @@ class ComponentProcess:
 
 # The ``start_component`` fixture: start_component(server, **options).
 StartComponent = Callable[..., ComponentProcess]
+
+
+class ComponentStarter:
+    """Starts ``twistd empc`` processes for a server, their configs in
+    ``workdir``; ``stop_all()`` stops every one started.  The
+    ``start_component`` fixture is one (see its doc for the options)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.started: list[ComponentProcess] = []
+
+    def __call__(
+        self,
+        server: XmppServer,
+        *,
+        domain: str = "echo.localhost",
+        secret: str | None = None,
+        port: int | None = None,
+        handlers: list[Any] | None = None,
+        components: list[dict[str, Any]] | None = None,
+        **settings: Any,
+    ) -> ComponentProcess:
+        if components is None:
+            single: dict[str, Any] = {"domain": domain}
+            if secret is not None:
+                single["secret"] = secret
+            if handlers is not None:
+                single["handlers"] = handlers
+            components = [single]
+        endpoint = tcp_endpoint(port or server.component_port)
+        entries = []
+        for item in components:
+            entry = {"domain": item["domain"], "server": endpoint}
+            if "secret" not in item:  # only then must the server know the domain
+                entry["secret"] = server.component(item["domain"]).secret
+            entries.append({**entry, **item})
+        config = self.workdir / f"empc-{len(self.started)}.yaml"
+        config.write_text(component_config(entries, **settings))
+        process = ComponentProcess(config, self.workdir)
+        self.started.append(process)
+        return process.start()
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            process.stop()
 
 
 class CountingProxy:

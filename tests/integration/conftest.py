@@ -8,15 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from component import (
-    ComponentProcess,
-    StartComponent,
-    component_config,
-    tcp_endpoint,
-)
+from component import ComponentStarter, StartComponent
 from servers import SERVER_CLASSES, EjabberdServer, ProsodyServer, XmppServer
 
 
@@ -60,38 +54,6 @@ def start_component(tmp_path: Path) -> Iterator[StartComponent]:
     ``access_lists``, ``limits``).  Every component started is stopped at
     teardown.
     """
-    started: list[ComponentProcess] = []
-
-    def start(
-        server: XmppServer,
-        *,
-        domain: str = "echo.localhost",
-        secret: str | None = None,
-        port: int | None = None,
-        handlers: list[Any] | None = None,
-        components: list[dict[str, Any]] | None = None,
-        **settings: Any,
-    ) -> ComponentProcess:
-        if components is None:
-            single: dict[str, Any] = {"domain": domain}
-            if secret is not None:
-                single["secret"] = secret
-            if handlers is not None:
-                single["handlers"] = handlers
-            components = [single]
-        endpoint = tcp_endpoint(port or server.component_port)
-        entries = []
-        for item in components:
-            entry = {"domain": item["domain"], "server": endpoint}
-            if "secret" not in item:  # only then must the server know the domain
-                entry["secret"] = server.component(item["domain"]).secret
-            entries.append({**entry, **item})
-        config = tmp_path / f"empc-{len(started)}.yaml"
-        config.write_text(component_config(entries, **settings))
-        process = ComponentProcess(config, tmp_path)
-        started.append(process)
-        return process.start()
-
-    yield start
-    for process in started:
-        process.stop()
+    starter = ComponentStarter(tmp_path)
+    yield starter
+    starter.stop_all()

@@ -45,6 +45,8 @@ class ComponentEntry:
 DEFAULT_COMPONENTS: tuple[ComponentEntry, ...] = (
     ComponentEntry("echo.localhost", "s3cret"),
     ComponentEntry("second.localhost", "s3cond"),
+    # The example microblog of examples/tweeter (tests/integration/test_tweeter.py).
+    ComponentEntry("tweeter.localhost", "tw33ter"),
 )
 
 _ports_handed_out: set[int] = set()
@@ -150,6 +152,7 @@ class XmppServer(ABC):
         self.users: list[tuple[str, str]] = [
             (f"alice@{self.host}", "alice-pw"),
             (f"bob@{self.host}", "bob-pw"),
+            (f"carol@{self.host}", "carol-pw"),
         ]
         self.console_log = workdir / "console.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -231,6 +234,13 @@ class XmppServer(ABC):
         with self.console_log.open("rb") as log:
             log.seek(self._log_offset)
             return log.read().decode(errors="replace")
+
+    def account(self, name: str) -> tuple[str, str]:
+        """The JID and password of the user ``name`` (e.g. "carol")."""
+        for jid, password in self.users:
+            if jid.partition("@")[0] == name:
+                return jid, password
+        raise KeyError(name)
 
     def component(self, domain: str) -> ComponentEntry:
         for entry in self.components:
@@ -361,7 +371,8 @@ allow_unencrypted_plain_auth = true
 authentication = "internal_hashed"
 storage = "internal"
 
-modules_enabled = {{ "roster", "saslauth", "disco", "ping", "register" }}
+-- offline: a chat message to a user who is not online waits for their next login.
+modules_enabled = {{ "roster", "saslauth", "disco", "ping", "register", "offline" }}
 -- No s2s: nothing outside loopback, and no listener on the 5269 default.
 modules_disabled = {{ "s2s" }}
 
@@ -457,6 +468,8 @@ modules:
   mod_disco: {{}}
   mod_ping: {{}}
   mod_roster: {{}}
+  # A chat message to a user who is not online waits for their next login.
+  mod_offline: {{}}
 """)
         # Sourced by ejabberdctl after its own defaults, so these win.
         self.ctl_config_path.write_text(f"""\

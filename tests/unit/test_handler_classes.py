@@ -12,7 +12,7 @@ from lxml import etree
 from support import FORECAST, NS_WEATHER, C, Greeter, chat, chat_reply, error_of, one, weather
 from twisted.internet.defer import Deferred, succeed
 
-from empc import DiscoItem, Handler, iq, make_stanza, message, presence, route
+from empc import DiscoInfo, DiscoItem, Handler, iq, make_stanza, message, presence, route
 from empc.handlers import Disco, Version
 from empc.protocol import new_element
 from empc.testing import FakeServer
@@ -168,6 +168,9 @@ class Events(Handler):
         if node == "events":
             return [("example.org", "events/today", "Today")]
         return []
+
+    def disco_info(self, node: str) -> DiscoInfo | None:
+        return ([("hierarchy", "branch", "")], []) if node == "events" else None
 
 
 class Stations(Handler):
@@ -432,3 +435,17 @@ def test_generic_route_matches_any_kind_its_xpath_selects() -> None:
     server = FakeServer([Spy()])
     assert len(server.deliver("<presence type='probe'/>")) == 1
     assert server.deliver("<presence type='available'/>") == []
+
+
+def test_disco_items_of_a_node_no_handler_claims_is_item_not_found() -> None:
+    server = FakeServer([Events()])
+    stanza = f"<iq type='get'><query xmlns='{NS_DISCO_ITEMS}' node='nowhere'/></iq>"
+    assert error_of(one(server.deliver(stanza))) == ("item-not-found", "cancel", None)
+
+
+def test_disco_info_of_a_node_leaves_out_an_empty_identity_name() -> None:
+    server = FakeServer([Events()])
+    query = disco(server, NS_DISCO_INFO, node="events")
+    assert [dict(i.attrib) for i in query.findall(f"{{{NS_DISCO_INFO}}}identity")] == [
+        {"category": "hierarchy", "type": "branch"}
+    ]

@@ -32,7 +32,9 @@ class Disco(Handler):
             features = self.component.router.features()
         query = new_element(NS_DISCO_INFO, "query", {"node": node} if node else None)
         for category, kind, name in identities:
-            attributes = {"category": category, "type": kind, "name": name}
+            attributes = {"category": category, "type": kind}
+            if name:
+                attributes["name"] = name
             new_element(NS_DISCO_INFO, "identity", attributes, query)
         for feature in features:
             new_element(NS_DISCO_INFO, "feature", {"var": feature}, query)
@@ -48,6 +50,8 @@ class Disco(Handler):
     @iq("get", f"{{{NS_DISCO_ITEMS}}}query")
     async def items(self, stanza: etree._Element) -> etree._Element:
         node = stanza[0].get("node")
+        if node:
+            await self._node_info(node)  # item-not-found unless a handler has it
         query = new_element(NS_DISCO_ITEMS, "query", {"node": node} if node else None)
         for handler in self.component.handlers:
             offered = cast(Sequence[DiscoItem], await maybeDeferred(handler.disco_items, node))

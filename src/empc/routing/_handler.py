@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
-
-from twisted.internet.defer import Deferred
 
 if TYPE_CHECKING:
     from empc._component import Component
@@ -82,14 +80,16 @@ class Handler:
         """Called once when the component stops; may return a Deferred."""
         return None
 
-    def disco_items(self, node: str | None) -> Sequence[DiscoItem] | Deferred[Sequence[DiscoItem]]:
+    def disco_items(self, node: str | None) -> Sequence[DiscoItem] | Awaitable[Sequence[DiscoItem]]:
         """The disco#items this handler offers at ``node`` (None: the top);
-        may be a Deferred."""
+        may be a Deferred or a coroutine (``async def``). A node must also
+        be claimed by :meth:`disco_info`, else it is ``item-not-found``."""
         return ()
 
-    def disco_info(self, node: str) -> DiscoInfo | Deferred[DiscoInfo | None] | None:
+    def disco_info(self, node: str) -> DiscoInfo | Awaitable[DiscoInfo | None] | None:
         """The disco#info of ``node`` if it is one of this handler's, else
-        None; may be a Deferred. A node no handler knows is item-not-found."""
+        None; may be a Deferred or a coroutine. A node no handler claims is
+        ``item-not-found``, for disco#info and disco#items alike."""
         return None
 
     def __repr__(self) -> str:

@@ -89,10 +89,11 @@ def make_stanza(kind: str, attributes: Mapping[str, str | None] | None = None) -
 
 
 def make_message(
-    to: str, body: str | None = None, type: str = "chat", **attributes: str | None
+    to: str, body: str | None = None, type: str | None = "chat", **attributes: str | None
 ) -> etree._Element:
     """A message to ``to`` with an optional ``body``; other attributes
-    (``from_`` for ``from``, ``id``...) as keywords, None ones left out."""
+    (``from_`` for ``from``, ``id``...) as keywords. Attributes that are
+    None, ``type`` included, are left out."""
     if "from_" in attributes:
         attributes["from"] = attributes.pop("from_")
     stanza = make_stanza("message", {"to": to, "type": type, **attributes})
