@@ -31,6 +31,10 @@ from slixmpp.xmlstream.matcher import MatchXPath
 
 T = TypeVar("T")
 IqType = Literal["get", "set"]
+MessageType = Literal["chat", "normal", "groupchat", "headline", "error"]
+PresenceType = Literal[
+    "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "unavailable", "error"
+]
 
 CLIENT_NS = "jabber:client"
 STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -65,7 +69,8 @@ class Received:
 
     ``sender`` is the ``from`` attribute exactly as it came (no JID
     unescaping); ``type`` is "" when the stanza has none ("normal" message,
-    available presence); ``body`` is None without a ``<body/>``.
+    available presence); ``body`` (of a message) and ``status`` (of a
+    presence) are None when absent.
     """
 
     kind: str  # "message" or "presence"
@@ -74,6 +79,7 @@ class Received:
     id: str
     body: str | None
     xml: str
+    status: str | None = None
 
     @property
     def element(self) -> ET.Element:
@@ -85,7 +91,8 @@ class Received:
 
     @property
     def error_condition(self) -> str | None:
-        for error in self.element.iter(f"{{{CLIENT_NS}}}error"):
+        # slixmpp writes the stanza without its jabber:client namespace.
+        for error in self.element.findall("error"):
             for child in error:
                 if child.tag.startswith(f"{{{STANZAS_NS}}}") and not child.tag.endswith("}text"):
                     return child.tag.partition("}")[2]
@@ -217,11 +224,11 @@ class XmppClient:
 
     # -- messages and presence ------------------------------------------------------
 
-    def send_message(self, to: str, body: str, mtype: str = "chat") -> str:
+    def send_message(self, to: str, body: str, mtype: MessageType = "chat") -> str:
         """Send a message; return its id."""
         return self._run(self._send_message(to, body, mtype), DEFAULT_TIMEOUT)
 
-    def send_presence(self, to: str, ptype: str | None = None) -> None:
+    def send_presence(self, to: str, ptype: PresenceType | None = None) -> None:
         """Send a directed presence (``ptype`` e.g. "subscribe")."""
         self._run(self._send_presence(to, ptype), DEFAULT_TIMEOUT)
 
@@ -320,7 +327,7 @@ class XmppClient:
         return self._presence_request(to, "unsubscribe", ("unsubscribed", "unavailable"), timeout)
 
     def _presence_request(
-        self, to: str, ptype: str, answers: tuple[str, ...], timeout: float
+        self, to: str, ptype: PresenceType, answers: tuple[str, ...], timeout: float
     ) -> Received:
         self.send_presence(to, ptype)
         return self.wait_for(
@@ -393,6 +400,7 @@ class XmppClient:
         """In the loop thread: put a message or presence in the inbox."""
         xml = stanza.xml
         body = xml.find(f"{{{CLIENT_NS}}}body")
+        status = xml.find(f"{{{CLIENT_NS}}}status")
         received = Received(
             kind=xml.tag.partition("}")[2],
             sender=xml.get("from", ""),
@@ -400,12 +408,13 @@ class XmppClient:
             id=xml.get("id", ""),
             body=None if body is None else (body.text or ""),
             xml=str(stanza),
+            status=None if status is None else (status.text or ""),
         )
         with self._inbox_changed:
             self._inbox.append(received)
             self._inbox_changed.notify_all()
 
-    async def _send_message(self, to: str, body: str, mtype: str) -> str:
+    async def _send_message(self, to: str, body: str, mtype: MessageType) -> str:
         if self._xmpp is None:
             raise LoginError(f"{self.jid}: not connected")
         message = self._xmpp.make_message(mto=to, mbody=body, mtype=mtype)
@@ -413,7 +422,7 @@ class XmppClient:
         message.send()
         return str(message["id"])
 
-    async def _send_presence(self, to: str, ptype: str | None) -> None:
+    async def _send_presence(self, to: str, ptype: PresenceType | None) -> None:
         if self._xmpp is None:
             raise LoginError(f"{self.jid}: not connected")
         self._xmpp.make_presence(pto=to, ptype=ptype).send()

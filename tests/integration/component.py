@@ -98,6 +98,7 @@ class ComponentProcess:
         self.config = config
         self.workdir = workdir
         self._lines: list[str] = []
+        self.earlier_lines: list[str] = []  # the output of runs before restart()
         self._changed = threading.Condition()
         self._proc: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
@@ -206,6 +207,7 @@ class ComponentProcess:
         data); the log starts afresh, so ``wait_for`` sees only the new run."""
         self.stop()
         with self._changed:
+            self.earlier_lines += self._lines
             self._lines.clear()
         return self.start()
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import re
 import secrets
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
-from client import Clients, IqReply, Received, XmppClient, login_all
+from client import Clients, IqReply, IqType, Received, XmppClient, login_all
 from component import ComponentProcess, ComponentStarter
 from servers import SERVER_CLASSES, XmppServer
 
@@ -36,8 +37,11 @@ NS_PUBSUB = "http://jabber.org/protocol/pubsub"
 NS_PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event"
 NS_PUBSUB_ERRORS = "http://jabber.org/protocol/pubsub#errors"
 NS_ATOM = "http://www.w3.org/2005/Atom"
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 NS_DELAY = "urn:xmpp:delay"
+# Twisted's log lines of unhandled failures; empc's own errors.
+LOGGED_FAILURE = r"Traceback|Unhandled|#(?:warn|error|critical)\]"
 POSTED = re.compile(r"Posted #(\d+) to (\d+) follower\(s\)\.")
 
 
@@ -90,11 +94,15 @@ def tweeter_service(
         yield service
     finally:
         starter.stop_all()
+        for process in starter.started:  # for a look after the run
+            lines = process.earlier_lines + process.lines
+            (workdir / "empc.log").write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture
-def tweeter(tweeter_service: Tweeter) -> Tweeter:
-    """The running service, with nobody following anybody."""
+def tweeter(tweeter_service: Tweeter) -> Iterator[Tweeter]:
+    """The running service, with nobody following anybody; after the test,
+    the component must not have logged a traceback or an error."""
     service = tweeter_service
     service.server.start()  # a test elsewhere may have stopped it
     if service.process.returncode is not None:
@@ -104,7 +112,12 @@ def tweeter(tweeter_service: Tweeter) -> Tweeter:
             answer = command(client, "following")
             for followed in answer.splitlines()[1:]:
                 assert command(client, f"unfollow {followed}").startswith("You no longer")
-    return service
+    process = service.process
+    seen = len(process.earlier_lines) + len(process.lines)
+    yield service
+    logged = (process.earlier_lines + process.lines)[seen:]
+    failures = [line for line in logged if re.search(LOGGED_FAILURE, line)]
+    assert not failures, "the component logged failures:\n" + "\n".join(logged)
 
 
 def _login(service: Tweeter, *names: str, available: bool = True) -> Clients:
@@ -157,11 +170,11 @@ def notification(client: XmppClient, author: str, text: str) -> Received:
     return found
 
 
-def stray(client: XmppClient, *words: str) -> list[Received]:
+def stray(client: XmppClient, *words: str, wait: float = QUIET) -> list[Received]:
     """After a quiet wait, what the client got that mentions any of
     ``words`` (tokens of this test): should be nothing."""
     return client.take(
-        predicate=lambda m: any(word in m.xml for word in words), wait=QUIET, kind="message"
+        predicate=lambda m: any(word in m.xml for word in words), wait=wait, kind="message"
     )
 
 
@@ -170,7 +183,7 @@ def pubsub(payload: str) -> str:
 
 
 def atom_entry(text: str) -> str:
-    return f"<entry xmlns='{NS_ATOM}'><title type='text'>{text}</title></entry>"
+    return f"<entry xmlns='{NS_ATOM}'><title type='text'>{escape(text)}</title></entry>"
 
 
 def publish(client: XmppClient, owner: str, text: str) -> IqReply:
@@ -183,6 +196,16 @@ def pubsub_condition(reply: IqReply) -> str | None:
         if element.tag.startswith(f"{{{NS_PUBSUB_ERRORS}}}"):
             return element.tag.partition("}")[2]
     return None
+
+
+def pubsub_event(word: str) -> Callable[[Received], bool]:
+    """Matches a pubsub event message that mentions ``word``."""
+
+    def match(message: Received) -> bool:
+        event = message.element.find(f"{{{NS_PUBSUB_EVENT}}}event")
+        return event is not None and word in message.xml
+
+    return match
 
 
 def titles(container: ET.Element, namespace: str) -> list[tuple[str, str]]:
@@ -223,6 +246,18 @@ def test_follower_gets_the_post(tweeter: Tweeter, users: dict[str, XmppClient]) 
     # Sent to the bare JID; the server delivered it to bob's session.
     assert found.element.get("to", "").startswith(tweeter.jid("bob")), found.xml
 
+    # Inner line breaks stay in the notification (folded in listings);
+    # 280 characters outside the BMP are 280 characters.
+    lines = f"first line {token()}\nsecond line"
+    post(alice, lines, followers=1)
+    notification(bob, alice_jid, lines)
+    birds = "\U0001f426" * 280
+    post(alice, birds, followers=1)
+    notification(bob, alice_jid, birds)
+    timeline = command(bob, "timeline 2").splitlines()
+    assert timeline[1].startswith(f"{alice_jid}: {birds} (#"), timeline
+    assert timeline[2].startswith(f"{alice_jid}: {' '.join(lines.split())} (#"), timeline
+
 
 def test_posts_reach_exactly_the_followers(tweeter: Tweeter, users: dict[str, XmppClient]) -> None:
     alice, bob, carol = users["alice"], users["bob"], users["carol"]
@@ -246,8 +281,8 @@ def test_posts_reach_exactly_the_followers(tweeter: Tweeter, users: dict[str, Xm
     notification(carol, alice_jid, by_alice)
     notification(alice, bob_jid, by_bob)
     assert stray(alice, by_alice, by_carol) == []
-    assert stray(bob, by_bob, by_carol) == []
-    assert stray(carol, by_bob, by_carol) == []
+    assert stray(bob, by_bob, by_carol, wait=0) == []  # the wait above was for all
+    assert stray(carol, by_bob, by_carol, wait=0) == []
 
     # The timeline holds the posts of the people followed only, newest first.
     timeline = command(bob, "timeline").splitlines()
@@ -273,11 +308,11 @@ def test_pubsub_subscriber_gets_atom_events(tweeter: Tweeter, users: dict[str, X
         "subscription": "subscribed",
     }, reply.xml
     try:
-        first, second = f"first {token()}", f"second {token()}"
+        tokens = token(), token()
+        # Characters XML escapes come through as they were.
+        first, second = f"first <&> 'quoted' \"too\" {tokens[0]}", f"second {tokens[1]}"
         first_id = post(alice, first, followers=0)
-        event = carol.wait_for_message(
-            TWEETER, lambda m: f"{{{NS_PUBSUB_EVENT}}}event" in {e.tag for e in m.element}, WAIT
-        )
+        event = carol.wait_for_message(TWEETER, pubsub_event(tokens[0]), WAIT)
         items = event.element.find(f"{{{NS_PUBSUB_EVENT}}}event/{{{NS_PUBSUB_EVENT}}}items")
         assert items is not None and items.get("node") == node(alice_jid), event.xml
         assert titles(items, NS_PUBSUB_EVENT) == [(str(first_id), first)], event.xml
@@ -288,10 +323,11 @@ def test_pubsub_subscriber_gets_atom_events(tweeter: Tweeter, users: dict[str, X
         assert entry.findtext(f"{{{NS_ATOM}}}published", "").endswith("Z"), event.xml
 
         second_id = post(alice, second, followers=0)
-        event = carol.wait_for_message(TWEETER, lambda m: second in m.xml, WAIT)
+        event = carol.wait_for_message(TWEETER, pubsub_event(tokens[1]), WAIT)
+        assert event.element.get("id") == f"tweeter-event-{second_id}", event.xml
         assert second_id > first_id
         # A pubsub subscriber is no follower: no chat notification.
-        assert stray(carol, first, second) == []
+        assert stray(carol, *tokens) == []
 
         # Items: the latest first; max_items limits them.
         request = pubsub(f"<items node='{node(alice_jid)}' max_items='2'/>")
@@ -305,6 +341,14 @@ def test_pubsub_subscriber_gets_atom_events(tweeter: Tweeter, users: dict[str, X
         reply = carol.iq(TWEETER, by_id)
         assert titles(reply.element, NS_PUBSUB) == [(str(first_id), first)], reply.xml
 
+        # disco#info of the service: a pubsub service that lets one
+        # subscribe, retrieve items and publish.
+        info = carol.disco_info(TWEETER)
+        assert {
+            f"{NS_PUBSUB}#subscribe",
+            f"{NS_PUBSUB}#retrieve-items",
+            f"{NS_PUBSUB}#publish",
+        } <= info.features, info.reply.xml
         # disco#items of the service lists alice's node.
         reply = carol.iq(TWEETER, f"<query xmlns='{NS_DISCO_ITEMS}'/>")
         assert reply.type == "result", reply.xml
@@ -325,6 +369,59 @@ def test_pubsub_subscriber_gets_atom_events(tweeter: Tweeter, users: dict[str, X
     third = f"third {token()}"
     post(alice, third, followers=0)
     assert stray(carol, third) == []
+
+
+def test_pubsub_errors_reach_the_client(tweeter: Tweeter, users: dict[str, XmppClient]) -> None:
+    carol = users["carol"]
+    alice_jid, carol_jid = tweeter.jid("alice"), tweeter.jid("carol")
+    alice_node = node(alice_jid)
+    cases: list[tuple[IqType, str, str, str | None]] = [
+        # (type, payload, condition, pubsub#errors condition)
+        ("get", "<items/>", "bad-request", "nodeid-required"),
+        ("get", "<items node='princess/castle'/>", "item-not-found", None),
+        ("get", f"<items node='{alice_node}' max_items='zero'/>", "bad-request", None),
+        ("get", f"<items node='{alice_node}'><item id='0'/></items>", "item-not-found", None),
+        (
+            "set",
+            f"<subscribe node='{alice_node}' jid='{alice_jid}'/>",
+            "bad-request",
+            "invalid-jid",
+        ),
+        (
+            "set",
+            f"<unsubscribe node='{alice_node}' jid='{carol_jid}'/>",
+            "unexpected-request",
+            "not-subscribed",
+        ),
+        ("set", f"<publish node='{node(carol_jid)}'/>", "bad-request", "item-required"),
+        (
+            "set",
+            f"<publish node='{node(carol_jid)}'><item/></publish>",
+            "bad-request",
+            "payload-required",
+        ),
+        (
+            "set",
+            f"<publish node='{node(carol_jid)}'><item><x xmlns='urn:other'/></item></publish>",
+            "bad-request",
+            "invalid-payload",
+        ),
+        ("set", "<create node='mine'/>", "feature-not-implemented", "unsupported"),
+    ]
+    for iq_type, payload, condition, specific in cases:
+        reply = carol.iq(TWEETER, pubsub(payload), iq_type)
+        assert reply.type == "error", (payload, reply.xml)
+        assert reply.error_condition == condition, (payload, reply.xml)
+        assert pubsub_condition(reply) == specific, (payload, reply.xml)
+    # A feed node's own disco#info: a pubsub leaf, a microblog.
+    reply = carol.iq(TWEETER, f"<query xmlns='{NS_DISCO_INFO}' node='{alice_node}'/>")
+    assert reply.type == "result", reply.xml
+    identities = [i.attrib for i in reply.element.iter(f"{{{NS_DISCO_INFO}}}identity")]
+    expected = {"category": "pubsub", "type": "leaf", "name": f"{alice_jid}'s microblog"}
+    assert identities == [expected], reply.xml
+    features = {f.get("var") for f in reply.element.iter(f"{{{NS_DISCO_INFO}}}feature")}
+    assert {NS_PUBSUB, "urn:xmpp:microblog:0"} <= features, reply.xml
+    assert carol.ping(TWEETER).type == "result"
 
 
 # -- 3. persistence ---------------------------------------------------------------------
@@ -351,6 +448,13 @@ def test_timeline_and_follows_survive_a_restart(tweeter: Tweeter) -> None:
                 rf"{re.escape(alice_jid)}: {re.escape(text)} \(#{number}, \S+Z\)", line
             ), timeline
         assert command(bob, "following").splitlines() == ["You follow 1 user(s):", alice_jid]
+        # alice's feed is still listed, with her posts.
+        reply = bob.iq(TWEETER, f"<query xmlns='{NS_DISCO_ITEMS}'/>")
+        nodes = [item.get("node") for item in reply.element.iter(f"{{{NS_DISCO_ITEMS}}}item")]
+        assert node(alice_jid) in nodes, reply.xml
+        reply = bob.iq(TWEETER, pubsub(f"<items node='{node(alice_jid)}' max_items='2'/>"))
+        expected = [(str(number), text) for number, text in zip(ids, before, strict=True)]
+        assert titles(reply.element, NS_PUBSUB) == expected[::-1], reply.xml
         # The follow still works: bob gets the next post, whose number is new.
         after_id = post(alice, after, followers=1)
         assert after_id > max(ids)
@@ -480,6 +584,16 @@ def test_presence_subscription_follows_and_unsubscribe_stops(
     followed = f"for my subscribers {token()}"
     post(alice, followed, followers=1)
     notification(bob, alice_jid, followed)
+    # At bob's next login his server probes alice's address: she is
+    # available, her status her latest post.
+    bob.reconnect()
+    probed = bob.wait_for(
+        alice_address,
+        lambda p: p.type == "" and p.status == followed,
+        kind="presence",
+        timeout=WAIT,
+    )
+    assert probed.bare_sender == alice_address, probed.xml
 
     try:
         # Prosody passes the component's unsubscribed on; ejabberd drops it
@@ -495,13 +609,20 @@ def test_presence_subscription_follows_and_unsubscribe_stops(
         bob.send_presence(alice_address, "unsubscribe")  # leave the roster as it was
 
 
-def test_presence_errors(tweeter: Tweeter, users: dict[str, XmppClient]) -> None:
+def test_presence_to_odd_addresses(tweeter: Tweeter, users: dict[str, XmppClient]) -> None:
     alice = users["alice"]
+    # Following yourself is refused.
     own = alice.subscribe(address(tweeter.jid("alice")), timeout=WAIT)
     assert own.type == "error", own.xml
     assert own.error_condition == "not-allowed", own.xml
     alice.send_presence(address(tweeter.jid("alice")), "unsubscribe")
+    # An address at the component that is no escaped JID is malformed.
+    nobody = alice.subscribe(f"nobody@{TWEETER}", timeout=WAIT)
+    assert nobody.type == "error", nobody.xml
+    assert nobody.error_condition == "jid-malformed", nobody.xml
+    alice.send_presence(f"nobody@{TWEETER}", "unsubscribe")
     # The component itself may be in a roster too.
     service = alice.subscribe(TWEETER, timeout=WAIT)
     assert service.type == "subscribed", service.xml
     alice.send_presence(TWEETER, "unsubscribe")
+    assert command(alice, "following").startswith("You follow nobody yet.")
