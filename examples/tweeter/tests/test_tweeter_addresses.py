@@ -115,3 +115,9 @@ def test_nodes() -> None:
         "princely_musings",
     ):
         assert user_of_node(node) is None, node
+
+
+def test_an_invalid_jid_is_shown_shortened_in_the_error() -> None:
+    with pytest.raises(InvalidUser) as caught:
+        parse_user("x" * 2000 + " y@localhost")
+    assert len(str(caught.value)) < 100

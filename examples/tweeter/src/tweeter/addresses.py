@@ -78,15 +78,21 @@ def parse_user(text: str, component_domain: str | None = None) -> str:
     :raises InvalidUser: with a message fit to show the user.
     """
     text = text.strip()
+    shown = shorten(text)
     try:
         jid = JID.parse(text)
     except InvalidJID:
-        raise InvalidUser(f"{text!r} is not a valid JID") from None
+        raise InvalidUser(f"{shown!r} is not a valid JID") from None
     if jid.local is None:
-        raise InvalidUser(f"{text!r} is a server, not a user: give a JID like alice@localhost")
+        raise InvalidUser(f"{shown!r} is a server, not a user: give a JID like alice@localhost")
     if component_domain is not None and jid.domain == component_domain:
         return user_of_address(str(jid.bare), component_domain)
     return f"{jid.local.lower()}@{jid.domain}"
+
+
+def shorten(text: str, limit: int = 30) -> str:
+    """``text`` cut to ``limit`` characters for an answer, marked if cut."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def address_of(user: str, component_domain: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 
-from tweeter.addresses import InvalidUser, parse_user
+from tweeter.addresses import InvalidUser, parse_user, shorten
 from tweeter.microblog import MAX_POST_LENGTH, Microblog, PostRejected
 from tweeter.payloads import iso_time
 from tweeter.store import Post
@@ -52,8 +52,9 @@ async def run_command(blog: Microblog, user: str, text: str) -> str:
     argument = words[1].strip() if len(words) > 1 else ""
     command = COMMANDS.get(name)
     if command is None:
-        shown = words[0] if len(words[0]) <= 30 else words[0][:30] + "..."
-        return f"Error: unknown command '{shown}'. Send 'help' for the list of commands."
+        return (
+            f"Error: unknown command '{shorten(words[0])}'. Send 'help' for the list of commands."
+        )
     try:
         return await command(blog, user, name, argument)
     except CommandError as e:
