@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 from lxml import etree
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from empc._component import Component
 from empc.protocol import (
@@ -53,6 +54,7 @@ class LinkSettings:
     close_timeout: float = 5.0
 
 
+@implementer(IPushProducer)
 class ComponentProtocol(Protocol):
     """One connection of a component to its server.
 
@@ -92,6 +94,10 @@ class ComponentProtocol(Protocol):
         self._close_deadline: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
+        # Backpressure: when the server reads our replies slower than we
+        # produce them, the transport pauses us, and we stop reading its
+        # stanzas until the write buffer has drained.
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
         self._stream.open()
         self._flush()
         self._handshake_deadline = self._clock.callLater(
@@ -135,6 +141,16 @@ class ComponentProtocol(Protocol):
             self._close_deadline = self._clock.callLater(
                 self._settings.close_timeout, self._abort, "the server did not close the stream"
             )
+
+    def pauseProducing(self) -> None:
+        """The write buffer is full: read no more stanzas for now."""
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resumeProducing(self) -> None:
+        self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def stopProducing(self) -> None:
+        """The connection is going: connectionLost does the cleaning up."""
 
     def when_lost(self) -> Deferred[None]:
         """A Deferred that fires when the connection is gone."""

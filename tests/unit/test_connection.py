@@ -541,3 +541,15 @@ def test_stanzas_received_in_one_read_are_answered_in_one_write(ready: Link) -> 
     ready.feed(ping % 1 + ping % 2)
     assert len(writes) == 1
     assert [s.get("id") for s in parse(writes[0])] == ["1", "2"]
+
+
+def test_protocol_is_the_streaming_producer_of_its_transport(link: Link) -> None:
+    assert link.transport.producer is link.protocol
+    assert link.transport.streaming
+
+
+def test_a_full_write_buffer_stops_reading_until_it_drains(ready: Link) -> None:
+    ready.protocol.pauseProducing()  # what the transport does when its buffer fills
+    assert ready.transport.producerState == "paused"
+    ready.protocol.resumeProducing()
+    assert ready.transport.producerState == "producing"
