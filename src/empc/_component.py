@@ -10,7 +10,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from empc.protocol import JID, NS_COMPONENT, InvalidJID, LocalProtocolError
+from empc.protocol import JID, NS_COMPONENT, InvalidJID, LocalProtocolError, in_domain
 from empc.routing import Handler, Limits, PendingRequests, Router, ThreadRunner
 
 _IQ = f"{{{NS_COMPONENT}}}iq"
@@ -101,7 +101,7 @@ class Component:
         it could be sent from there.
         """
         to = stanza.get("to") or ""
-        if to != self.domain and not self._is_own(to):
+        if not in_domain(to, self.domain):
             self.log.warn(
                 "Dropped a stanza for {to}, which is not {domain}: the server routes other "
                 "domains to this connection (ejabberd: set global_routes: false on the "
@@ -117,12 +117,6 @@ class Component:
         ):
             return
         self.router.dispatch(stanza)
-
-    def _is_own(self, address: str) -> bool:
-        try:
-            return JID.parse(address).domain == self.domain
-        except InvalidJID:
-            return False
 
     def send(self, stanza: etree._Element) -> None:
         """Send a stanza; ``from`` defaults to the component's domain.

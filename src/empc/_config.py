@@ -129,7 +129,7 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
         keepalive_interval=keepalive.number("interval", 60.0),
         ping_interval=keepalive.number("ping_interval", 300.0),
         ping_timeout=keepalive.number("ping_timeout", 60.0, minimum=0.1),
-        ping_target=keepalive.optional_string("ping_target"),
+        ping_target=_read_jid(keepalive, "ping_target"),
     )
     action_timeout = limits.number("action_timeout", 30.0, minimum=0.001)
     rate = limits.number("rate", 0.0)
@@ -153,6 +153,16 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
     for section in (limits, keepalive, reconnect, root):
         section.refuse_unknown()
     return Config(root.path, components, link, backoff, action_timeout, load, threads, access_lists)
+
+
+def _read_jid(section: _Section, key: str) -> str | None:
+    text = section.optional_string(key)
+    if text is not None:
+        try:
+            JID.parse(text)
+        except InvalidJID as e:
+            raise section.error(key, str(e)) from None
+    return text
 
 
 def _read_access_lists(root: _Section) -> dict[str, list[str]]:
@@ -381,12 +391,17 @@ class _Section:
 
 
 def _describe_yaml_error(error: yaml.YAMLError) -> str:
-    """PyYAML's own message quotes the offending line, which may hold the
-    secret: name the problem and its place only."""
+    """Where YAML went wrong, without PyYAML's own words: they may quote the
+    secret (an unquoted value such as ``*x`` or ``!x`` reads as an alias or
+    a tag, and the message names it)."""
+    where = ""
     if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
         mark = error.problem_mark
-        return f"{error.problem} (line {mark.line + 1}, column {mark.column + 1})"
-    return type(error).__name__
+        where = f" at line {mark.line + 1}, column {mark.column + 1}"
+    return (
+        f"{type(error).__name__}{where} (a value starting with * ! & % @ ` {{ [ "
+        "or containing ': ' needs quotes)"
+    )
 
 
 def _line(node: yaml.Node | None) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
@@ -22,6 +23,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from empc._component import Component
+from empc.handlers import NS_PING
 from empc.protocol import (
     Authenticated,
     ComponentStream,
@@ -33,8 +35,6 @@ from empc.protocol import (
     new_element,
 )
 from empc.routing import RequestTimeout, make_stanza
-
-NS_PING = "urn:xmpp:ping"
 
 
 class HandshakeTimeout(Exception):
@@ -60,7 +60,8 @@ class ComponentProtocol(Protocol):
 
     :ivar handshake_done: fires with None when the handshake is over: at
         once when it succeeded, or once the connection is gone when it did
-        not. It never fails: ``ClientService`` cannot take a rejection from
+        not. It never fails (but with ``CancelledError`` when it is
+        cancelled: the connection is then aborted): ``ClientService`` cannot take a rejection from
         ``prepareConnection`` while the rejected connection is still open,
         nor a disconnection before ``prepareConnection`` has answered.
     :ivar refusal: why the handshake did not succeed, when it did not: the
@@ -130,6 +131,7 @@ class ComponentProtocol(Protocol):
             return succeed(None)
         lost = self.when_lost()
         self._closing = True
+        self._unlink("the stream is closing")
         self._stream.close()
         self._flush()
         self._await_close()
@@ -166,8 +168,7 @@ class ComponentProtocol(Protocol):
         for deadline in (self._handshake_deadline, self._close_deadline):
             if deadline is not None and deadline.active():
                 deadline.cancel()
-        if self._component.connected:
-            self._component.unlink(reason)
+        self._unlink("the connection was lost")
         if not self.handshake_done.called:
             self.refusal = self.refusal or self._stream_error or reason.value
             self.handshake_done.callback(None)
@@ -182,6 +183,7 @@ class ComponentProtocol(Protocol):
             self._authenticated()
         elif isinstance(event, StreamErrorReceived):
             self._stream_error = event.error
+            self._unlink(f"the server closed the stream: {event.error}")
             self._await_close()
             if self.handshake_done.called:
                 self.log.warn(
@@ -195,12 +197,14 @@ class ComponentProtocol(Protocol):
                 domain=self._component.domain,
                 condition=str(event.error),
             )
-            self._flush()
+            if not self.handshake_done.called:
+                # Counts as the refusal: a client port answers with another
+                # namespace, and the fix for that should be logged.
+                self._stream_error = self._stream_error or event.error
             self._drop()
         elif isinstance(event, StreamClosed):
             if self._closing:
                 self.log.info("Stream closed cleanly for {domain}", domain=self._component.domain)
-            self._flush()
             self._drop()
 
     def _authenticated(self) -> None:
@@ -209,7 +213,8 @@ class ComponentProtocol(Protocol):
         if self.handshake_done.called:  # cancelled: the service is stopping
             return
         self._component.link(self.send)
-        self._start_timer(self._settings.keepalive_interval, self._keepalive)
+        # Checked twice per interval, so an idle link waits at most 1.5 of it.
+        self._start_timer(self._settings.keepalive_interval / 2, self._keepalive)
         self._start_timer(self._settings.ping_interval, self._ping)
         peer = self.transport.getPeer() if self.transport is not None else None
         self.log.info(
@@ -253,8 +258,20 @@ class ComponentProtocol(Protocol):
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def _drop(self) -> None:
+        """Close the connection once what is queued is written; abort it if
+        the server does not let go within ``close_timeout``."""
+        self._flush()
         if self.transport is not None:
+            # A TLS transport only shuts down once no producer is registered.
+            self.transport.unregisterProducer()  # type: ignore[attr-defined]
             self.transport.loseConnection()
+        self._await_close()
+
+    def _unlink(self, why: str) -> None:
+        """Handlers can send no more: their sends raise NotConnected, and
+        pending requests fail with ConnectionLost."""
+        if self._component.connected:
+            self._component.unlink(Failure(ConnectionLost(why)))
 
     def _flush(self) -> None:
         data = self._stream.data_to_send()

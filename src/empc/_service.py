@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from twisted.application.internet import ClientService
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import DNSLookupError
 from twisted.internet.interfaces import IProtocol, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
@@ -90,8 +90,9 @@ def explain(error: BaseException, domain: str) -> str:
 
 
 def is_permanent(error: BaseException) -> bool:
-    """Whether connecting again unchanged is pointless."""
-    return isinstance(error, DNSLookupError) or (isinstance(error, StreamError) and error.permanent)
+    """Whether connecting again unchanged is pointless. (A name that does
+    not resolve is not: the resolver may not be ready yet at boot.)"""
+    return isinstance(error, StreamError) and error.permanent
 
 
 class ComponentService(ClientService):
@@ -137,10 +138,14 @@ class ComponentService(ClientService):
         )
 
     def startService(self) -> None:
-        """Start the handlers, then connect once they all have started."""
-        self.component.start().addCallbacks(
-            lambda _: super(ComponentService, self).startService(), self._start_failed
-        )
+        """Start the handlers, then connect once they all have started
+        (unless the service was stopped meanwhile)."""
+        self._stopping = False
+        self.component.start().addCallbacks(self._started, self._start_failed)
+
+    def _started(self, _: object) -> None:
+        if not self._stopping:
+            super().startService()
 
     def _start_failed(self, failure: Failure) -> None:
         self.log.failure(
@@ -149,9 +154,11 @@ class ComponentService(ClientService):
         self._on_start_failure()
 
     def stopService(self) -> Deferred[None]:
+        self._stopping = True
         protocol = self._protocol
         closed = succeed(None) if protocol is None else protocol.close()
-        closed.addCallback(lambda _: super(ComponentService, self).stopService())
+        if self.running:  # else the handlers never finished starting
+            closed.addCallback(lambda _: super(ComponentService, self).stopService())
         closed.addCallback(lambda _: self.component.stop())
         closed.addCallback(lambda _: None)
         return closed
@@ -177,6 +184,8 @@ class ComponentService(ClientService):
     def _failed(self, failure: Failure) -> Failure:
         error = failure.value
         assert error is not None
+        if isinstance(error, CancelledError):  # the service is stopping
+            return failure
         self._last_error = error
         self._failures += 1
         log = self.log.error if is_permanent(error) else self.log.warn

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from typing import Any, ClassVar
 
 from lxml import etree
-from twisted.application.service import IService, MultiService, Service
+from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.threads import deferToThreadPool
@@ -53,6 +55,22 @@ def _exit_zero_on_sigterm(reactor: Any) -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: reactor.callFromThread(reactor.stop))
 
 
+def _exit_after_failed_start(reactor: Any) -> None:
+    """Stop, and exit with status 1 so that a service manager sees the
+    failure. A hook may fail before the reactor runs: stop it once it does."""
+    if getattr(reactor, "_empc_failed", False):
+        return
+    reactor._empc_failed = True
+    reactor.addSystemEventTrigger("after", "shutdown", _exit_status_1)
+    reactor.callWhenRunning(reactor.stop)
+
+
+def _exit_status_1() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
+
+
 def build_services(config: Config, reactor: Any) -> MultiService:
     """One :class:`ComponentService` per component of ``config``, and the
     thread pool for blocking actions.
@@ -60,9 +78,7 @@ def build_services(config: Config, reactor: Any) -> MultiService:
     :raises usage.UsageError: for a component the config cannot build.
     """
     services = MultiService()
-    pool = _ThreadPoolService(config.threads)
-    pool.setServiceParent(services)
-    threads = pool.runner(reactor)
+    threads = _thread_pool(reactor, config.threads)
     for component_config in config.components:
         try:
             component = build_component(component_config, config, reactor, threads)
@@ -78,7 +94,7 @@ def build_services(config: Config, reactor: Any) -> MultiService:
             reactor,
             link=config.link,
             backoff=config.backoff,
-            on_start_failure=lambda: reactor.stop(),
+            on_start_failure=lambda: _exit_after_failed_start(reactor),
         )
         service.setServiceParent(services)
     return services
@@ -110,24 +126,19 @@ def build_component(
     return component
 
 
-class _ThreadPoolService(Service):
-    """The bounded thread pool that blocking actions run in."""
+def _thread_pool(reactor: Any, size: int) -> ThreadRunner:
+    """The bounded thread pool that blocking actions run in.
 
-    def __init__(self, size: int) -> None:
-        self.pool = ThreadPool(minthreads=0, maxthreads=size, name="empc-actions")
+    It starts with the reactor and stops after shutdown, once every
+    component has closed its stream: a slow action never delays that.
+    """
+    pool = ThreadPool(minthreads=0, maxthreads=size, name="empc-actions")
+    reactor.callWhenRunning(pool.start)
+    reactor.addSystemEventTrigger("after", "shutdown", pool.stop)
 
-    def runner(self, reactor: Any) -> ThreadRunner:
-        def run(action: Any, stanza: etree._Element) -> Deferred[object]:
-            # The worker only calls the action; its outcome comes back to
-            # the reactor thread through callFromThread.
-            return deferToThreadPool(reactor, self.pool, action, stanza)
+    def run(action: Any, stanza: etree._Element) -> Deferred[object]:
+        # The worker only calls the action; its outcome comes back to the
+        # reactor thread through callFromThread.
+        return deferToThreadPool(reactor, pool, action, stanza)
 
-        return run
-
-    def startService(self) -> None:
-        super().startService()
-        self.pool.start()
-
-    def stopService(self) -> None:
-        super().stopService()
-        self.pool.stop()
+    return run

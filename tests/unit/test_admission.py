@@ -336,3 +336,14 @@ def test_once_the_route_action_finishes_the_route_admits_a_new_one() -> None:
     server.clear()
     assert server.deliver(ADMIN_GET.format(sender=ALICE)) == []
     assert len(quota.calls) == 2
+
+
+def test_a_thread_runner_that_fails_at_once_frees_the_place() -> None:
+    def broken_pool(action: object, stanza: object) -> object:
+        raise RuntimeError("the pool is stopped")
+
+    server = serving(route={"blocking": True}, limits=Limits(max_in_flight=1), threads=broken_pool)
+    with capturedLogs():
+        first = one(server.deliver(forecast_get()))
+        second = one(server.deliver(forecast_get()))
+    assert error_of(first)[0] == error_of(second)[0] == "internal-server-error"

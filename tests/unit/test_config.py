@@ -503,3 +503,16 @@ def test_handler_named_by_an_installed_entry_point_is_loaded(
     [handler] = component.handlers
     assert isinstance(handler, Version)
     assert handler.config["name"] == "w"
+
+
+@pytest.mark.parametrize("prefix", ["*", "!"])
+def test_an_unquoted_secret_read_as_an_alias_or_tag_is_not_in_the_error(write, prefix: str) -> None:  # type: ignore[no-untyped-def]
+    path = write(f"components:\n  - domain: echo.example.org\n    secret: {prefix}{SECRET}\n")
+    message = error_of(path)
+    assert SECRET not in message
+    assert "line 3" in message
+
+
+def test_an_invalid_ping_target_is_refused(write) -> None:  # type: ignore[no-untyped-def]
+    path = write(MINIMAL + "keepalive:\n  ping_target: 'a b@'\n")
+    assert "keepalive.ping_target (line 5)" in error_of(path)

@@ -14,10 +14,10 @@ from twisted.logger import LogEvent, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from empc import Component, LocalProtocolError
+from empc import Component, LocalProtocolError, NotConnected
 from empc._connection import ComponentProtocol, HandshakeTimeout, LinkSettings
 from empc.handlers import Ping
-from empc.protocol import NotAuthorized, SystemShutdown
+from empc.protocol import InvalidNamespace, NotAuthorized, SystemShutdown
 from empc.routing import make_stanza
 
 _trial = SynchronousTestCase()
@@ -553,3 +553,34 @@ def test_a_full_write_buffer_stops_reading_until_it_drains(ready: Link) -> None:
     assert ready.transport.producerState == "paused"
     ready.protocol.resumeProducing()
     assert ready.transport.producerState == "producing"
+
+
+def test_a_clean_disconnect_fails_pending_requests_with_connection_lost(ready: Link) -> None:
+    ping = make_stanza("iq", {"type": "get", "to": "example.org"})
+    etree.SubElement(ping, "{urn:xmpp:ping}ping")
+    answer = ready.component.request(ping)
+    ready.lose(ConnectionDone())
+    SynchronousTestCase().failureResultOf(answer, ConnectionLost)
+
+
+def test_after_a_stream_error_sends_raise_not_connected(ready: Link) -> None:
+    ready.feed(stream_error("system-shutdown"))
+    reply = make_stanza("message", {"to": "alice@example.org"})
+    with pytest.raises(NotConnected):
+        ready.component.send(reply)
+
+
+def test_a_client_port_answer_during_the_handshake_is_the_refusal(link: Link) -> None:
+    link.feed(
+        b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams'"
+        b" xmlns='jabber:client' id='c2s'>"
+    )
+    link.lose()
+    assert isinstance(link.protocol.refusal, InvalidNamespace)
+
+
+def test_a_server_that_never_lets_go_after_a_violation_is_aborted(ready: Link) -> None:
+    ready.feed(b"<!-- a comment -->")
+    assert ready.transport.disconnecting and not ready.aborted
+    ready.clock.advance(ready.settings.close_timeout)
+    assert ready.aborted

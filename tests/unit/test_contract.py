@@ -424,3 +424,23 @@ def test_make_message_builds_a_message_with_a_body() -> None:
         "id": "m1",
     }
     assert stanza.findtext(f"{C}body") == "hi"
+
+
+def test_an_error_whose_text_is_no_xml_still_gets_exactly_one_reply() -> None:
+    def fails(stanza: etree._Element) -> None:
+        raise StanzaError("bad-request", "control character \x01 from a database")
+
+    server = serving(fails)
+    with capturedLogs():
+        reply = one(server.deliver(forecast_get()))
+    assert error_of(reply)[0] == "internal-server-error"
+
+
+def test_a_blocking_coroutine_is_refused_at_registration() -> None:
+    class Confused(Handler):
+        @message("chat", blocking=True)
+        async def chat(self, stanza: etree._Element) -> None:
+            return None
+
+    with pytest.raises(ValueError, match="coroutine"):
+        FakeServer([Confused()])

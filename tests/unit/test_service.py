@@ -128,15 +128,14 @@ def test_explain_anything_else_is_its_message() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "error", [NotAuthorized(), HostUnknown(), InvalidNamespace(), DNSLookupError("x")]
-)
+@pytest.mark.parametrize("error", [NotAuthorized(), HostUnknown(), InvalidNamespace()])
 def test_is_permanent(error: BaseException) -> None:
     assert is_permanent(error)
 
 
 @pytest.mark.parametrize(
-    "error", [Conflict(), ConnectionRefusedError(), SystemShutdown(), ConnectionLost()]
+    "error",
+    [Conflict(), ConnectionRefusedError(), SystemShutdown(), ConnectionLost(), DNSLookupError()],
 )
 def test_is_not_permanent(error: BaseException) -> None:
     assert not is_permanent(error)
@@ -335,10 +334,11 @@ def test_connection_refused_retries_after_the_short_backoff(harness: Harness) ->
     assert harness.retry_after(1.0)
 
 
-def test_dns_lookup_error_waits_the_permanent_error_delay(harness: Harness) -> None:
+def test_dns_lookup_error_retries_after_the_short_backoff(harness: Harness) -> None:
+    # The resolver may not be ready yet at boot: no long wait for that.
     harness.endpoint.errors.append(DNSLookupError("xmpp.example.org"))
     harness.service.startService()
-    assert harness.retry_after(300.0)
+    assert harness.retry_after(1.0)
 
 
 def test_dns_lookup_error_is_logged_with_its_explanation(
@@ -482,3 +482,25 @@ def test_stop_during_the_handshake_drops_the_connection(harness: Harness) -> Non
     attempt.feed(SERVER_HEADER + HANDSHAKE_OK)
     assert attempt.transport.disconnecting or attempt.transport.disconnected
     assert not harness.component.connected
+
+
+def test_stopping_while_handlers_start_never_connects(harness: Harness) -> None:
+    starting: Deferred[None] = Deferred()
+    harness.service.component.start = lambda: starting  # type: ignore[method-assign]
+    harness.service.startService()
+    harness.service.stopService()
+    starting.callback(None)
+    assert harness.endpoint.connects == 0
+    assert not harness.service.running
+
+
+def test_a_handler_failing_to_start_calls_on_start_failure() -> None:
+    failed: list[bool] = []
+    component = Component(DOMAIN, [], Clock())
+    component.start = lambda: fail(RuntimeError("no database"))  # type: ignore[method-assign]
+    service = ComponentService(
+        component, FakeEndpoint(), "secret", Clock(), on_start_failure=lambda: failed.append(True)
+    )
+    with capturedLogs():
+        service.startService()
+    assert failed == [True]

@@ -689,3 +689,16 @@ def test_secret_is_never_sent() -> None:
     stream.receive(server_header() + b"<handshake/>")
     sent += stream.data_to_send()
     assert secret.encode() not in sent
+
+
+def test_stanzas_on_a_stream_that_never_authenticated_are_not_delivered() -> None:
+    stream = ComponentStream("echo.example.org", "secret")
+    stream.open()
+    # A header without an id: a violation, the stream is closing...
+    stream.receive(
+        b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams'"
+        b" xmlns='jabber:component:accept'>"
+    )
+    # ...and what follows is not the stanza of an authenticated stream.
+    events = stream.receive(b"<message from='admin@example.org' to='echo.example.org'/>")
+    assert not any(isinstance(event, StanzaReceived) for event in events)

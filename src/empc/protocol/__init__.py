@@ -21,7 +21,7 @@ from ._errors import (
     UndefinedCondition,
     UnsupportedStanzaType,
 )
-from ._jid import JID, InvalidJID
+from ._jid import JID, InvalidJID, in_domain
 from ._parser import StreamParser
 from ._stream import (
     NS_COMPONENT,
@@ -71,6 +71,7 @@ __all__ = [
     "UndefinedCondition",
     "UnsupportedStanzaType",
     "handshake_digest",
+    "in_domain",
     "new_element",
     "parse_stream_error",
 ]

@@ -44,6 +44,11 @@ class JID:
             raise InvalidJID(f"invalid character in JID {text!r}")
         return cls(local or None, domain, resource if slash else None)
 
+    def casefold(self) -> JID:
+        """This JID with its local part case-folded, as servers compare it
+        (PRECIS UsernameCaseMapped): ``Bob@example.org`` is bob."""
+        return JID(self.local.lower(), self.domain, self.resource) if self.local else self
+
     @property
     def bare(self) -> JID:
         """This JID without its resource."""
@@ -52,3 +57,14 @@ class JID:
     def __str__(self) -> str:
         text = f"{self.local}@{self.domain}" if self.local else self.domain
         return f"{text}/{self.resource}" if self.resource else text
+
+
+def in_domain(address: str, domain: str) -> bool:
+    """Whether ``address`` is ``domain`` or an address in it (``domain`` as
+    :class:`JID` keeps it: lower case)."""
+    if address == domain:  # the common case: no parsing
+        return True
+    try:
+        return JID.parse(address).domain == domain
+    except InvalidJID:
+        return False

@@ -10,8 +10,8 @@ itself runs with entity resolution, DTD loading and network access off, as
 a second line of defence.
 
 Chunking does not change the outcome: the scanner carries an undecided tail
-(at most a dozen bytes, such as ``&am`` or ``<![CDA``) over to the next
-chunk, and the stanza size limit is checked at fixed offsets of the stream,
+(such as ``&am`` or ``<![CDA``: at most 64 bytes, or the XML declaration)
+over to the next chunk, and the stanza size limit is checked at fixed offsets of the stream,
 not at chunk boundaries.
 """
 

@@ -19,7 +19,7 @@ In OPENING the component has sent its stream header to its domain in the
 with a stream id, the handshake (lowercase hex SHA-1 of the id followed by
 the secret) goes out, and an empty ``<handshake/>`` answers success. Stanzas
 can only be sent in READY; stanzas received in CLOSING are still delivered,
-as RFC 6120 §4.4 asks.
+as RFC 6120 §4.4 asks, if the stream ever was READY.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from ._errors import (
     UndefinedCondition,
     UnsupportedStanzaType,
 )
-from ._jid import JID, InvalidJID
+from ._jid import JID, in_domain
 from ._parser import StreamFooter, StreamHeader, StreamParser
 from ._xml import new_element
 
@@ -134,6 +134,7 @@ class ComponentStream:
         self._parser = StreamParser(max_stanza_size)
         self._outbox: list[bytes] = []
         self._close_sent = False
+        self.authenticated = False  # stays True once READY was reached
         self.state = State.IDLE
         self.stream_id: str | None = None
 
@@ -175,7 +176,7 @@ class ComponentStream:
         sender = stanza.get("from")
         if sender is None:
             stanza.set("from", self.domain)
-        elif not self._is_own_address(sender):
+        elif not in_domain(sender, self.domain):
             raise LocalProtocolError(
                 f"'from' {sender!r} is outside the component's domain {self.domain!r}"
             )
@@ -254,8 +255,11 @@ class ComponentStream:
             self.state = State.CLOSING
         elif self.state is State.HANDSHAKING and tag == _HANDSHAKE_TAG:
             self.state = State.READY
+            self.authenticated = True
             events.append(Authenticated())
-        elif tag in _STANZA_TAGS and self.state in (State.READY, State.CLOSING):
+        elif tag in _STANZA_TAGS and self.authenticated:
+            # Also while CLOSING: a stream that was open still delivers what
+            # the server sent before its close (RFC 6120 §4.4).
             events.append(StanzaReceived(stanza))
         elif self.state is not State.CLOSING:
             self._violation(UnsupportedStanzaType(f"unexpected {tag}"), events)
@@ -268,14 +272,6 @@ class ComponentStream:
         if not self._close_sent:
             self._close_sent = True
             self._outbox.append(_CLOSE_TAG)
-
-    def _is_own_address(self, address: str) -> bool:
-        if address == self.domain:  # most replies: no parsing needed
-            return True
-        try:
-            return JID.parse(address).domain == self.domain
-        except InvalidJID:
-            return False
 
 
 def parse_stream_error(element: etree._Element) -> StreamError:

@@ -80,16 +80,10 @@ class _Entries:
         if jid.local is None:
             self.domains.add(jid.domain)
         else:
-            self.jids.add(_folded(jid))
+            self.jids.add(jid.bare.casefold())
 
     def contain(self, sender: JID) -> bool:
-        return sender.domain in self.domains or _folded(sender) in self.jids
-
-
-def _folded(jid: JID) -> JID:
-    """The bare JID with its local part case-folded, as servers compare it
-    (PRECIS UsernameCaseMapped): ``Bob@example.org`` in a rule is bob."""
-    return JID(jid.local.lower() if jid.local else None, jid.domain)
+        return sender.domain in self.domains or sender.bare.casefold() in self.jids
 
 
 class RateLimiter:

@@ -22,8 +22,8 @@ class PendingRequests:
     """Matches IQ answers to the requests they answer.
 
     An answer counts only if its id is one we sent and it comes from the
-    JID the request was sent to: a forged answer from anyone else is
-    ignored.
+    JID the request was sent to (local parts compared case-folded, as the
+    server normalizes them): a forged answer from anyone else is ignored.
     """
 
     def __init__(self, clock: IReactorTime) -> None:
@@ -43,7 +43,7 @@ class PendingRequests:
         """
         request_id = secrets.token_urlsafe(12)
         iq.set("id", request_id)
-        peer = JID.parse(iq.get("to") or "")
+        peer = JID.parse(iq.get("to") or "").casefold()
 
         def cancel(d: Deferred[etree._Element]) -> None:
             self._forget(request_id)
@@ -64,7 +64,7 @@ class PendingRequests:
             return False
         peer, answer, _ = entry
         try:
-            sender = JID.parse(iq.get("from") or "")
+            sender = JID.parse(iq.get("from") or "").casefold()
         except InvalidJID:
             return False
         if sender != peer:

@@ -28,7 +28,7 @@ Messages and presences get no automatic reply: an action may return stanzas
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from inspect import iscoroutine
+from inspect import iscoroutine, iscoroutinefunction
 from typing import Any
 
 from lxml import etree
@@ -110,7 +110,8 @@ class Router:
         """Register the routes declared on ``handler``'s methods.
 
         :raises ValueError: for an access rule naming an unknown list or JID,
-            or a blocking route when there is no thread pool.
+            a blocking route when there is no thread pool, or a blocking
+            coroutine.
         """
         routes = declared_routes(handler)
         self._handler_features.update(getattr(handler, "features", ()))
@@ -123,6 +124,11 @@ class Router:
                     raise ValueError(f"route {route.name}: {e}") from None
             if spec.blocking and self._threads is None:
                 raise ValueError(f"route {route.name} is blocking, but there is no thread pool")
+            if spec.blocking and iscoroutinefunction(route.action):
+                raise ValueError(
+                    f"route {route.name} is blocking but a coroutine: a coroutine does not "
+                    "block, and a thread cannot run it"
+                )
         for route in routes:
             route.order = len(self._routes)
             self._routes.append(route)
@@ -155,7 +161,7 @@ class Router:
             candidates = self._candidates[key] = [r for r in self._routes if _may_match(r, key)]
         for route in candidates:
             try:
-                if route.xpath is None or route.matches(stanza):
+                if route.matches(stanza):
                     return route
             except etree.XPathEvalError as e:
                 self.log.warn(
@@ -226,6 +232,8 @@ class Router:
         try:
             result = self._in_thread(route, stanza) if route.spec.blocking else route.action(stanza)
         except Exception:
+            if route.spec.blocking:  # the runner itself failed: no thread holds the place
+                self._release(route)
             self._complete(Failure(), route, stanza)
             return
         if iscoroutine(result):
@@ -246,10 +254,17 @@ class Router:
         until its thread is done (see :meth:`_in_thread`)."""
         if not route.spec.blocking:
             self._release(route)
-        if stanza.tag == _IQ:
-            self._reply(self._iq_reply(stanza, route, outcome))
-        else:
+        if stanza.tag != _IQ:
             self._send_stanzas(route, outcome)
+            return
+        try:
+            reply = self._iq_reply(stanza, route, outcome)
+        except Exception:
+            # The reply itself could not be built (an error text that is no
+            # XML, say): the IQ still gets its one answer.
+            self.log.failure("The reply of {route} could not be built", route=route.name)
+            reply = make_error_reply(stanza, StanzaError("internal-server-error"))
+        self._reply(reply)
 
     def _release(self, route: Route) -> None:
         self._in_flight -= 1
@@ -305,7 +320,10 @@ class Router:
 
     def _send_stanzas(self, route: Route, outcome: object) -> None:
         if isinstance(outcome, Failure):
-            self.log.failure("{route} failed", outcome, route=route.name)
+            if outcome.check(TimeoutError):
+                self.log.warn("{route} did not finish in time; dropped", route=route.name)
+            else:
+                self.log.failure("{route} failed", outcome, route=route.name)
         elif isinstance(outcome, etree._Element):
             self._reply(outcome)
         elif isinstance(outcome, Iterable) and not isinstance(outcome, (str, bytes)):

@@ -62,6 +62,12 @@ class StanzaError(Exception):
         error_type = CONDITION_TYPES[condition] if type is None else type
         if error_type not in ERROR_TYPES:
             raise ValueError(f"unknown stanza error type {error_type!r}")
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"the text of a stanza error is a str, not {type(text).__name__}")
+        if application_condition is not None and not isinstance(
+            application_condition, etree._Element
+        ):
+            raise TypeError("an application condition is an element")
         super().__init__(condition if text is None else f"{condition}: {text}")
         self.condition = condition
         self.text = text
