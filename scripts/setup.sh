@@ -6,8 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+python=${PYTHON:-python3}
 need_apt=()
 command -v prosody >/dev/null || need_apt+=(prosody)
+# Debian's own Python needs python3-venv for `python3 -m venv`.
+"$python" -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [[ "${EMPC_WITH_EJABBERD:-1}" == 1 ]] && ! command -v ejabberdctl >/dev/null; then
     need_apt+=(ejabberd)
 fi
@@ -17,7 +20,6 @@ if ((${#need_apt[@]})); then
     apt-get install -y -q --no-install-recommends "${need_apt[@]}"
 fi
 
-python=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
     "$python" -m venv .venv
 fi
