@@ -17,7 +17,7 @@ fi
 if ((${#need_apt[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+    apt-get install -y -q "${need_apt[@]}"
 fi
 
 if [[ ! -x .venv/bin/python ]]; then
