@@ -87,6 +87,7 @@ class ComponentProtocol(Protocol):
         self._lost_waiters: list[Deferred[None]] = []
         self._stream_error: StreamError | None = None
         self._closing = False
+        self._producing = False
         self._lost = False
         self._receiving = False
         self._last_write = 0.0
@@ -95,10 +96,6 @@ class ComponentProtocol(Protocol):
         self._close_deadline: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
-        # Backpressure: when the server reads our replies slower than we
-        # produce them, the transport pauses us, and we stop reading its
-        # stanzas until the write buffer has drained.
-        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
         self._stream.open()
         self._flush()
         self._handshake_deadline = self._clock.callLater(
@@ -212,6 +209,13 @@ class ComponentProtocol(Protocol):
             self._handshake_deadline.cancel()
         if self.handshake_done.called:  # cancelled: the service is stopping
             return
+        # Backpressure: when the server reads our replies slower than we
+        # produce them, the transport pauses us, and we stop reading its
+        # stanzas until the write buffer has drained. Only from now on: a
+        # TLS transport pauses its producer while its own handshake runs,
+        # and must go on reading meanwhile.
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        self._producing = True
         self._component.link(self.send)
         # Checked twice per interval, so an idle link waits at most 1.5 of it.
         self._start_timer(self._settings.keepalive_interval / 2, self._keepalive)
@@ -262,8 +266,10 @@ class ComponentProtocol(Protocol):
         the server does not let go within ``close_timeout``."""
         self._flush()
         if self.transport is not None:
-            # A TLS transport only shuts down once no producer is registered.
-            self.transport.unregisterProducer()  # type: ignore[attr-defined]
+            if self._producing:
+                # A TLS transport only shuts down once no producer is registered.
+                self._producing = False
+                self.transport.unregisterProducer()  # type: ignore[attr-defined]
             self.transport.loseConnection()
         self._await_close()
 

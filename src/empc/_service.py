@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
+from OpenSSL import SSL
+from service_identity import VerificationError
 from twisted.application.internet import ClientService
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import DNSLookupError
@@ -86,6 +88,11 @@ def explain(error: BaseException, domain: str) -> str:
         return f"another connection already serves {domain} (conflict); retrying"
     if isinstance(error, DNSLookupError):
         return f"the server's host name does not resolve: check the endpoint ({error})"
+    if isinstance(error, VerificationError | SSL.Error):
+        return (
+            "the server's TLS certificate is not valid for the endpoint's host name, or not "
+            f"signed by a trusted authority: check host= and trustRoots= ({error!r})"
+        )
     return str(error) or type(error).__name__
 
 

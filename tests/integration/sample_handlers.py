@@ -8,6 +8,7 @@ Each answer says which component and handler produced it (``domain``,
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ NS_SLOW = "urn:example:slow"
 NS_BLOCKING = "urn:example:blocking"
 NS_ADMIN = "urn:example:admin"
 NS_SECOND = "urn:example:second"
+NS_WHOAMI = "urn:example:whoami"
 
 CITIES = {"Paris": "sunny", "Oslo": "snow"}
 # Far longer than the 1 s timeout of the slow routes, far shorter than a hang.
@@ -92,3 +94,11 @@ class Second(Handler):
     @iq("get", f"{{{NS_SECOND}}}hello")
     def hello(self, stanza: etree._Element) -> etree._Element:
         return _element(NS_SECOND, "hello", domain=self.component.domain)
+
+
+class WhoAmI(Handler):
+    """Says which process answered: two processes serving one domain."""
+
+    @iq("get", f"{{{NS_WHOAMI}}}whoami")
+    def whoami(self, stanza: etree._Element) -> etree._Element:
+        return _element(NS_WHOAMI, "whoami", pid=str(os.getpid()))

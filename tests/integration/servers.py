@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -48,6 +49,17 @@ DEFAULT_COMPONENTS: tuple[ComponentEntry, ...] = (
     # The example microblog of examples/tweeter (tests/integration/test_tweeter.py).
     ComponentEntry("tweeter.localhost", "tw33ter"),
 )
+
+
+@dataclass(frozen=True)
+class ServiceListener:
+    """An extra ejabberd_service listener for the same components (ejabberd
+    only), on ``port``: direct TLS with ``certfile`` (PEM: the certificate,
+    then its private key) when one is given, else plain TCP."""
+
+    port: int
+    certfile: Path | None = None
+
 
 _ports_handed_out: set[int] = set()
 
@@ -276,9 +288,13 @@ class XmppServer(ABC):
 
     # -- helpers --------------------------------------------------------------
 
+    def listening_ports(self) -> tuple[int, ...]:
+        """The ports that must accept connections before start() returns."""
+        return (self.c2s_port, self.component_port)
+
     def _wait_until_listening(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
-        ports = (self.c2s_port, self.component_port)
+        ports = self.listening_ports()
         while time.monotonic() < deadline:
             assert self._proc is not None
             if self._proc.poll() is not None:
@@ -406,6 +422,9 @@ class EjabberdServer(XmppServer):
     The node is distributed without epmd (``ERL_DIST_PORT``), so it cannot
     clash with a system ejabberd or epmd, and ejabberdctl talks to it on that
     port.
+
+    ``service_listeners`` adds ejabberd_service listeners (e.g. TLS ones)
+    beside the plain one on ``component_port``, for the same components.
     """
 
     name = "ejabberd"
@@ -415,7 +434,9 @@ class EjabberdServer(XmppServer):
         self,
         workdir: Path,
         components: Sequence[ComponentEntry] = DEFAULT_COMPONENTS,
+        service_listeners: Sequence[ServiceListener] = (),
     ) -> None:
+        self.service_listeners = tuple(service_listeners)
         self.ejabberdctl = find_binary("ejabberdctl", "ejabberd")
         find_binary("erl", "ejabberd (Erlang runtime)")
         super().__init__(workdir, components)
@@ -433,6 +454,9 @@ class EjabberdServer(XmppServer):
         self.logs_dir.mkdir(exist_ok=True)
         services = "".join(
             f"      {c.domain}:\n        password: {c.secret}\n" for c in self.components
+        )
+        extra_listeners = "".join(
+            _service_listener(listener, services) for listener in self.service_listeners
         )
         self.config_path.write_text(f"""\
 # Generated for empc integration tests.
@@ -453,7 +477,7 @@ listen:
     # ejabberd spreads every listed domain over all of them.
     global_routes: false
     hosts:
-{services}auth_method: internal
+{services}{extra_listeners}auth_method: internal
 # Plain storage: both PLAIN and SCRAM work for the test client.
 auth_password_format: plain
 acl:
@@ -484,6 +508,9 @@ EJABBERD_PID_PATH={self.workdir / "ejabberd.pid"}
 CONTRIB_MODULES_PATH={self.workdir / "contrib"}
 """)
 
+    def listening_ports(self) -> tuple[int, ...]:
+        return (*super().listening_ports(), *(x.port for x in self.service_listeners))
+
     def ctl(self, *args: str) -> list[str]:
         return [
             self.ejabberdctl,
@@ -513,6 +540,20 @@ CONTRIB_MODULES_PATH={self.workdir / "contrib"}
         for jid, password in self.users:
             user, host = jid.split("@")
             self.run_tool(self.ctl("register", user, host, password))
+
+
+def _service_listener(listener: ServiceListener, services: str) -> str:
+    """One more item of ejabberd's ``listen`` list, ``services`` its hosts."""
+    tls = ""
+    if listener.certfile is not None:
+        tls = f"    tls: true\n    certfile: {json.dumps(str(listener.certfile))}\n"
+    return f"""\
+  - port: {listener.port}
+    ip: "{LOOPBACK}"
+    module: ejabberd_service
+    global_routes: false
+{tls}    hosts:
+{services}"""
 
 
 SERVER_CLASSES: dict[str, type[XmppServer]] = {

@@ -543,7 +543,12 @@ def test_stanzas_received_in_one_read_are_answered_in_one_write(ready: Link) -> 
     assert [s.get("id") for s in parse(writes[0])] == ["1", "2"]
 
 
-def test_protocol_is_the_streaming_producer_of_its_transport(link: Link) -> None:
+def test_protocol_becomes_the_streaming_producer_of_its_transport_once_ready(
+    link: Link,
+) -> None:
+    # Not before: a TLS transport pauses its producer during its handshake.
+    assert link.transport.producer is None
+    link.handshake()
     assert link.transport.producer is link.protocol
     assert link.transport.streaming
 
