@@ -205,10 +205,19 @@ class ComponentService(ClientService):
 
     def _retry_delay(self, attempt: int) -> float:
         # Our own count of consecutive failures, not ClientService's: a
-        # refused handshake counts as a failure here, not there.
+        # refused handshake counts as a failure here, not there (so its own
+        # "Scheduling retry" line may say 1 where this says more).
         if self._last_error is not None and is_permanent(self._last_error):
-            return self._backoff.permanent_error_delay
-        return self._backoff.delay(max(1, self._failures), self._random)
+            delay = self._backoff.permanent_error_delay
+        else:
+            delay = self._backoff.delay(max(1, self._failures), self._random)
+        self.log.info(
+            "Next attempt for {domain} in {delay:.1f} seconds ({failures} failures in a row)",
+            domain=self.component.domain,
+            delay=delay,
+            failures=self._failures,
+        )
+        return delay
 
 
 @implementer(IStreamClientEndpoint)
