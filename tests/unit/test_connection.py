@@ -6,6 +6,8 @@ import hashlib
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
@@ -589,3 +591,38 @@ def test_a_server_that_never_lets_go_after_a_violation_is_aborted(ready: Link) -
     assert ready.transport.disconnecting and not ready.aborted
     ready.clock.advance(ready.settings.close_timeout)
     assert ready.aborted
+
+
+_STANZA_BITS = st.sampled_from(
+    [
+        b"<iq type='get' id='1' from='a@example.org/r' to='echo.example.org'>",
+        b"<ping xmlns='urn:xmpp:ping'/>",
+        b"<query xmlns='http://jabber.org/protocol/disco#info'/>",
+        b"</iq>",
+        b"<message type='chat' from='a@example.org/r' to='echo.example.org'><body>",
+        b"</body></message>",
+        b"<presence/>",
+        b"&amp;",
+        b"&lol;",
+        b"<!--",
+        b"<?pi?>",
+        b"<iq type='set'/>",
+        b"<iq type='result' id='x'/>",
+        b"<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+        b"</stream:stream>",
+    ]
+)
+
+
+@settings(deadline=None, max_examples=200)
+@given(parts=st.lists(_STANZA_BITS | st.binary(max_size=12), max_size=12), split=st.integers(1, 40))
+def test_no_input_from_the_server_makes_the_protocol_raise(parts: list[bytes], split: int) -> None:
+    link = Link()
+    link.handshake()
+    data = b"".join(parts)
+    with capturedLogs():
+        for start in range(0, len(data), split):
+            link.feed(data[start : start + split])  # must never raise
+    # Whatever happened went out as stanzas or one well-formed stream error.
+    written = link.transport.value()
+    assert written.count(b"<stream:error>") <= 1
