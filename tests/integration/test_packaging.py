@@ -31,6 +31,7 @@ def test_wheel_ships_the_plugin_without_making_twisted_plugins_a_package(wheel: 
     names = zipfile.ZipFile(wheel).namelist()
     assert "twisted/plugins/empc_plugin.py" in names
     assert "twisted/plugins/__init__.py" not in names
+    assert "twisted/plugins/dropin.cache" not in names  # Twisted's own, per install
     assert "empc/py.typed" in names
 
 
