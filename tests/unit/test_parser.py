@@ -694,3 +694,13 @@ def test_random_bytes_after_a_header_give_stanzas_and_at_most_one_final_error(
     assert len(found) <= 1
     if found:
         assert events[-1] is found[0]
+
+
+def test_cdata_ending_with_an_ampersand_at_a_chunk_end_is_not_rescanned_as_a_reference() -> None:
+    # Regression: the tail after '&' inside a closed CDATA section was
+    # carried over and scanned again, outside the section.
+    body = b"<message><body><![CDATA[&]]></body></message><message><body>&amp;</body></message>"
+    split = body.index(b"]]>") + 3
+    assert _normalized(parse(HEADER + body[:split], body[split:])) == _normalized(
+        parse(HEADER + body)
+    )

@@ -84,7 +84,8 @@ class _RestrictedScanner:
                 self._in_cdata = False
                 continue
             if _plainly_allowed(buf, pos, limit):
-                keep = limit
+                # pos may be past limit: a CDATA section ran into the tail.
+                keep = max(pos, limit)
                 break
             match = _FORBIDDEN.search(buf, pos, limit)
             if match is None:
