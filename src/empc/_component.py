@@ -143,10 +143,11 @@ class Component:
         if self._link is None:
             return fail(NotConnected(f"{self.domain} is not connected"))
         try:
-            JID.parse(iq.get("to") or "")
+            answer = self._requests.register(
+                iq, self.request_timeout if timeout is None else timeout
+            )
         except InvalidJID as e:
             return fail(LocalProtocolError(f"an IQ request needs a valid 'to': {e}"))
-        answer = self._requests.register(iq, self.request_timeout if timeout is None else timeout)
         try:
             self.send(iq)
         except LocalProtocolError:

@@ -158,11 +158,16 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
 def _read_jid(section: _Section, key: str) -> str | None:
     text = section.optional_string(key)
     if text is not None:
-        try:
-            JID.parse(text)
-        except InvalidJID as e:
-            raise section.error(key, str(e)) from None
+        _parse_jid(section, key, text)
     return text
+
+
+def _parse_jid(section: _Section, key: str, text: str) -> JID:
+    """``text`` as a JID; an invalid one is an error naming ``key``."""
+    try:
+        return JID.parse(text)
+    except InvalidJID as e:
+        raise section.error(key, str(e)) from None
 
 
 def _read_access_lists(root: _Section) -> dict[str, list[str]]:
@@ -174,20 +179,14 @@ def _read_access_lists(root: _Section) -> dict[str, list[str]]:
             where = f"{name}[{index}]"
             if not isinstance(entry, str):
                 raise section.error(where, "expected a JID or a domain")
-            try:
-                JID.parse(entry)
-            except InvalidJID as e:
-                raise section.error(where, str(e)) from None
+            _parse_jid(section, where, entry)
         lists[str(name)] = entries
     return lists
 
 
 def _read_component(section: _Section, environ: Mapping[str, str]) -> ComponentConfig:
     domain_text = section.string("domain")
-    try:
-        domain = JID.parse(domain_text)
-    except InvalidJID as e:
-        raise section.error("domain", str(e)) from None
+    domain = _parse_jid(section, "domain", domain_text)
     if domain.local or domain.resource:
         raise section.error("domain", f"a component JID is a bare domain, not {domain_text!r}")
     secret = _read_secret(section, environ)

@@ -40,10 +40,13 @@ class PendingRequests:
         :class:`~empc.StanzaError` of an ``error`` answer, with
         :class:`RequestTimeout` after ``timeout`` seconds, or with the reason
         passed to :meth:`fail_all`.
+
+        :raises InvalidJID: if the IQ has no valid ``to``; nothing is
+            registered then.
         """
+        peer = JID.parse(iq.get("to") or "").casefold()
         request_id = secrets.token_urlsafe(12)
         iq.set("id", request_id)
-        peer = JID.parse(iq.get("to") or "").casefold()
 
         def cancel(d: Deferred[etree._Element]) -> None:
             self._forget(request_id)

@@ -101,11 +101,6 @@ class Router:
         """All routes, in the order they are tried."""
         return list(self._routes)
 
-    @property
-    def in_flight(self) -> int:
-        """How many actions are running now."""
-        return self._in_flight
-
     def add(self, handler: object) -> None:
         """Register the routes declared on ``handler``'s methods.
 
