@@ -46,6 +46,7 @@ class LinkSettings:
     """How one connection behaves; see the config reference for each."""
 
     max_stanza_size: int = 512 * 1024
+    max_depth: int = 64
     handshake_timeout: float = 30.0
     keepalive_interval: float = 60.0
     ping_interval: float = 300.0

@@ -29,11 +29,17 @@ class Limits:
         switches the rate limit off.
     :param burst: how many stanzas a sender may send at once before the
         rate applies.
+    :param threads: the size of the thread pool for blocking actions.
+    :param blocking_queue: how many blocking actions may wait for a free
+        thread; past ``threads + blocking_queue`` blocking actions in flight,
+        blocking routes are refused while the others go on.
     """
 
     max_in_flight: int = 1000
     rate: float | None = None
     burst: int = 10
+    threads: int = 10
+    blocking_queue: int = 100
 
 
 class AccessRule:
