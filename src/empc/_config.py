@@ -17,11 +17,15 @@ Reference (every key but ``components`` is optional)::
       admins: [alice@example.org, example.net]
     limits:
       max_stanza_size: 524288        # bytes
+      max_depth: 64                  # nested elements in a stanza (1 to 200)
       action_timeout: 30             # seconds an IQ action may take
+      close_timeout: 5               # seconds a closing stream waits for the
+                                     # replies still running, then for the server
       max_in_flight: 1000            # actions running at once, per component
       rate: 0                        # stanzas/second per sender; 0: no limit
       burst: 10                      # stanzas a sender may send at once
       threads: 10                    # thread pool for blocking actions
+      blocking_queue: 100            # blocking actions waiting for a thread
     keepalive:
       interval: 60                   # whitespace after this many idle seconds
       ping_interval: 300             # XEP-0199 ping to the server
@@ -31,11 +35,13 @@ Reference (every key but ``components`` is optional)::
       initial_delay: 1
       max_delay: 60
       permanent_error_delay: 300     # after a wrong secret, an unknown domain
+      stable_after: 60               # a link lost sooner counts as a failure
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -54,6 +60,9 @@ from empc.routing import Handler, Limits
 DEFAULT_SERVER = "tcp:host=127.0.0.1:port=5347"
 DEFAULT_SECRET_ENV = "EMPC_SECRET"
 HANDLER_ENTRY_POINTS = "empc.handlers"
+
+# lxml refuses deeper documents itself (at 256); stay clear of its limit.
+MAX_DEPTH = 200
 
 T = TypeVar("T")
 
@@ -97,7 +106,6 @@ class Config:
     backoff: Backoff
     action_timeout: float
     limits: Limits = Limits()  # noqa: RUF009
-    threads: int = 10
     access_lists: Mapping[str, list[str]] = field(default_factory=dict)
 
 
@@ -125,25 +133,29 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
     keepalive = root.section("keepalive")
     reconnect = root.section("reconnect")
     link = LinkSettings(
-        max_stanza_size=int(limits.number("max_stanza_size", 512 * 1024, minimum=1024)),
+        max_stanza_size=limits.integer("max_stanza_size", 512 * 1024, minimum=1024),
+        max_depth=limits.integer("max_depth", 64, minimum=1, maximum=MAX_DEPTH),
         keepalive_interval=keepalive.number("interval", 60.0),
         ping_interval=keepalive.number("ping_interval", 300.0),
         ping_timeout=keepalive.number("ping_timeout", 60.0, minimum=0.1),
         ping_target=_read_jid(keepalive, "ping_target"),
+        close_timeout=limits.number("close_timeout", 5.0, minimum=0.1),
     )
     action_timeout = limits.number("action_timeout", 30.0, minimum=0.001)
     rate = limits.number("rate", 0.0)
     load = Limits(
-        max_in_flight=int(limits.number("max_in_flight", 1000, minimum=1)),
+        max_in_flight=limits.integer("max_in_flight", 1000, minimum=1),
         rate=rate or None,
-        burst=int(limits.number("burst", 10, minimum=1)),
+        burst=limits.integer("burst", 10, minimum=1),
+        threads=limits.integer("threads", 10, minimum=1),
+        blocking_queue=limits.integer("blocking_queue", 100, minimum=0),
     )
-    threads = int(limits.number("threads", 10, minimum=1))
     access_lists = _read_access_lists(root)
     backoff = Backoff(
         initial_delay=reconnect.number("initial_delay", 1.0, minimum=0.01),
         max_delay=reconnect.number("max_delay", 60.0, minimum=0.01),
         permanent_error_delay=reconnect.number("permanent_error_delay", 300.0, minimum=0.01),
+        stable_after=reconnect.number("stable_after", 60.0),
     )
     components = [
         _read_component(entry, environ) for entry in root.sections("components", required=True)
@@ -152,7 +164,7 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
         raise root.error("components", "list at least one component")
     for section in (limits, keepalive, reconnect, root):
         section.refuse_unknown()
-    return Config(root.path, components, link, backoff, action_timeout, load, threads, access_lists)
+    return Config(root.path, components, link, backoff, action_timeout, load, access_lists)
 
 
 def _read_jid(section: _Section, key: str) -> str | None:
@@ -332,15 +344,28 @@ class _Section:
             raise self.error(key, f"expected a string, got {type(value).__name__}")
         return value
 
-    def number(self, key: str, default: float, minimum: float = 0.0) -> float:
+    def number(
+        self, key: str, default: float, minimum: float = 0.0, maximum: float | None = None
+    ) -> float:
         value = self._get(key)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(key, f"expected a number, got {value!r}")
+        if not math.isfinite(value):  # YAML's .inf and .nan
+            raise self.error(key, f"expected a finite number, got {value}")
         if value < minimum:
             raise self.error(key, f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.error(key, f"must be at most {maximum}, got {value}")
         return float(value)
+
+    def integer(self, key: str, default: int, minimum: int, maximum: int | None = None) -> int:
+        """A count: a number with no fractional part (``2.0`` is 2)."""
+        value = self.number(key, default, minimum, maximum)
+        if value != int(value):
+            raise self.error(key, f"expected a whole number, got {value}")
+        return int(value)
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self._get(key)

@@ -11,7 +11,9 @@ succeeded; use the ``Component`` (``connected``, ``send``) instead. Transient fa
 exponentially with jitter; a permanent refusal (a wrong secret, a domain the
 server does not know, a port that is not a component port) is explained once
 per attempt with the likely fix, and waits the long permanent-error delay
-instead of hammering the server.
+instead of hammering the server. A link counts as a success only once it has
+stayed up ``stable_after`` seconds: a server that accepts the handshake and
+drops the link at once is backed off like one that refuses it.
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ class Backoff:
     The n-th retry waits ``initial_delay * factor ** (n - 1)`` seconds, at
     most ``max_delay``, stretched by up to ``jitter`` (a fraction) so that
     many components do not reconnect in lockstep. After a permanent
-    refusal, the wait is ``permanent_error_delay``.
+    refusal, the wait is ``permanent_error_delay``. A link lost less than
+    ``stable_after`` seconds after its handshake is one more failure; one
+    that stayed up longer starts the count again.
     """
 
     initial_delay: float = 1.0
@@ -58,6 +62,7 @@ class Backoff:
     factor: float = 2.0
     jitter: float = 0.5
     permanent_error_delay: float = 300.0
+    stable_after: float = 60.0
 
     def delay(self, attempt: int, random: Callable[[], float] = random.random) -> float:
         exponent = min(max(0, attempt - 1), 64)  # past that, max_delay anyway
@@ -126,6 +131,7 @@ class ComponentService(ClientService):
         on_start_failure: Callable[[], object] = lambda: None,
     ) -> None:
         self.component = component
+        self._clock = clock
         self._backoff = backoff
         self._random = random
         self._on_start_failure = on_start_failure
@@ -180,13 +186,28 @@ class ComponentService(ClientService):
             self._failed(Failure(protocol.refusal))
             return
         self._last_error = None
-        self._failures = 0
         self._protocol = protocol
-        protocol.when_lost().addCallback(lambda _: self._forget(protocol))
+        linked_at = self._clock.seconds()
+        protocol.when_lost().addCallback(lambda _: self._lost(protocol, linked_at))
 
-    def _forget(self, protocol: ComponentProtocol) -> None:
+    def _lost(self, protocol: ComponentProtocol, linked_at: float) -> None:
+        """Judge a link that was up: it runs before the retry policy."""
         if self._protocol is protocol:
             self._protocol = None
+        if self._stopping:
+            return
+        lasted = self._clock.seconds() - linked_at
+        if lasted >= self._backoff.stable_after:
+            self._failures = 0
+            return
+        # A server that takes the handshake and drops the link at once must
+        # not be retried at the initial delay forever.
+        self._failures += 1
+        self.log.warn(
+            "The link of {domain} lasted only {seconds:.1f} s; counting it as a failure",
+            domain=self.component.domain,
+            seconds=lasted,
+        )
 
     def _failed(self, failure: Failure) -> Failure:
         error = failure.value

@@ -78,7 +78,7 @@ def build_services(config: Config, reactor: Any) -> MultiService:
     :raises usage.UsageError: for a component the config cannot build.
     """
     services = MultiService()
-    threads = _thread_pool(reactor, config.threads)
+    threads = _thread_pool(reactor, config.limits.threads)
     for component_config in config.components:
         try:
             component = build_component(component_config, config, reactor, threads)

@@ -6,6 +6,7 @@ from pathlib import Path
 from textwrap import dedent
 
 import pytest
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
 from empc import _tap
@@ -13,6 +14,7 @@ from empc._config import Config, ConfigError, load_config
 from empc._connection import LinkSettings
 from empc._service import Backoff
 from empc.handlers import Disco, Ping, Version
+from empc.routing import Limits
 
 SECRET = "Zq7-distinctive-SECRET-4711"
 NO_ENV: dict[str, str] = {}
@@ -63,6 +65,7 @@ def test_minimal_config_gets_the_defaults(write) -> None:  # type: ignore[no-unt
     assert component.builtins == {"ping": True, "disco": True, "version": True}
     assert config.link == LinkSettings()
     assert config.backoff == Backoff()
+    assert config.limits == Limits()
     assert config.action_timeout == 30.0
 
 
@@ -87,7 +90,14 @@ def test_every_section_is_read(write) -> None:  # type: ignore[no-untyped-def]
             builtins: {{ping: false}}
         limits:
           max_stanza_size: 65536
+          max_depth: 32
           action_timeout: 5
+          close_timeout: 2.5
+          max_in_flight: 50
+          rate: 4
+          burst: 6
+          threads: 3
+          blocking_queue: 7
         keepalive:
           interval: 10
           ping_interval: 20
@@ -97,6 +107,7 @@ def test_every_section_is_read(write) -> None:  # type: ignore[no-untyped-def]
           initial_delay: 2
           max_delay: 30
           permanent_error_delay: 600
+          stable_after: 90
         """
     )
     config = load_config(path, NO_ENV)
@@ -107,16 +118,20 @@ def test_every_section_is_read(write) -> None:  # type: ignore[no-untyped-def]
     assert config.action_timeout == 5.0
     assert config.link == LinkSettings(
         max_stanza_size=65536,
+        max_depth=32,
         keepalive_interval=10.0,
         ping_interval=20.0,
         ping_timeout=3.0,
         ping_target="example.org",
+        close_timeout=2.5,
     )
+    assert config.limits == Limits(max_in_flight=50, rate=4.0, burst=6, threads=3, blocking_queue=7)
     assert (
         config.backoff.initial_delay,
         config.backoff.max_delay,
         config.backoff.permanent_error_delay,
-    ) == (2.0, 30.0, 600.0)
+        config.backoff.stable_after,
+    ) == (2.0, 30.0, 600.0, 90.0)
 
 
 # Errors naming the key path and line
@@ -223,6 +238,66 @@ def test_number_below_its_minimum_is_refused(write) -> None:  # type: ignore[no-
     message = error_of(write(MINIMAL + "limits:\n  max_stanza_size: 10\n"))
     assert "limits.max_stanza_size (line 5)" in message
     assert "at least" in message
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("limits:\n  burst: 0\n", "limits.burst (line 5): must be at least 1, got 0"),
+        ("limits:\n  max_depth: 0\n", "limits.max_depth (line 5): must be at least 1, got 0"),
+        (
+            "limits:\n  max_depth: 201\n",
+            "limits.max_depth (line 5): must be at most 200, got 201",
+        ),
+        (
+            "limits:\n  close_timeout: 0.05\n",
+            "limits.close_timeout (line 5): must be at least 0.1, got 0.05",
+        ),
+        ("limits:\n  threads: 0\n", "limits.threads (line 5): must be at least 1, got 0"),
+        (
+            "limits:\n  blocking_queue: -1\n",
+            "limits.blocking_queue (line 5): must be at least 0, got -1",
+        ),
+        (
+            "reconnect:\n  stable_after: -1\n",
+            "reconnect.stable_after (line 5): must be at least 0.0, got -1",
+        ),
+    ],
+)
+def test_limit_out_of_its_range_is_refused_naming_key_and_line(
+    write, line: str, message: str
+) -> None:  # type: ignore[no-untyped-def]
+    assert error_of(write(MINIMAL + line)).endswith(message)
+
+
+@pytest.mark.parametrize("key", ["max_depth", "threads", "blocking_queue", "burst"])
+def test_count_with_a_fraction_is_refused(write, key: str) -> None:  # type: ignore[no-untyped-def]
+    message = error_of(write(MINIMAL + f"limits:\n  {key}: 2.5\n"))
+    assert message.endswith(f"limits.{key} (line 5): expected a whole number, got 2.5")
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan"])
+def test_number_that_is_not_finite_is_refused(write, value: str) -> None:  # type: ignore[no-untyped-def]
+    message = error_of(write(MINIMAL + f"limits:\n  threads: {value}\n"))
+    assert "limits.threads (line 5): expected a finite number" in message
+
+
+def test_count_written_with_a_zero_fraction_is_a_whole_number(write) -> None:  # type: ignore[no-untyped-def]
+    config = load_config(write(MINIMAL + "limits:\n  threads: 4.0\n"), NO_ENV)
+    assert config.limits.threads == 4
+
+
+@pytest.mark.parametrize(
+    ("line", "read"),
+    [
+        ("limits:\n  max_depth: 1\n", lambda c: c.link.max_depth == 1),
+        ("limits:\n  max_depth: 200\n", lambda c: c.link.max_depth == 200),
+        ("limits:\n  blocking_queue: 0\n", lambda c: c.limits.blocking_queue == 0),
+        ("reconnect:\n  stable_after: 0\n", lambda c: c.backoff.stable_after == 0.0),
+    ],
+)
+def test_limit_at_the_edge_of_its_range_is_accepted(write, line: str, read) -> None:  # type: ignore[no-untyped-def]
+    assert read(load_config(write(MINIMAL + line), NO_ENV))
 
 
 def test_missing_domain_is_named(write) -> None:  # type: ignore[no-untyped-def]
@@ -469,6 +544,14 @@ def test_tap_options_turn_a_config_error_into_a_usage_error_with_the_same_messag
     with pytest.raises(usage.UsageError) as caught:
         _tap.Options().parseOptions(["-c", path])
     assert str(caught.value) == expected
+
+
+def test_limits_threads_sizes_the_thread_pool(write) -> None:  # type: ignore[no-untyped-def]
+    config = load_config(write(MINIMAL + "limits:\n  threads: 3\n"), NO_ENV)
+    reactor = MemoryReactorClock()
+    _tap.build_services(config, reactor)
+    [(start, _, _)] = reactor.whenRunningHooks
+    assert start.__self__.max == 3
 
 
 def test_falsy_section_of_a_wrong_type_is_refused(write) -> None:  # type: ignore[no-untyped-def]

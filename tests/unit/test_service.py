@@ -206,7 +206,12 @@ class Harness:
         self.handler = Recorder()
         self.component = Component(DOMAIN, [self.handler], self.clock)
         self.backoff = Backoff(
-            initial_delay=1.0, max_delay=60.0, factor=2.0, jitter=0.5, permanent_error_delay=300.0
+            initial_delay=1.0,
+            max_delay=60.0,
+            factor=2.0,
+            jitter=0.5,
+            permanent_error_delay=300.0,
+            stable_after=60.0,
         )
         self.service = ComponentService(
             self.component,
@@ -231,6 +236,14 @@ class Harness:
     def refuse(self, attempt: Attempt, condition: str) -> None:
         attempt.feed(SERVER_HEADER + stream_error(condition) + CLOSE)
         attempt.lose()
+
+    def link_for(self, seconds: float) -> None:
+        """Complete the handshake of the last attempt, keep the link up
+        ``seconds``, then lose it."""
+        attempt = self.endpoint.last
+        attempt.feed(SERVER_HEADER + HANDSHAKE_OK)
+        self.clock.advance(seconds)
+        attempt.lose(ConnectionLost())
 
     def retry_after(self, delay: float) -> bool:
         """Whether a new attempt is made exactly ``delay`` seconds from now."""
@@ -373,14 +386,65 @@ def test_drop_after_a_successful_handshake_reconnects_after_the_initial_delay(
     assert harness.endpoint.last is not first
 
 
-def test_successful_handshake_resets_the_backoff(harness: Harness) -> None:
+def two_conflicts(harness: Harness) -> None:
+    """Two refused attempts, then a third one waiting for its handshake."""
     harness.refuse(harness.start(), "conflict")
     harness.clock.advance(1.0)
     harness.refuse(harness.endpoint.last, "conflict")
     harness.clock.advance(2.0)
-    harness.endpoint.last.feed(SERVER_HEADER + HANDSHAKE_OK)
-    harness.endpoint.last.lose(ConnectionLost())
+
+
+def test_link_that_stayed_up_stable_after_resets_the_backoff(harness: Harness) -> None:
+    two_conflicts(harness)
+    harness.link_for(60.0)
     assert harness.retry_after(1.0)
+
+
+def test_link_lost_before_stable_after_counts_as_one_more_failure(harness: Harness) -> None:
+    two_conflicts(harness)
+    harness.link_for(59.9)
+    assert harness.retry_after(4.0)
+
+
+def test_links_dropped_right_after_the_handshake_back_off_exponentially(
+    harness: Harness,
+) -> None:
+    harness.start()
+    for delay in (1.0, 2.0, 4.0, 8.0):
+        harness.link_for(0)
+        assert harness.retry_after(delay)
+
+
+def test_short_link_is_logged_as_a_warning_with_its_duration(
+    harness: Harness, logs: list[LogEvent]
+) -> None:
+    harness.start()
+    harness.link_for(2.5)
+    warnings = [formatEvent(e) for e in logs if e.get("log_level") == LogLevel.warn]
+    assert f"The link of {DOMAIN} lasted only 2.5 s; counting it as a failure" in warnings
+
+
+def test_stable_link_is_not_logged_as_a_failure(harness: Harness, logs: list[LogEvent]) -> None:
+    harness.start()
+    harness.link_for(60.0)
+    assert not any("lasted only" in formatEvent(e) for e in logs)
+
+
+def test_short_link_after_a_permanent_refusal_waits_the_short_backoff(harness: Harness) -> None:
+    harness.refuse(harness.start(), "not-authorized")
+    harness.clock.advance(300.0)
+    harness.link_for(1.0)
+    assert harness.retry_after(2.0)
+
+
+def test_stopping_a_short_link_is_not_counted_as_a_failure(
+    harness: Harness, logs: list[LogEvent]
+) -> None:
+    attempt = harness.connect()
+    harness.service.stopService()
+    attempt.feed(CLOSE)
+    attempt.lose()
+    assert not any("lasted only" in formatEvent(e) for e in logs)
 
 
 def test_reconnection_uses_a_fresh_protocol(harness: Harness) -> None:
