@@ -148,6 +148,37 @@ def test_version_with_only_a_name_keeps_empc_s_version() -> None:
     assert software_version(server) == ("weather", version("empc"))
 
 
+def looked_up(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The distributions whose version the Version handler looks up."""
+    names: list[str] = []
+
+    def counting(name: str) -> str:
+        names.append(name)
+        return "9.9"
+
+    monkeypatch.setattr("empc.handlers._version.version", counting)
+    return names
+
+
+def test_version_looks_up_empc_s_version_once_not_per_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    names = looked_up(monkeypatch)
+    server = FakeServer([Version()], builtins=False)
+    answers = [software_version(server) for _ in range(3)]
+    assert answers == [("empc", "9.9")] * 3
+    assert names == ["empc"]
+
+
+def test_version_with_a_configured_version_never_looks_up_empc_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    names = looked_up(monkeypatch)
+    server = FakeServer([Version({"version": "2.1"})], builtins=False)
+    software_version(server)
+    assert names == []
+
+
 # Disco (XEP-0030)
 
 
