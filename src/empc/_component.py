@@ -23,8 +23,9 @@ class NotConnected(LocalProtocolError):
 class Component:
     """The handlers of one component domain, independent of any connection.
 
-    The connection layer calls :meth:`link` once the handshake succeeded and
-    :meth:`unlink` when the connection is gone, and feeds every stanza to
+    The connection layer calls :meth:`link` once the handshake succeeded,
+    :meth:`stop_sending` when the stream starts to end, and :meth:`unlink`
+    when it can carry nothing more, and feeds every stanza to
     :meth:`receive`. Handlers call :meth:`send` and :meth:`request`.
 
     :param domain: the component's domain.
@@ -60,7 +61,7 @@ class Component:
         self.request_timeout = request_timeout
         self.handlers = list(handlers)
         self.router = Router(
-            self.send,
+            self._send_reply,
             clock,
             action_timeout,
             limits=limits,
@@ -68,14 +69,18 @@ class Component:
             threads=threads,
         )
         self._requests = PendingRequests(clock)
+        # The stream, while it takes stanzas; handlers may use it only while
+        # _open, replies to stanzas already received until it is unlinked.
         self._link: Callable[[etree._Element], None] | None = None
+        self._open = False
         for handler in self.handlers:
             handler.component = self
             self.router.add(handler)
 
     @property
     def connected(self) -> bool:
-        return self._link is not None
+        """Whether handlers can send: the link is up and not ending."""
+        return self._open
 
     def start(self) -> Deferred[object]:
         """Run every handler's ``start`` hook; fires when all have finished."""
@@ -88,11 +93,19 @@ class Component:
     def link(self, send: Callable[[etree._Element], None]) -> None:
         """The connection is up: stanzas go out through ``send``."""
         self._link = send
+        self._open = True
+
+    def stop_sending(self, reason: Failure) -> None:
+        """The stream is ending: handlers can send no more (NotConnected),
+        and pending requests fail with ``reason``; the replies to stanzas
+        already received still go out until :meth:`unlink`."""
+        self._open = False
+        self._requests.fail_all(reason)
 
     def unlink(self, reason: Failure) -> None:
-        """The connection is gone: pending requests fail with ``reason``."""
+        """The stream can carry nothing more: replies are dropped too."""
+        self.stop_sending(reason)
         self._link = None
-        self._requests.fail_all(reason)
 
     def receive(self, stanza: etree._Element) -> None:
         """Serve a stanza the server delivered.
@@ -125,6 +138,12 @@ class Component:
         :raises LocalProtocolError: if the stanza has no ``to`` or a ``from``
             outside the component's domain.
         """
+        if not self._open:
+            raise NotConnected(f"{self.domain} is not connected")
+        self._send_reply(stanza)
+
+    def _send_reply(self, stanza: etree._Element) -> None:
+        """What the router sends: replies, and the stanzas actions return."""
         if self._link is None:
             raise NotConnected(f"{self.domain} is not connected")
         self._link(stanza)
@@ -140,7 +159,7 @@ class Component:
         :class:`NotConnected` or :class:`LocalProtocolError` if the IQ cannot
         be sent. Answers from any JID but the one asked are ignored.
         """
-        if self._link is None:
+        if not self._open:
             return fail(NotConnected(f"{self.domain} is not connected"))
         try:
             answer = self._requests.register(

@@ -5,6 +5,11 @@
 the stream queues. It also keeps a live link live: a whitespace keepalive
 while idle, and an XEP-0199 ping to the server whose missing answer drops
 the connection so that the service reconnects.
+
+When the stream ends, from either side, the stanzas received before the
+end still get their replies: handlers can no longer send, but the router's
+replies go out until it is idle or ``close_timeout`` has passed, and only
+then does our ``</stream:stream>`` follow them.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lxml import etree
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, TimeoutError, succeed
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
@@ -28,7 +33,9 @@ from empc.protocol import (
     Authenticated,
     ComponentStream,
     ProtocolViolation,
+    ServerClosed,
     StanzaReceived,
+    State,
     StreamClosed,
     StreamError,
     StreamErrorReceived,
@@ -87,7 +94,10 @@ class ComponentProtocol(Protocol):
         self.refusal: BaseException | None = None
         self._lost_waiters: list[Deferred[None]] = []
         self._stream_error: StreamError | None = None
-        self._closing = False
+        self._closing = False  # we asked for the close
+        self._draining = False  # the stream is ending: waiting for the replies
+        self._linked = False  # the component sends through this connection
+        self._broken = False  # the server broke the protocol
         self._producing = False
         self._lost = False
         self._receiving = False
@@ -129,11 +139,51 @@ class ComponentProtocol(Protocol):
             return succeed(None)
         lost = self.when_lost()
         self._closing = True
-        self._unlink("the stream is closing")
-        self._stream.close()
-        self._flush()
-        self._await_close()
+        if self._stream.state is State.READY:
+            self._drain("the stream is closing")
+        elif not self._draining:
+            self._unlink("the stream is closing")
+            self._stream.close()
+            self._flush()
+            self._await_close()
         return lost
+
+    def _drain(self, why: str) -> None:
+        """The stream is ending: handlers can send no more, and the stanzas
+        received so far get their replies before our close tag, for at most
+        ``close_timeout`` seconds."""
+        if self._draining:
+            return
+        self._draining = True
+        self._component.stop_sending(Failure(ConnectionLost(why)))
+        idle = self._component.router.when_idle()
+        idle.addTimeout(self._settings.close_timeout, self._clock)
+        idle.addErrback(self._drain_timed_out)
+        idle.addCallback(lambda _: self._end_stream())
+
+    def _drain_timed_out(self, failure: Failure) -> None:
+        failure.trap(TimeoutError)
+        self.log.warn(
+            "Closing the stream of {domain} with {count} stanzas still unanswered after "
+            "{timeout} seconds",
+            domain=self._component.domain,
+            count=self._component.router.unanswered,
+            timeout=self._settings.close_timeout,
+        )
+
+    def _end_stream(self) -> None:
+        """Send our close tag after the replies; drop the connection once
+        both sides have closed."""
+        if self._lost:
+            return
+        self._unlink("the stream is closed")
+        self._stream.close()
+        # After a breach the server's input is ignored: no use waiting for it.
+        if self._stream.state is State.CLOSED or self._broken:
+            self._drop()
+        else:
+            self._flush()
+            self._await_close()
 
     def _await_close(self) -> None:
         """Give the server ``close_timeout`` seconds to close its side."""
@@ -181,17 +231,16 @@ class ComponentProtocol(Protocol):
             self._authenticated()
         elif isinstance(event, StreamErrorReceived):
             self._stream_error = event.error
-            self._unlink(f"the server closed the stream: {event.error}")
-            self._await_close()
             if self.handshake_done.called:
                 self.log.warn(
                     "Server closed the stream of {domain}: {condition}",
                     domain=self._component.domain,
                     condition=str(event.error),
                 )
+            self._end(f"the server closed the stream: {event.error}")
         elif isinstance(event, ProtocolViolation):
             self.log.error(
-                "Server broke the protocol on {domain}; sent {condition}",
+                "Server broke the protocol on {domain}; sending {condition}",
                 domain=self._component.domain,
                 condition=str(event.error),
             )
@@ -199,10 +248,23 @@ class ComponentProtocol(Protocol):
                 # Counts as the refusal: a client port answers with another
                 # namespace, and the fix for that should be logged.
                 self._stream_error = self._stream_error or event.error
-            self._drop()
+            self._broken = True
+            self._end(f"the server broke the protocol: {event.error}")
+        elif isinstance(event, ServerClosed):
+            self.log.info("Server closed the stream of {domain}", domain=self._component.domain)
+            self._drain("the server closed the stream")
         elif isinstance(event, StreamClosed):
             if self._closing:
                 self.log.info("Stream closed cleanly for {domain}", domain=self._component.domain)
+            self._drop()
+
+    def _end(self, why: str) -> None:
+        """The stream ends from the server's side: drain a stream that was
+        ready; otherwise the stream has answered already."""
+        if self._stream.state is State.DRAINING:
+            self._drain(why)
+        else:
+            self._unlink(why)
             self._drop()
 
     def _authenticated(self) -> None:
@@ -217,6 +279,7 @@ class ComponentProtocol(Protocol):
         # and must go on reading meanwhile.
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
         self._producing = True
+        self._linked = True
         self._component.link(self.send)
         # Checked twice per interval, so an idle link waits at most 1.5 of it.
         self._start_timer(self._settings.keepalive_interval / 2, self._keepalive)
@@ -275,9 +338,10 @@ class ComponentProtocol(Protocol):
         self._await_close()
 
     def _unlink(self, why: str) -> None:
-        """Handlers can send no more: their sends raise NotConnected, and
-        pending requests fail with ConnectionLost."""
-        if self._component.connected:
+        """Nothing more can be sent: sends raise NotConnected, and pending
+        requests fail with ConnectionLost."""
+        if self._linked:
+            self._linked = False
             self._component.unlink(Failure(ConnectionLost(why)))
 
     def _flush(self) -> None:

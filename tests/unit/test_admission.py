@@ -266,7 +266,7 @@ def test_a_blocking_action_that_timed_out_keeps_its_place_until_its_thread_is_do
     threads = Calls()  # the pool: its work ends when the test says so
     server = serving(
         route={"timeout": 5, "blocking": True},
-        limits=Limits(max_in_flight=1),
+        limits=Limits(threads=1, blocking_queue=0),
         threads=lambda action, stanza: threads(stanza),
     )
     server.deliver(forecast_get())

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -16,7 +17,7 @@ from twisted.logger import LogEvent, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from empc import Component, LocalProtocolError, NotConnected
+from empc import Component, Handler, LocalProtocolError, NotConnected, iq
 from empc._connection import ComponentProtocol, HandshakeTimeout, LinkSettings
 from empc.handlers import Ping
 from empc.protocol import InvalidNamespace, NotAuthorized, SystemShutdown
@@ -57,10 +58,12 @@ def parse(data: bytes) -> list[etree._Element]:
 class Link:
     """A protocol connected to a StringTransport, with its clock and component."""
 
-    def __init__(self, settings: LinkSettings = NO_TIMERS) -> None:
+    def __init__(
+        self, settings: LinkSettings = NO_TIMERS, handlers: list[Handler] | None = None
+    ) -> None:
         self.clock = Clock()
         self.settings = settings
-        self.component = Component(DOMAIN, [Ping()], self.clock)
+        self.component = Component(DOMAIN, handlers or [Ping()], self.clock)
         self.protocol = ComponentProtocol(self.component, SECRET, self.clock, settings)
         self.transport = StringTransport()
         self.protocol.makeConnection(self.transport)
@@ -626,3 +629,101 @@ def test_no_input_from_the_server_makes_the_protocol_raise(parts: list[bytes], s
     # Whatever happened went out as stanzas or one well-formed stream error.
     written = link.transport.value()
     assert written.count(b"<stream:error>") <= 1
+
+
+# Every IQ answered once, whatever the read it shares with the stream's end
+
+
+class Slow(Handler):
+    """Answers its IQs when the test fires the Deferred it handed out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[Deferred[None]] = []
+
+    @iq("get", "{urn:example:slow}query")
+    def query(self, stanza: etree._Element) -> Deferred[None]:
+        waiting: Deferred[None] = Deferred()
+        self.waiting.append(waiting)
+        return waiting
+
+
+PING = b"<iq type='get' id='ping-1' from='user@example.org/r' to='echo.example.org'>" + (
+    b"<ping xmlns='urn:xmpp:ping'/></iq>"
+)
+SLOW = b"<iq type='get' id='slow-1' from='user@example.org/r' to='echo.example.org'>" + (
+    b"<query xmlns='urn:example:slow'/></iq>"
+)
+
+
+def slow_link() -> tuple[Link, Slow]:
+    slow = Slow()
+    link = Link(handlers=[slow, Ping()])
+    link.handshake()
+    return link, slow
+
+
+@pytest.mark.parametrize(
+    "end",
+    [
+        pytest.param(CLOSE, id="server close"),
+        pytest.param(stream_error("system-shutdown") + CLOSE, id="stream error"),
+        pytest.param(b"<message><!-- no --></message>", id="restricted xml"),
+        pytest.param(b"<message></iq>", id="not well-formed"),
+    ],
+)
+def test_iq_in_the_same_read_as_the_streams_end_is_answered_before_our_close(
+    ready: Link, end: bytes, logs: list[LogEvent]
+) -> None:
+    ready.feed(PING + end)
+    written = ready.written()
+    assert written.endswith(CLOSE)
+    reply, *_ = parse(written[: -len(CLOSE)].replace(b"stream:error", b"error"))
+    assert (reply.get("type"), reply.get("id")) == ("result", "ping-1")
+    assert ready.transport.disconnecting
+
+
+def test_reply_still_running_when_the_server_closes_goes_out_before_our_close() -> None:
+    link, slow = slow_link()
+    link.feed(SLOW + CLOSE)
+    assert link.written() == b""  # our close waits for the reply
+    slow.waiting[0].callback(None)
+    written = link.written()
+    assert written.startswith(b"<iq") and written.endswith(CLOSE)
+    (reply,) = parse(written[: -len(CLOSE)])
+    assert (reply.get("type"), reply.get("id")) == ("result", "slow-1")
+    assert link.transport.disconnecting
+
+
+def test_after_the_servers_close_handlers_can_no_longer_send() -> None:
+    link, _ = slow_link()
+    link.feed(SLOW + CLOSE)
+    assert not link.component.connected
+    with pytest.raises(NotConnected):
+        link.component.send(make_stanza("message", {"to": "user@example.org"}))
+
+
+def test_reply_still_running_after_close_timeout_is_dropped_and_counted(
+    logs: list[LogEvent],
+) -> None:
+    link, slow = slow_link()
+    link.feed(SLOW + CLOSE)
+    link.clock.advance(link.settings.close_timeout)
+    assert link.written() == CLOSE
+    assert any("1 stanzas still unanswered" in formatEvent(event) for event in logs)
+    slow.waiting[0].callback(None)
+    assert link.written() == b""
+
+
+def test_our_close_lets_running_replies_out_first() -> None:
+    link, slow = slow_link()
+    link.feed(SLOW)
+    closed = link.protocol.close()
+    assert link.written() == b""
+    assert not link.component.connected
+    slow.waiting[0].callback(None)
+    written = link.written()
+    assert written.startswith(b"<iq") and written.endswith(CLOSE)
+    link.feed(CLOSE)
+    link.lose()
+    successResultOf(closed)

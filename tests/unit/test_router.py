@@ -677,3 +677,65 @@ def test_route_whose_xpath_cannot_evaluate_is_refused_when_registered() -> None:
 
     with pytest.raises(ValueError, match="ev:event"):
         Harness(Typo())
+
+
+# Answers (type error, IQ result) reach only the routes that name their type
+
+
+class Bounces(Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bounced: list[etree._Element] = []
+        self.any_message: list[etree._Element] = []
+        self.iq_errors: list[etree._Element] = []
+
+    @message("error")
+    def bounce(self, stanza: etree._Element) -> None:
+        self.bounced.append(stanza)
+
+    @message()
+    def anything(self, stanza: etree._Element) -> None:
+        self.any_message.append(stanza)
+
+    @iq("error", FORECAST)
+    def forecast_failed(self, stanza: etree._Element) -> etree._Element:
+        self.iq_errors.append(stanza)
+        return make_stanza("message", {"to": USER, "type": "chat"})
+
+
+def test_error_message_reaches_the_route_that_names_type_error_and_is_not_answered() -> None:
+    handler = Bounces()
+    harness = Harness(handler)
+    assert harness.dispatch(chat("gone", type="error")) == []
+    assert len(handler.bounced) == 1
+    assert handler.any_message == []
+
+
+def test_error_message_never_reaches_a_route_of_any_type() -> None:
+    class AnyMessage(Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[etree._Element] = []
+
+        @message()
+        def anything(self, stanza: etree._Element) -> None:
+            self.seen.append(stanza)
+
+    handler = AnyMessage()
+    harness = Harness(handler)
+    assert harness.dispatch(chat("gone", type="error")) == []
+    assert handler.seen == []
+
+
+def test_iq_error_reaches_the_route_that_names_it_and_may_send_stanzas_but_no_reply() -> None:
+    handler = Bounces()
+    harness = Harness(handler)
+    harness.dispatch(iq_get(type="error"))
+    assert len(handler.iq_errors) == 1
+    (sent,) = harness.sent
+    assert sent.tag == f"{C}message"
+
+
+def test_iq_result_without_a_route_naming_it_is_dropped_unanswered() -> None:
+    harness = Harness(Bounces(), Ping())
+    assert harness.dispatch(iq_get(type="result")) == []

@@ -20,6 +20,7 @@ from empc.protocol import (
     NotWellFormed,
     ProtocolViolation,
     RestrictedXML,
+    ServerClosed,
     StanzaReceived,
     State,
     StreamClosed,
@@ -346,19 +347,32 @@ def test_received_stream_error_without_text_has_none() -> None:
     assert event.error.text is None
 
 
-def test_received_stream_error_is_answered_with_the_close_tag_only() -> None:
+def test_received_stream_error_drains_until_close_then_sends_the_close_tag_only() -> None:
     stream = ready()
     stream.receive(stream_error("conflict"))
+    assert stream.state is State.DRAINING
+    assert stream.data_to_send() == b""
+    stream.close()
     assert stream.data_to_send() == CLOSE
     assert stream.state is State.CLOSING
 
 
-def test_received_stream_error_then_close_tag_closes_the_stream() -> None:
+def test_received_stream_error_then_close_tag_closes_the_stream_on_our_close() -> None:
     stream = ready()
     events = stream.receive(stream_error("system-shutdown") + CLOSE)
-    assert events == [StreamErrorReceived(SystemShutdown()), StreamClosed()]
+    assert events == [StreamErrorReceived(SystemShutdown())]
+    assert stream.state is State.DRAINING
+    stream.close()
     assert stream.data_to_send() == CLOSE
     assert stream.state is State.CLOSED
+
+
+def test_stream_error_before_ready_is_answered_with_the_close_tag_at_once() -> None:
+    stream = handshaking()
+    events = stream.receive(stream_error("not-authorized"))
+    assert events == [StreamErrorReceived(NotAuthorized())]
+    assert stream.data_to_send() == CLOSE
+    assert stream.state is State.CLOSING
 
 
 @pytest.mark.parametrize(
@@ -384,6 +398,8 @@ def test_restricted_xml_is_answered_with_a_stream_error_and_the_close_tag() -> N
     (event,) = stream.receive(b"<message><!-- no --></message>")
     assert isinstance(event, ProtocolViolation)
     assert isinstance(event.error, RestrictedXML)
+    assert stream.state is State.DRAINING
+    stream.close()
     assert_sent_stream_error(stream.data_to_send(), RestrictedXML)
     assert stream.state is State.CLOSING
 
@@ -393,6 +409,7 @@ def test_malformed_xml_is_answered_with_not_well_formed() -> None:
     (event,) = stream.receive(b"<message></iq>")
     assert isinstance(event, ProtocolViolation)
     assert isinstance(event.error, NotWellFormed)
+    stream.close()
     assert_sent_stream_error(stream.data_to_send(), NotWellFormed)
 
 
@@ -401,7 +418,37 @@ def test_unexpected_top_level_element_is_unsupported_stanza_type() -> None:
     (event,) = stream.receive(b"<foo xmlns='urn:example:foo'/>")
     assert isinstance(event, ProtocolViolation)
     assert isinstance(event.error, UnsupportedStanzaType)
+    stream.close()
     assert_sent_stream_error(stream.data_to_send(), UnsupportedStanzaType)
+
+
+def test_violation_before_ready_is_answered_at_once() -> None:
+    stream = handshaking()
+    (event,) = stream.receive(b"<message><!-- no --></message>")
+    assert isinstance(event, ProtocolViolation)
+    assert_sent_stream_error(stream.data_to_send(), RestrictedXML)
+    assert stream.state is State.CLOSING
+
+
+def test_replies_sent_while_draining_go_out_before_the_stream_error() -> None:
+    stream = ready()
+    events = stream.receive(b"<iq type='get' id='1'/><message><!-- no --></message>")
+    assert isinstance(events[0], StanzaReceived)
+    assert isinstance(events[1], ProtocolViolation)
+    stream.send(message(to="juliet@example.org"))
+    stream.close()
+    data = stream.data_to_send()
+    assert data.index(b"<message") < data.index(b"<stream:error")
+    assert_sent_stream_error(data[data.index(b"<stream:error") :], RestrictedXML)
+
+
+def test_fail_while_draining_replaces_the_pending_error() -> None:
+    stream = ready()
+    stream.receive(b"<message><!-- no --></message>")
+    stream.fail(Conflict())
+    assert_sent_stream_error(stream.data_to_send(), Conflict)
+    stream.close()
+    assert stream.data_to_send() == b""
 
 
 def test_fail_sends_the_error_text() -> None:
@@ -415,11 +462,12 @@ def test_fail_sends_the_error_text() -> None:
     assert text.text == "replaced"
 
 
-def test_nothing_is_sent_after_a_violation() -> None:
+def test_nothing_is_sent_after_a_violation_once_closed() -> None:
     stream = ready()
     stream.receive(b"<message><!-- no --></message>")
+    stream.close()
     stream.data_to_send()
-    stream.receive(b"<message/><iq/>")
+    assert stream.receive(b"<message/><iq/>") == []
     stream.fail(Conflict())
     stream.close()
     assert stream.data_to_send() == b""
@@ -457,8 +505,36 @@ def test_stanza_received_while_closing_is_still_delivered() -> None:
     assert events[1:] == [StreamClosed()]
 
 
-def test_server_closing_first_gets_our_close_tag_back() -> None:
+def test_server_closing_first_gets_our_close_tag_back_on_our_close() -> None:
     stream = ready()
+    assert stream.receive(CLOSE) == [ServerClosed()]
+    assert stream.state is State.DRAINING
+    assert stream.data_to_send() == b""
+    stream.close()
+    assert stream.data_to_send() == CLOSE
+    assert stream.state is State.CLOSED
+
+
+def test_stanzas_before_the_servers_close_are_delivered_and_answerable() -> None:
+    stream = ready()
+    events = stream.receive(b"<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>" + CLOSE)
+    assert isinstance(events[0], StanzaReceived)
+    assert events[1:] == [ServerClosed()]
+    stream.send(message(to="juliet@example.org"))
+    stream.close()
+    data = stream.data_to_send()
+    assert data.startswith(b"<message") and data.endswith(CLOSE)
+
+
+def test_input_after_the_servers_close_is_ignored() -> None:
+    stream = ready()
+    stream.receive(CLOSE)
+    assert stream.receive(b"<message/>") == []
+    assert stream.state is State.DRAINING
+
+
+def test_server_closing_before_ready_is_answered_at_once() -> None:
+    stream = handshaking()
     assert stream.receive(CLOSE) == [StreamClosed()]
     assert stream.data_to_send() == CLOSE
     assert stream.state is State.CLOSED

@@ -11,15 +11,24 @@ after every call. All state transitions live in this module::
     IDLE --open()--> OPENING --server header--> HANDSHAKING
     HANDSHAKING --<handshake/>--> READY
     READY --close()--> CLOSING --server's </stream:stream>--> CLOSED
-    READY --server's </stream:stream>--> CLOSED (our close tag is sent back)
-    any --fail(), a peer violation or a received stream error--> CLOSING
+    READY --server's </stream:stream>, its stream error,
+            or its breach of the protocol--> DRAINING
+    DRAINING --close()--> CLOSED (the server has closed its side)
+                       or CLOSING (it has not: we wait for it)
+    before READY: a stream error or a breach --> CLOSING at once
 
 In OPENING the component has sent its stream header to its domain in the
 ``jabber:component:accept`` namespace. When the server's header arrives
 with a stream id, the handshake (lowercase hex SHA-1 of the id followed by
-the secret) goes out, and an empty ``<handshake/>`` answers success. Stanzas
-can only be sent in READY; stanzas received in CLOSING are still delivered,
-as RFC 6120 §4.4 asks, if the stream ever was READY.
+the secret) goes out, and an empty ``<handshake/>`` answers success.
+
+When a READY stream ends from the server's side, the stanzas that came
+before the end have been delivered, and the caller still owes them their
+replies. So the stream waits in DRAINING, where :meth:`send` still works
+and further input is ignored, until the caller calls :meth:`close`: only
+then do our stream error (if we found a breach) and our
+``</stream:stream>`` go out, after the replies, as RFC 6120 §4.4 allows.
+Stanzas received in CLOSING, after our own close, are still delivered.
 """
 
 from __future__ import annotations
@@ -68,6 +77,7 @@ class State(enum.Enum):
     OPENING = "opening"
     HANDSHAKING = "handshaking"
     READY = "ready"
+    DRAINING = "draining"
     CLOSING = "closing"
     CLOSED = "closed"
 
@@ -93,16 +103,25 @@ class StanzaReceived:
 
 @dataclass(frozen=True, slots=True)
 class StreamErrorReceived:
-    """The server sent a stream error; the stream is closing."""
+    """The server sent a stream error; the stream is closing (DRAINING, if
+    it was READY: :meth:`ComponentStream.close` sends our close tag)."""
 
     error: StreamError
 
 
 @dataclass(frozen=True, slots=True)
 class ProtocolViolation:
-    """The server broke the protocol; ``error`` has been sent to it."""
+    """The server broke the protocol. ``error`` has been sent to it, or,
+    if the stream was READY, goes out with :meth:`ComponentStream.close`
+    (the stream is DRAINING)."""
 
     error: StreamError
+
+
+@dataclass(frozen=True, slots=True)
+class ServerClosed:
+    """The server closed its side of a READY stream: the stream is DRAINING
+    until :meth:`ComponentStream.close` sends our close tag."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +135,7 @@ Event = (
     | StanzaReceived
     | StreamErrorReceived
     | ProtocolViolation
+    | ServerClosed
     | StreamClosed
 )
 
@@ -134,6 +154,8 @@ class ComponentStream:
         self._parser = StreamParser(max_stanza_size)
         self._outbox: list[bytes] = []
         self._close_sent = False
+        self._server_closed = False
+        self._pending_error: StreamError | None = None  # sent by close() when DRAINING
         self.authenticated = False  # stays True once READY was reached
         self.state = State.IDLE
         self.stream_id: str | None = None
@@ -163,11 +185,13 @@ class ComponentStream:
     def send(self, stanza: etree._Element) -> None:
         """Queue a stanza, stamping the component's domain as ``from``.
 
-        :raises LocalProtocolError: if the stream is not READY, the stanza is
+        :raises LocalProtocolError: if the stream is neither READY nor
+            DRAINING (replies to what the server sent before it ended the
+            stream may still go out), the stanza is
             not a message, presence or iq, has no ``to``, or has a ``from``
             outside the component's domain. The stream is left untouched.
         """
-        if self.state is not State.READY:
+        if self.state is not State.READY and self.state is not State.DRAINING:
             raise LocalProtocolError(f"cannot send while the stream is {self.state.value}")
         if stanza.tag not in _STANZA_TAGS and stanza.tag not in _BARE_STANZA_TAGS:
             raise LocalProtocolError(f"not a stanza: {stanza.tag}")
@@ -188,14 +212,19 @@ class ComponentStream:
             self._outbox.append(b" ")
 
     def close(self) -> None:
-        """Start the closing handshake (RFC 6120 §4.4)."""
+        """Start the closing handshake (RFC 6120 §4.4), or finish it when
+        DRAINING: the state is then CLOSED if the server has closed its
+        side, CLOSING if we still wait for it."""
         if self.state in (State.CLOSING, State.CLOSED):
             return
         if self.state is State.IDLE:
             self.state = State.CLOSED
             return
+        if self._pending_error is not None:
+            self._outbox.append(_serialize_error(self._pending_error))
+            self._pending_error = None
         self._send_close()
-        self.state = State.CLOSING
+        self.state = State.CLOSED if self._server_closed else State.CLOSING
 
     def fail(self, error: StreamError) -> None:
         """Send a stream error and close the stream."""
@@ -203,29 +232,41 @@ class ComponentStream:
             return
         if self.state is State.IDLE:
             self.open()
+        self._pending_error = None  # this error replaces the one a drain would send
         self._outbox.append(_serialize_error(error))
         self._send_close()
-        self.state = State.CLOSING
+        self.state = State.CLOSED if self._server_closed else State.CLOSING
 
     def receive(self, data: bytes) -> list[Event]:
         """Process bytes from the server and return what happened."""
         events: list[Event] = []
-        if self.state is State.CLOSED:
+        if self.state is State.CLOSED or self._server_closed:
             return events
         for item in self._parser.feed(data):
-            if isinstance(item, etree._Element):
+            if isinstance(item, StreamFooter):
+                self._footer(events)
+            elif self.state is State.DRAINING:
+                continue  # the stream has ended: only the server's close matters
+            elif isinstance(item, etree._Element):
                 self._stanza(item, events)
             elif isinstance(item, StreamHeader):
                 self._header(item.element, events)
-            elif isinstance(item, StreamFooter):
-                self._send_close()
-                self.state = State.CLOSED
-                events.append(StreamClosed())
             else:
                 self._violation(item, events)
-            if self.state is State.CLOSED:
-                break
+            if self._server_closed:
+                break  # nothing can follow the server's close
         return events
+
+    def _footer(self, events: list[Event]) -> None:
+        self._server_closed = True
+        if self.state is State.READY or self.state is State.DRAINING:
+            if self.state is State.READY:
+                events.append(ServerClosed())
+            self.state = State.DRAINING
+            return
+        self._send_close()
+        self.state = State.CLOSED
+        events.append(StreamClosed())
 
     def _header(self, header: etree._Element, events: list[Event]) -> None:
         if self.state is not State.OPENING:
@@ -251,8 +292,11 @@ class ComponentStream:
         tag = stanza.tag
         if tag == _ERROR_TAG:
             events.append(StreamErrorReceived(parse_stream_error(stanza)))
-            self._send_close()
-            self.state = State.CLOSING
+            if self.state is State.READY:
+                self.state = State.DRAINING
+            else:
+                self._send_close()
+                self.state = State.CLOSING
         elif self.state is State.HANDSHAKING and tag == _HANDSHAKE_TAG:
             self.state = State.READY
             self.authenticated = True
@@ -265,7 +309,11 @@ class ComponentStream:
             self._violation(UnsupportedStanzaType(f"unexpected {tag}"), events)
 
     def _violation(self, error: StreamError, events: list[Event]) -> None:
-        self.fail(error)
+        if self.state is State.READY:
+            self._pending_error = error
+            self.state = State.DRAINING
+        else:
+            self.fail(error)
         events.append(ProtocolViolation(error))
 
     def _send_close(self) -> None:

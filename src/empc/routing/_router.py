@@ -17,12 +17,16 @@ no route matches              ``service-unavailable``
 ============================  =====================================
 
 IQs of type ``result`` or ``error`` and stanzas of type ``error`` are never
-answered. Before an action runs, its stanza is admitted (see
-:mod:`empc.routing._admission`): an IQ refused by an access rule is
+answered, and only a route that names their type explicitly receives them
+(a bounce, for instance). Before an action runs, its stanza is admitted
+(see :mod:`empc.routing._admission`): an IQ refused by an access rule is
 answered ``forbidden``, one over a limit ``resource-constraint``.
 
-Messages and presences get no automatic reply: an action may return stanzas
-(one element or an iterable of them) to send.
+Messages, presences and those answers get no automatic reply: an action
+may return stanzas (one element or an iterable of them) to send.
+
+An IQ's reply is addressed from the request before the action runs: the
+action (in a thread, for a blocking route) has its stanza to itself.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from inspect import iscoroutine, iscoroutinefunction
 from typing import Any
 
 from lxml import etree
-from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.defer import Deferred, TimeoutError, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -46,6 +50,8 @@ from ._stanzas import StanzaError, make_error_reply, make_reply
 _IQ = f"{{{NS_COMPONENT}}}iq"
 _KIND = {f"{{{NS_COMPONENT}}}{kind}": kind for kind in ("iq", "message", "presence")}
 _DEFAULT_TYPE = {"message": "normal", "presence": "available"}
+# Answers, never answered: only a route naming the type takes them.
+_ANSWER_TYPES = frozenset(("error", "result"))
 
 Send = Callable[[etree._Element], None]
 Key = tuple[str, str | None, str | None]
@@ -86,7 +92,13 @@ class Router:
         self._access_lists = dict(access_lists or {})
         self._threads = threads
         self._rates = None if limits.rate is None else RateLimiter(clock, limits.rate, limits.burst)
-        self._in_flight = 0
+        self._in_flight = 0  # actions running, blocking ones aside
+        # Blocking actions have a budget of their own, so that a stuck
+        # dependency cannot starve the other routes and the built-ins.
+        self._blocking = 0
+        self._blocking_budget = limits.threads + limits.blocking_queue
+        self._unanswered = 0  # stanzas whose action has not completed
+        self._idle_waiters: list[Deferred[None]] = []
         self._routes: list[Route] = []
         # Candidate routes per (kind, type, payload), where a type or payload
         # no route names is folded into None: the keys are bounded by the
@@ -143,12 +155,28 @@ class Router:
         features.discard("")
         return sorted(features)
 
+    @property
+    def unanswered(self) -> int:
+        """Stanzas whose action has not completed yet."""
+        return self._unanswered
+
+    def when_idle(self) -> Deferred[None]:
+        """Fires once every action started so far has completed and its
+        replies have been handed to ``send``: at once if none is running."""
+        if not self._unanswered:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._idle_waiters.append(waiter)
+        return waiter
+
     def match(self, stanza: etree._Element) -> Route | None:
         """The first route that matches ``stanza``, or None."""
         kind, stanza_type, payload = _index_key(stanza)
         key = (
             kind,
-            stanza_type if stanza_type in self._known_types else None,
+            stanza_type
+            if stanza_type in self._known_types or stanza_type in _ANSWER_TYPES
+            else None,
             payload if payload in self._known_payloads else None,
         )
         candidates = self._candidates.get(key)
@@ -169,28 +197,29 @@ class Router:
         kind = _KIND.get(stanza.tag)
         if kind is None:
             return
-        stanza_type = stanza.get("type")
-        if stanza_type == "error" or (kind == "iq" and stanza_type == "result"):
-            return
         route = self.match(stanza)
-        if kind == "iq":
-            if stanza_type not in IQ_REQUEST_TYPES or len(stanza) != 1:
-                error = StanzaError("bad-request", "an IQ get or set needs exactly one payload")
-                self._reply(make_error_reply(stanza, error))
-            elif route is None:
-                self._reply(make_error_reply(stanza, StanzaError("service-unavailable")))
-            else:
-                self._admit(route, stanza)
-        elif route is not None:
-            self._admit(route, stanza)
+        if kind != "iq" or stanza.get("type") in _ANSWER_TYPES:
+            if route is not None:
+                self._admit(route, stanza, None)
+        elif stanza.get("type") not in IQ_REQUEST_TYPES or len(stanza) != 1:
+            error = StanzaError("bad-request", "an IQ get or set needs exactly one payload")
+            self._reply(make_error_reply(stanza, error))
+        elif route is None:
+            self._reply(make_error_reply(stanza, StanzaError("service-unavailable")))
+        else:
+            self._admit(route, stanza, make_reply(stanza, "result"))
 
-    def _admit(self, route: Route, stanza: etree._Element) -> None:
-        """Run the action if access and limits allow; refuse it otherwise."""
+    def _admit(self, route: Route, stanza: etree._Element, reply: etree._Element | None) -> None:
+        """Run the action if access and limits allow; refuse it otherwise.
+
+        ``reply`` is the result that answers an IQ request (None for other
+        stanzas): the action's payload goes into it.
+        """
         refusal = self._refusal(route, stanza)
         if refusal is None:
-            self._run(route, stanza)
-        elif stanza.tag == _IQ:
-            self._reply(make_error_reply(stanza, refusal))
+            self._run(route, stanza, reply)
+        elif reply is not None:
+            self._reply(_into_error(reply, refusal))
         else:
             self.log.info(
                 "Dropped a stanza from {sender} for {route}: {why}",
@@ -210,67 +239,81 @@ class Router:
             if self._rates is not None and not self._rates.allow(sender.bare):
                 return StanzaError("resource-constraint", "too many requests: slow down")
         limit = route.spec.max_in_flight
-        if self._in_flight >= self._limits.max_in_flight or (
-            limit is not None and route.in_flight >= limit
-        ):
+        if route.spec.blocking:
+            busy = self._blocking >= self._blocking_budget
+        else:
+            busy = self._in_flight >= self._limits.max_in_flight
+        if busy or (limit is not None and route.in_flight >= limit):
             return StanzaError("resource-constraint", "too busy: try again later", type="wait")
         return None
 
-    def _run(self, route: Route, stanza: etree._Element) -> None:
+    def _run(self, route: Route, stanza: etree._Element, reply: etree._Element | None) -> None:
         """Run ``route``'s action; :meth:`_complete` gets its outcome once.
 
         An action that answers at once costs no Deferred and no timer.
         """
-        self._in_flight += 1
+        self._unanswered += 1
         route.in_flight += 1
         result: object
-        try:
-            result = self._in_thread(route, stanza) if route.spec.blocking else route.action(stanza)
-        except Exception:
-            if route.spec.blocking:  # the runner itself failed: no thread holds the place
+        if route.spec.blocking:
+            self._blocking += 1
+            try:
+                result = self._in_thread(route, stanza)
+            except Exception:  # the runner itself failed: no thread holds the place
                 self._release(route)
-            self._complete(Failure(), route, stanza)
-            return
-        if iscoroutine(result):
-            result = Deferred.fromCoroutine(result)
+                self._complete(Failure(), route, reply)
+                return
+        else:
+            self._in_flight += 1
+            try:
+                result = route.action(stanza)
+            except Exception:
+                self._complete(Failure(), route, reply)
+                return
+            if iscoroutine(result):
+                result = Deferred.fromCoroutine(result)
         if not isinstance(result, Deferred):
-            self._complete(result, route, stanza)
+            self._complete(result, route, reply)
             return
         timeout = self._timeout if route.spec.timeout is None else route.spec.timeout
         result.addTimeout(timeout, self._clock)
-        result.addBoth(self._complete, route, stanza)
+        result.addBoth(self._complete, route, reply)
         result.addErrback(
             lambda f: self.log.failure("Completing {route} failed", f, route=route.name)
         )
 
-    def _complete(self, outcome: object, route: Route, stanza: etree._Element) -> None:
+    def _complete(self, outcome: object, route: Route, reply: etree._Element | None) -> None:
         """The outcome (a result or a Failure) of an action: reply, or send
         what it returned. A blocking action keeps its place in the limits
         until its thread is done (see :meth:`_in_thread`)."""
         if not route.spec.blocking:
             self._release(route)
-        if stanza.tag != _IQ:
-            self._send_stanzas(route, outcome)
-            return
         try:
-            reply = self._iq_reply(stanza, route, outcome)
-        except Exception:
-            # The reply itself could not be built (an error text that is no
-            # XML, say): the IQ still gets its one answer.
-            self.log.failure("The reply of {route} could not be built", route=route.name)
-            reply = make_error_reply(stanza, StanzaError("internal-server-error"))
-        self._reply(reply)
+            if reply is None:
+                self._send_stanzas(route, outcome)
+            else:
+                self._reply(self._iq_reply(reply, route, outcome))
+        finally:
+            self._unanswered -= 1
+            if not self._unanswered and self._idle_waiters:
+                waiters, self._idle_waiters = self._idle_waiters, []
+                for waiter in waiters:
+                    if not waiter.called:  # a waiter may have timed out
+                        waiter.callback(None)
 
     def _release(self, route: Route) -> None:
-        self._in_flight -= 1
         route.in_flight -= 1
+        if route.spec.blocking:
+            self._blocking -= 1
+        else:
+            self._in_flight -= 1
 
     def _in_thread(self, route: Route, stanza: etree._Element) -> Deferred[object]:
         """Run a blocking action in the pool.
 
         The returned Deferred may time out, but the action's slot in the
-        limits is released only when its thread is done with it, so hung
-        actions cannot pile up in the pool's queue past the limits.
+        blocking budget is released only when its thread is done with it,
+        so hung actions cannot pile up in the pool's queue past the budget.
         """
         assert self._threads is not None
         work = self._threads(route.action, stanza)
@@ -284,18 +327,25 @@ class Router:
         work.addBoth(ended)
         return outcome
 
-    def _iq_reply(self, iq: etree._Element, route: Route, outcome: object) -> etree._Element:
+    def _iq_reply(self, reply: etree._Element, route: Route, outcome: object) -> etree._Element:
+        """``reply``, the result prepared for the request, filled in with
+        the outcome: a payload, nothing, or an error."""
         if not isinstance(outcome, Failure):
             if outcome is None:
-                return make_reply(iq, "result")
+                return reply
             if isinstance(outcome, etree._Element):
-                reply = make_reply(iq, "result")
                 reply.append(outcome)
                 return reply
             outcome = Failure(
                 TypeError(f"{route.name} returned {type(outcome).__name__}, not an element or None")
             )
-        return make_error_reply(iq, self._stanza_error(route, outcome))
+        try:
+            return _into_error(reply, self._stanza_error(route, outcome))
+        except Exception:
+            # The error itself could not be built (a text that is no XML,
+            # say): the IQ still gets its one answer.
+            self.log.failure("The reply of {route} could not be built", route=route.name)
+            return _into_error(reply, StanzaError("internal-server-error"))
 
     def _stanza_error(self, route: Route, failure: Failure) -> StanzaError:
         error = failure.value
@@ -343,6 +393,13 @@ class Router:
             self.log.failure("Could not send a stanza")
 
 
+def _into_error(reply: etree._Element, error: StanzaError) -> etree._Element:
+    """Turn the result prepared for a request into its error reply."""
+    reply.set("type", "error")
+    reply.append(error.to_element())
+    return reply
+
+
 def _index_key(stanza: etree._Element) -> Key:
     kind = _KIND[stanza.tag]
     stanza_type = stanza.get("type") or _DEFAULT_TYPE.get(kind)
@@ -355,6 +412,6 @@ def _may_match(route: Route, key: Key) -> bool:
     spec = route.spec
     return (
         (spec.kind is None or spec.kind == kind)
-        and (spec.types is None or stanza_type in spec.types)
+        and (stanza_type not in _ANSWER_TYPES if spec.types is None else stanza_type in spec.types)
         and (spec.payload is None or spec.payload == payload)
     )
