@@ -11,9 +11,9 @@ from twisted.internet.task import Clock
 from twisted.logger import LogEvent, capturedLogs, formatEvent
 
 from empc import Component, Handler, StanzaError, iq, message, presence, route
-from empc.handlers import Disco, Ping
+from empc.handlers import NS_PING, Disco, Ping
 from empc.protocol import NS_COMPONENT
-from empc.routing import NS_STANZAS, Router, make_stanza
+from empc.routing import NS_STANZAS, Limits, Router, make_stanza
 
 NS_WEATHER = "urn:example:weather"
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
@@ -739,3 +739,42 @@ def test_iq_error_reaches_the_route_that_names_it_and_may_send_stanzas_but_no_re
 def test_iq_result_without_a_route_naming_it_is_dropped_unanswered() -> None:
     harness = Harness(Bounces(), Ping())
     assert harness.dispatch(iq_get(type="result")) == []
+
+
+# Blocking actions have a budget of their own
+
+
+class Stuck(Handler):
+    @iq("get", FORECAST, blocking=True)
+    def forecast(self, stanza: etree._Element) -> None:
+        raise AssertionError("the pool never runs it")
+
+
+def test_hung_blocking_actions_leave_the_other_routes_and_the_builtins_working() -> None:
+    hung: list[Deferred[object]] = []
+
+    def never_finishes(action: object, stanza: etree._Element) -> Deferred[object]:
+        hung.append(Deferred())
+        return hung[-1]
+
+    sent: list[etree._Element] = []
+    router = Router(
+        sent.append,
+        Clock(),
+        limits=Limits(max_in_flight=2, threads=1, blocking_queue=1),
+        threads=never_finishes,
+    )
+    router.add(Stuck())
+    router.add(Ping())
+    for n in range(3):
+        router.dispatch(iq_get(id=f"b{n}"))
+    (refused,) = sent
+    assert (refused.get("id"), condition(refused)) == ("b2", "resource-constraint")
+    for n in range(3):
+        router.dispatch(iq_get(f"{{{NS_PING}}}ping", id=f"p{n}"))
+    assert [(s.get("id"), s.get("type")) for s in sent[1:]] == [
+        ("p0", "result"),
+        ("p1", "result"),
+        ("p2", "result"),
+    ]
+    assert len(hung) == 2

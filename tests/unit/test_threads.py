@@ -1,0 +1,97 @@
+"""The thread pool of blocking actions, on a fake pool and a fake clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lxml import etree
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
+from twisted.python.threadpool import ThreadPool
+from twisted.trial.unittest import SynchronousTestCase
+
+from empc._threads import ActionThreads
+from empc.routing import make_stanza
+
+_trial = SynchronousTestCase()
+successResultOf = _trial.successResultOf
+assertNoResult = _trial.assertNoResult
+
+
+class FakeReactor(Clock):
+    def callFromThread(self, f: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+        f(*args, **kwargs)
+
+
+class FakePool(ThreadPool):
+    """Queues the work; the test runs it, as a thread would."""
+
+    def __init__(self) -> None:
+        super().__init__(minthreads=0, maxthreads=1)
+        self.queued: list[Callable[[], None]] = []
+        self.stopped = False
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def callInThreadWithCallback(
+        self, onResult: Any, func: Callable[..., object], *args: Any, **kwargs: Any
+    ) -> None:
+        def work() -> None:
+            onResult(True, func(*args, **kwargs))
+
+        self.queued.append(work)
+
+
+class Weather:
+    def forecast(self, stanza: etree._Element) -> str:
+        return "sunny"
+
+
+def started() -> tuple[ActionThreads, FakePool, FakeReactor]:
+    reactor, pool = FakeReactor(), FakePool()
+    threads = ActionThreads(reactor, 1, stop_timeout=5, pool=pool)
+    threads.startService()
+    return threads, pool, reactor
+
+
+def test_outcome_of_the_action_fires_the_deferred() -> None:
+    threads, pool, _ = started()
+    outcome = threads.run(Weather().forecast, make_stanza("iq"))
+    assertNoResult(outcome)
+    pool.queued.pop()()
+    assert successResultOf(outcome) == "sunny"
+
+
+def test_stopping_with_nothing_running_stops_the_pool_at_once() -> None:
+    threads, pool, _ = started()
+    successResultOf(threads.stopService())
+    assert pool.stopped
+
+
+def test_stopping_waits_for_a_running_action() -> None:
+    threads, pool, _ = started()
+    threads.run(Weather().forecast, make_stanza("iq"))
+    stopped = threads.stopService()
+    assertNoResult(stopped)
+    pool.queued.pop()()
+    successResultOf(stopped)
+    assert pool.stopped
+
+
+def test_a_stuck_action_delays_the_stop_by_stop_timeout_and_is_named() -> None:
+    threads, pool, reactor = started()
+    threads.run(Weather().forecast, make_stanza("iq"))
+    stopped = threads.stopService()
+    with capturedLogs() as logs:
+        reactor.advance(4.9)
+        assertNoResult(stopped)
+        reactor.advance(0.1)
+    successResultOf(stopped)
+    assert not pool.stopped  # joining a stuck thread would hang the exit
+    (event,) = logs
+    assert "Weather.forecast (1)" in formatEvent(event)
