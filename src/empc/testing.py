@@ -1,8 +1,6 @@
 """A test kit for handler authors: a fake server, no network, no real clock.
 
-:class:`FakeServer` builds a component from handlers (or from a config
-file), plays the server's side of a live stream, and records what the
-component sends, serialized and parsed back as a server would see it::
+:class:`FakeServer` plays the server's side of a component connection::
 
     from empc.testing import FakeServer
 
@@ -12,33 +10,53 @@ component sends, serialized and parsed back as a server would see it::
         assert reply.get("type") == "result"
         assert server.only("self::c:iq/e:echo[@text='hi']", e="urn:example:echo") is reply
 
-Blocking actions run at once in the test's thread. Time only moves with
-:meth:`FakeServer.advance`.
+It replaces only the edge, the network and the clock: the connection is an
+in-memory transport and time is a :class:`~twisted.internet.task.Clock`.
+Everything above runs as in production. The component's Twisted protocol
+opens its stream and performs the XEP-0114 handshake with the fake server;
+a delivered stanza is serialized and fed to the component as bytes, so it
+goes through the real stream parser (restricted XML, limits) and the stream
+state machine before it reaches the router; and what the component writes
+is parsed back as a server would read it.
+
+Blocking actions (``blocking=True`` routes) get production's hand-off
+without threads. In production the action runs in a pool thread and its
+outcome reaches the reactor thread in a later reactor turn. Here the action
+runs in a later turn of the fake clock (``callLater(0)``), and its outcome
+is handed back in that same call. :meth:`FakeServer.deliver` (and
+:meth:`~FakeServer.feed`, :meth:`~FakeServer.close_stream`) then run
+``clock.advance(0)``, so the reply to a blocking action is among what they
+return. Apart from that, time only moves with :meth:`FakeServer.advance`.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import hashlib
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from lxml import etree
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from empc._component import Component
 from empc._config import load_config
+from empc._connection import ComponentProtocol, LinkSettings
 from empc._tap import build_component
 from empc.handlers import BUILTINS
-from empc.protocol import (
-    NS_COMPONENT,
-    Authenticated,
-    ComponentStream,
-    StreamParser,
-)
-from empc.routing import NS_STANZAS, Handler
+from empc.protocol import NS_COMPONENT, NS_STREAMS, StreamError, StreamParser, parse_stream_error
+from empc.protocol._parser import ParserEvent, StreamHeader
+from empc.routing import NS_STANZAS, Handler, ThreadRunner
 
-__all__ = ["DEFAULT_SENDER", "NAMESPACES", "FakeServer"]
+__all__ = ["DEFAULT_SENDER", "NAMESPACES", "FakeServer", "LinkSettings"]
 
 DEFAULT_SENDER = "user@example.org/tests"
 """The ``from`` given to delivered stanzas that have none."""
@@ -47,23 +65,44 @@ NAMESPACES: Mapping[str, str] = {"c": NS_COMPONENT, "stanzas": NS_STANZAS}
 """Prefixes the XPath helpers know: ``c`` for stanzas, ``stanzas`` for
 stanza error conditions."""
 
-_TEST_INPUT = etree.XMLParser(resolve_entities=False, no_network=True)
+# Unless a test asks for them, no whitespace keepalives and no pings: only
+# what the test causes shows in what the component sends.
+_QUIET_LINK = LinkSettings(keepalive_interval=0, ping_interval=0)
+_STREAM_ID = "fake-stream-1"
+_TEST_SECRET = "fake-secret"
 _SERVER_HEADER = (
-    b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams'"
-    b" xmlns='jabber:component:accept' id='fake-server'>"
+    b"<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'"
+    b" xmlns='jabber:component:accept' id='" + _STREAM_ID.encode() + b"'>"
 )
+_CLOSE = b"</stream:stream>"
+_HANDSHAKE_TAG = f"{{{NS_COMPONENT}}}handshake"
+_STREAM_ERROR_TAG = f"{{{NS_STREAMS}}}error"
+_TEST_INPUT = etree.XMLParser(resolve_entities=False, no_network=True)
 
 
 class FakeServer:
-    """A component under test, and what it has sent.
+    """A component under test, connected to a fake server, and what it has sent.
+
+    The handlers' ``start`` hooks run first, as in production; once they
+    have all succeeded the component connects and performs the handshake.
+    :attr:`started` fires then. It fails if a hook failed (the component
+    then never connects), or with :class:`AssertionError` if the component's
+    handshake was not the XEP-0114 one.
+
+    Blocking actions run in a later turn of the fake clock, their outcome
+    handed back in that same turn (see the module's documentation); the
+    methods that feed the component run that turn before they return.
 
     :param handlers: the handlers to test; the built-in ones (ping, disco,
         version) are added after them unless ``builtins`` is False.
     :param domain: the component's domain.
     :param clock: the clock the component runs on; a new
         :class:`~twisted.internet.task.Clock` if None.
+    :param link: the connection's settings (:class:`LinkSettings`); if
+        None, the defaults without keepalives and pings.
     :param options: passed on to :class:`~empc.Component`
-        (``action_timeout``, ``limits``, ``access_lists``, ``identity``...).
+        (``action_timeout``, ``limits``, ``access_lists``, ``identity``,
+        ``threads``...).
     """
 
     def __init__(
@@ -73,49 +112,101 @@ class FakeServer:
         *,
         clock: Clock | None = None,
         builtins: bool = True,
+        link: LinkSettings | None = None,
         **options: Any,
     ) -> None:
         self.clock = clock or Clock()
         handlers = list(handlers)
         if builtins:
             handlers += [cls() for cls in BUILTINS.values()]
-        options.setdefault("threads", _run_inline)
+        options.setdefault("threads", _hand_off(self.clock))
         self.component = Component(domain, handlers, self.clock, **options)
-        self._start(self.component)
+        self._start(_TEST_SECRET, link or _QUIET_LINK)
 
     @classmethod
     def from_config(
-        cls, path: str, domain: str | None = None, *, clock: Clock | None = None
+        cls,
+        path: str,
+        domain: str | None = None,
+        *,
+        clock: Clock | None = None,
+        link: LinkSettings | None = None,
     ) -> FakeServer:
         """The component that the config file at ``path`` describes (the one
-        for ``domain``, or the first), with its handlers, limits and access
-        lists, as ``twistd empc`` would build it."""
+        for ``domain``, or the first), with its handlers, limits, access
+        lists, secret and link settings, as ``twistd empc`` would build it;
+        keepalives and pings are off unless ``link`` is given.
+
+        :raises LookupError: if the file has no component for ``domain``.
+        :raises ConfigError: if the file is not a valid config.
+        """
         config = load_config(path)
         chosen = [c for c in config.components if domain in (None, c.domain)]
         if not chosen:
             raise LookupError(f"{path} has no component {domain!r}")
         server = cls.__new__(cls)
         server.clock = clock or Clock()
-        server.component = build_component(chosen[0], config, server.clock, _run_inline)
-        server._start(server.component)
+        server.component = build_component(chosen[0], config, server.clock, _hand_off(server.clock))
+        quiet = dataclasses.replace(config.link, keepalive_interval=0, ping_interval=0)
+        server._start(chosen[0].secret.reveal(), link or quiet)
         return server
 
-    def _start(self, component: Component) -> None:
-        self._stream = ComponentStream(component.domain, "fake-secret")
-        self._parser = StreamParser()
-        self._parser.feed(_SERVER_HEADER)
-        self._stream.open()
-        events = self._stream.receive(_SERVER_HEADER + b"<handshake/>")
-        assert Authenticated() in events
-        self._stream.data_to_send()  # the header and handshake: not stanzas
+    def _start(self, secret: str, link: LinkSettings) -> None:
         self._sent: list[etree._Element] = []
         self._ids = itertools.count(1)
-        component.link(self._stream.send)
-        self.started: Deferred[object] = component.start()
+        self._stream_error: StreamError | None = None
+        self._stopping = False
+        self._transport = _Connection(self.clock)
+        self._protocol = ComponentProtocol(self.component, secret, self.clock, link)
+        self._reader = StreamParser(link.max_stanza_size)
+        self.started: Deferred[object] = self.component.start()
+        self.started.addCallback(self._connect, secret)
+
+    def _connect(self, started: object, secret: str) -> object:
+        """Play the server's side of the stream opening and the handshake."""
+        if self._stopping:
+            return started
+        self._transport.protocol = self._protocol
+        self._protocol.makeConnection(self._transport)
+        opening = self._read()
+        if not (
+            len(opening) == 1
+            and isinstance(opening[0], StreamHeader)
+            and opening[0].element.get("to") == self.domain
+        ):
+            raise AssertionError(f"the component did not open a stream to its domain: {opening}")
+        self._protocol.dataReceived(_SERVER_HEADER)
+        answer = self._read()
+        expected = hashlib.sha1((_STREAM_ID + secret).encode()).hexdigest()
+        if not (
+            len(answer) == 1
+            and isinstance(answer[0], etree._Element)
+            and answer[0].tag == _HANDSHAKE_TAG
+            and answer[0].text == expected
+        ):
+            raise AssertionError(
+                "the component's handshake is not the XEP-0114 one "
+                "(hex SHA-1 of the stream id and the secret)"
+            )
+        self._protocol.dataReceived(b"<handshake/>")
+        return started
 
     @property
     def domain(self) -> str:
         return self.component.domain
+
+    @property
+    def connected(self) -> bool:
+        """Whether the component's connection is up: False before the
+        handshake, and once the component has closed or aborted it."""
+        return self._transport.protocol is not None and self._transport.connected
+
+    @property
+    def stream_error(self) -> StreamError | None:
+        """The stream error the component sent, if it sent one (then it also
+        closed the connection)."""
+        self._collect()
+        return self._stream_error
 
     @property
     def sent(self) -> list[etree._Element]:
@@ -126,28 +217,54 @@ class FakeServer:
     def deliver(self, stanza: str | bytes | etree._Element) -> list[etree._Element]:
         """Deliver a stanza to the component, as the server would.
 
-        Text is parsed with the stanza namespace as default namespace. A
-        missing ``to`` becomes the component's domain, a missing ``from``
-        :data:`DEFAULT_SENDER`, a missing IQ ``id`` a fresh one.
+        Text is parsed with the stanza namespace as default namespace; an
+        element is copied (it is left as it is) and may be in no namespace,
+        which on the wire means the stream's. A missing ``to`` becomes the
+        component's domain, a missing ``from`` :data:`DEFAULT_SENDER`, a
+        missing IQ ``id`` a fresh one. The stanza is then serialized and fed
+        to the component (see :meth:`feed`).
 
         Returns the stanzas the component sent while handling it.
+
+        :raises RuntimeError: if the component is not connected.
         """
-        element = _parse(stanza) if isinstance(stanza, str | bytes) else stanza
+        element = _parse(stanza) if isinstance(stanza, str | bytes) else copy.deepcopy(stanza)
         defaults = {"to": self.domain, "from": DEFAULT_SENDER}
         if etree.QName(element).localname == "iq":
             defaults["id"] = f"test-{next(self._ids)}"
         for name, value in defaults.items():
             if element.get(name) is None:
                 element.set(name, value)
-        before = len(self.sent)
-        self.component.receive(element)
-        return self.sent[before:]
+        return self.feed(etree.tostring(element, with_tail=False))
+
+    def feed(self, data: bytes) -> list[etree._Element]:
+        """Feed raw bytes of the server's stream to the component, in one
+        read, then run the clock's current turn (see the module's
+        documentation for why).
+
+        Returns the stanzas the component sent meanwhile.
+
+        :raises RuntimeError: if the component is not connected.
+        """
+        if not self.connected:
+            raise RuntimeError(
+                "the component is not connected: see FakeServer.started and stream_error"
+            )
+        return self._sent_during(lambda: self._protocol.dataReceived(data))
+
+    def close_stream(self) -> list[etree._Element]:
+        """Close the stream as the server would, with ``</stream:stream>``.
+
+        Returns the stanzas the component sent meanwhile; the component
+        answers the close and lets the connection go.
+
+        :raises RuntimeError: if the component is not connected.
+        """
+        return self.feed(_CLOSE)
 
     def advance(self, seconds: float) -> list[etree._Element]:
         """Move the clock on; returns the stanzas sent meanwhile."""
-        before = len(self.sent)
-        self.clock.advance(seconds)
-        return self.sent[before:]
+        return self._sent_during(lambda: self.clock.advance(seconds))
 
     def clear(self) -> None:
         """Forget what was sent so far."""
@@ -174,17 +291,95 @@ class FakeServer:
         return found[0]
 
     def stop(self) -> Deferred[object]:
-        """Run the handlers' stop hooks."""
-        return self.component.stop()
+        """Stop as ``twistd empc`` does: the component closes its stream, the
+        fake server answers the close at once, and once the connection is
+        gone the handlers' ``stop`` hooks run.
+
+        Fires when every hook has finished; fails if one failed.
+        """
+        self._stopping = True
+        closed: Deferred[None] = succeed(None)
+        if self.connected:
+            closed = self._protocol.close()
+            self._sent_during(lambda: self._protocol.dataReceived(_CLOSE))
+        return closed.addCallback(lambda _: self.component.stop())
+
+    def _sent_during(self, step: Callable[[], object]) -> list[etree._Element]:
+        before = len(self.sent)
+        step()
+        self.clock.advance(0)
+        return self.sent[before:]
+
+    def _read(self) -> list[ParserEvent]:
+        """Parse what the component wrote since the last read."""
+        data = self._transport.value()
+        self._transport.clear()
+        return self._reader.feed(data) if data else []
 
     def _collect(self) -> None:
-        data = self._stream.data_to_send()
-        if data:
-            for item in self._parser.feed(data):
-                if isinstance(item, etree._Element):
-                    self._sent.append(item)
+        for item in self._read():
+            if isinstance(item, StreamError):
+                raise AssertionError(f"the component sent what a server would refuse: {item!r}")
+            if isinstance(item, etree._Element):
+                if item.tag == _STREAM_ERROR_TAG:
+                    self._stream_error = parse_stream_error(item)
                 else:
-                    raise AssertionError(f"the component sent something unexpected: {item!r}")
+                    self._sent.append(item)
+            # Else the component's </stream:stream>: connected tells the rest.
+
+
+class _Connection(StringTransport):
+    """The component's end of an in-memory connection to the fake server.
+
+    What the component writes is kept until the server reads it. Closing
+    the connection, cleanly or not, reaches the protocol's
+    ``connectionLost`` in a later turn of the clock, as with a socket.
+    """
+
+    protocol: ComponentProtocol | None = None
+
+    def __init__(self, clock: IReactorTime) -> None:
+        super().__init__(peerAddress=IPv4Address("TCP", "127.0.0.1", 5347))
+        self._clock = clock
+
+    def loseConnection(self) -> None:
+        self._close(ConnectionDone("the component closed the connection"))
+
+    def abortConnection(self) -> None:
+        self.disconnected = True
+        self._close(ConnectionAborted("the component aborted the connection"))
+
+    def _close(self, reason: Exception) -> None:
+        if not self.disconnecting:
+            self.disconnecting = True
+            self._clock.callLater(0, self._lost, Failure(reason))
+
+    def _lost(self, reason: Failure) -> None:
+        self.connected = False
+        assert self.protocol is not None
+        self.protocol.connectionLost(reason)
+
+
+def _hand_off(clock: IReactorTime) -> ThreadRunner:
+    """A thread runner without threads: the action runs in a later turn of
+    ``clock`` and its outcome fires the Deferred there, as production's
+    pool thread hands it back to the reactor thread."""
+
+    def run(action: Callable[[etree._Element], object], stanza: etree._Element) -> Deferred[object]:
+        outcome: Deferred[object] = Deferred()
+
+        def work() -> None:
+            try:
+                result = action(stanza)
+            except Exception:
+                outcome.errback()
+            else:
+                outcome.callback(result)
+
+        clock.callLater(0, work)
+        return outcome
+
+    return run
 
 
 def _parse(text: str | bytes) -> etree._Element:
@@ -195,7 +390,3 @@ def _parse(text: str | bytes) -> etree._Element:
     (stanza,) = wrapper
     wrapper.remove(stanza)
     return stanza
-
-
-def _run_inline(action: Any, stanza: etree._Element) -> Deferred[object]:
-    return maybeDeferred(action, stanza)

@@ -3,6 +3,7 @@ the tools a handler author works with."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -25,12 +26,19 @@ from support import (
     write_config,
 )
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
 
-from empc import Handler, LocalProtocolError, make_stanza, message
+from empc import Handler, LocalProtocolError, iq, make_stanza, message
 from empc.__main__ import main
-from empc.testing import DEFAULT_SENDER, FakeServer
+from empc.protocol import RestrictedXML
+from empc.testing import DEFAULT_SENDER, FakeServer, LinkSettings
+
+_trial = SynchronousTestCase()
+failureResultOf = _trial.failureResultOf
+successResultOf = _trial.successResultOf
 
 # deliver()
 
@@ -77,11 +85,192 @@ def test_deliver_takes_an_element_too() -> None:
     assert one(server.deliver(stanza)).get("type") == "result"
 
 
+def test_deliver_leaves_the_given_element_as_it_is() -> None:
+    server = serving(lambda stanza: forecast())
+    stanza = make_stanza("iq", {"type": "get"})
+    etree.SubElement(stanza, FORECAST)
+    server.deliver(stanza)
+    assert (stanza.get("to"), stanza.get("from"), stanza.get("id")) == (None, None, None)
+
+
+def test_an_element_in_no_namespace_is_in_the_stream_s_namespace_on_the_wire() -> None:
+    seen: list[etree._Element] = []
+    stanza = etree.Element("message", type="chat")
+    etree.SubElement(stanza, "body").text = "hi"
+    serving(seen.append).deliver(stanza)
+    assert seen[0].tag == f"{C}message"
+    assert seen[0].findtext(f"{C}body") == "hi"
+
+
 def test_deliver_returns_only_what_this_stanza_caused() -> None:
     server = serving(lambda stanza: chat_reply(stanza, "pong"))
     server.deliver(chat("one"))
     assert len(server.deliver(chat("two"))) == 1
     assert len(server.sent) == 2
+
+
+# The same path as production: handshake, parser, stream, protocol
+
+
+def test_the_component_links_through_the_handshake() -> None:
+    server = FakeServer()
+    assert server.connected
+    assert server.component.connected
+    assert successResultOf(server.started) is None
+
+
+def test_a_handshake_that_is_not_the_xep_0114_digest_fails_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("empc.protocol._stream.handshake_digest", lambda id, secret: "0" * 40)
+    server = FakeServer()
+    failure = failureResultOf(server.started, AssertionError)
+    assert "XEP-0114" in str(failure.value)
+    assert not server.component.connected
+
+
+def test_nothing_is_delivered_before_the_start_hooks_have_finished() -> None:
+    class Slow(Handler):
+        def start(self) -> Deferred[None]:
+            return starting
+
+    starting: Deferred[None] = Deferred()
+    server = FakeServer([Slow()])
+    assert not server.connected
+    with pytest.raises(RuntimeError, match="not connected"):
+        server.deliver(chat())
+    starting.callback(None)
+    assert server.connected
+
+
+def test_a_delivered_stanza_with_a_comment_is_refused_as_restricted_xml() -> None:
+    seen: list[etree._Element] = []
+    server = serving(seen.append)
+    with capturedLogs():
+        sent = server.deliver("<message type='chat'><!-- hidden --><body>hi</body></message>")
+    assert sent == []
+    assert seen == []
+    assert isinstance(server.stream_error, RestrictedXML)
+    assert not server.connected
+    assert not server.component.connected
+
+
+def test_no_stream_error_while_the_stream_is_fine() -> None:
+    server = serving()
+    server.deliver(chat())
+    assert server.stream_error is None
+
+
+def test_feed_takes_a_stanza_split_across_reads() -> None:
+    server = serving(lambda stanza: chat_reply(stanza, "pong"))
+    data = f"<message type='chat' from='{ALICE}' to='{server.domain}'><body>ping</body></message>"
+    assert server.feed(data[:20].encode()) == []
+    assert one(server.feed(data[20:].encode())).get("to") == ALICE
+
+
+def test_feed_takes_two_stanzas_in_one_read() -> None:
+    server = serving(lambda stanza: chat_reply(stanza, "pong"))
+    data = f"<message type='chat' from='{ALICE}' to='{server.domain}'><body>1</body></message>"
+    assert len(server.feed((data + data).encode())) == 2
+
+
+# Blocking actions
+
+
+def test_a_blocking_action_runs_in_the_test_s_thread_and_deliver_returns_its_reply() -> None:
+    threads: list[int] = []
+
+    def blocking(stanza: etree._Element) -> etree._Element:
+        threads.append(threading.get_ident())
+        return forecast("hail")
+
+    server = serving(blocking, route={"blocking": True})
+    reply = one(server.deliver(forecast_get()))
+    assert reply.get("type") == "result"
+    assert reply.findtext(FORECAST) == "hail"
+    assert threads == [threading.get_ident()]
+
+
+def test_a_blocking_action_runs_after_the_read_that_brought_its_stanza() -> None:
+    order: list[str] = []
+
+    class Mixed(Handler):
+        @iq("get", FORECAST, blocking=True)
+        def slow(self, stanza: etree._Element) -> None:
+            order.append("blocking")
+
+        @message("chat")
+        def fast(self, stanza: etree._Element) -> None:
+            order.append("plain")
+
+    server = FakeServer([Mixed()])
+    to = f" to='{server.domain}' id='1'"
+    server.feed(
+        f"<iq type='get'{to}><forecast xmlns='{NS_WEATHER}'/></iq>"
+        f"<message type='chat'{to}><body>x</body></message>".encode()
+    )
+    assert order == ["plain", "blocking"]
+
+
+def test_a_blocking_action_s_exception_comes_back_through_its_deferred() -> None:
+    def broken(stanza: etree._Element) -> None:
+        raise KeyError("bug")
+
+    server = serving(broken, route={"blocking": True})
+    with capturedLogs():
+        reply = one(server.deliver(forecast_get()))
+    assert error_of(reply)[0] == "internal-server-error"
+
+
+# Stream end
+
+
+def test_close_stream_ends_the_link() -> None:
+    server = serving()
+    assert server.close_stream() == []
+    assert not server.connected
+    assert not server.component.connected
+    with pytest.raises(RuntimeError, match="not connected"):
+        server.deliver(chat())
+
+
+def test_at_stream_end_pending_requests_fail_with_connection_lost() -> None:
+    server = FakeServer()
+    ping = make_stanza("iq", {"type": "get", "to": "example.org"})
+    etree.SubElement(ping, "{urn:xmpp:ping}ping")
+    answer = server.component.request(ping)
+    server.close_stream()
+    failureResultOf(answer, ConnectionLost)
+
+
+def test_stop_closes_the_stream_before_the_stop_hooks_run() -> None:
+    linked: list[bool] = []
+
+    class Watcher(Handler):
+        def stop(self) -> None:
+            linked.append(self.component.connected)
+
+    server = FakeServer([Watcher()])
+    successResultOf(server.stop())
+    assert linked == [False]
+    assert not server.connected
+
+
+# Keepalives and pings
+
+
+def test_no_keepalive_and_no_ping_unless_the_test_asks() -> None:
+    server = FakeServer()
+    assert server.advance(3600) == []
+    assert server.connected
+
+
+def test_pings_go_out_when_the_link_settings_ask() -> None:
+    server = FakeServer(link=LinkSettings(ping_interval=10))
+    assert server.advance(9.9) == []
+    ping = one(server.advance(0.1))
+    assert ping.get("to") == "example.org"
+    assert ping.find("{urn:xmpp:ping}ping") is not None
 
 
 # sent, find, only, clear
