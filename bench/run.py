@@ -2,20 +2,25 @@
 
 This program plays the *server* side of XEP-0114 on loopback.  For each
 component under test (empc under ``twistd``, and ``bench/reference.py``) and
-each body size, it starts the component as a child process, accepts its
-connection, checks its handshake, then pipelines stanzas at it with a bounded
-window of stanzas in flight: XEP-0199 pings (answered with an iq result) and
-chat messages (echoed back), half and half.  Replies are matched by id.
+each workload, it starts the component as a child process, accepts its
+connection, checks its handshake, then, for each window of a sweep, pipelines
+stanzas at it with at most that many stanzas in flight.  Workloads: XEP-0199
+pings only (answered with an iq result), small chat messages only (echoed
+back), 4 KB escape-heavy chat messages only, and pings and small chat
+messages half and half.  Replies are matched by id.
 
 Reported per run: replies per second, p50/p99 latency (send to reply, under
 load, so mostly queueing: about window / throughput), and the component's CPU
-time per stanza, read from ``/proc/<pid>/stat`` (utime + stime) before and
-after the measured phase.  See ``bench/README.md``.
+time per stanza (its process CPU clock, read before and after the measured
+phase).  When both components ran, the ratios empc / reference are checked
+against the project's targets, one verdict per target; the exit status is 1
+if any is missed.  See ``bench/README.md``.
 
 Usage::
 
-    python bench/run.py [--stanzas N] [--window W] [--body-size small|large]
-                        [--only empc|reference] [--warmup N] [--repeat R]
+    python bench/run.py [--targets] [--workloads ping,chat,large,mixed]
+                        [--windows 1,100,1000] [--stanzas N] [--repeat R]
+                        [--only empc|reference] [--empc-root PATH] [--warmup N]
                         [--timeout S] [--empc-runner twistd|twist] [--json FILE]
 """
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import dataclasses
 import hashlib
 import json
@@ -31,11 +37,12 @@ import os
 import re
 import select
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +79,39 @@ keepalive:
   ping_timeout: 60
 """
 
+# The project's targets: empc's CPU per stanza at most CPU_LIMIT times the
+# reference's for each target workload at each target window, and its
+# throughput at least THROUGHPUT_FLOOR times the reference's at THROUGHPUT_WINDOW.
+TARGET_WORKLOADS = ("ping", "chat", "large")
+TARGET_WINDOWS = (1, 100, 1_000)
+CPU_LIMIT = 1.5
+THROUGHPUT_FLOOR = 0.7
+THROUGHPUT_WINDOW = 1_000
+
+
+def default_stanzas(window: int, workload: Workload) -> int:
+    """Measured stanzas per run at *window*, when ``--stanzas`` is not given.
+
+    Fewer at small windows, where every stanza waits for a round trip, and
+    fewer for large bodies: each run takes a second or a few, which is enough
+    CPU time for the nanosecond process clock to be far more precise than the
+    run-to-run noise, and at window 1,000 enough windows for the ramp-up and
+    the drain to be small.
+    """
+    if window < 10:
+        count = 4_000
+    elif window < 1_000:
+        count = 10_000
+    else:
+        count = 20_000
+    return count // workload.divisor
+
+
 # -- stanzas -------------------------------------------------------------------
 
 SMALL_BODY = "hello"
 _LARGE_CHUNK = 'O\'Brien said "x < y && y < z" & then: \'a\'<"b"> && more text. '
 LARGE_BODY = (_LARGE_CHUNK * (4096 // len(_LARGE_CHUNK) + 1))[:4096]
-BODIES = {"small": SMALL_BODY, "large": LARGE_BODY}
 
 
 def _escape(text: str) -> str:
@@ -99,23 +133,58 @@ def message_tail(body: str) -> bytes:
     return (f"' from='{USER_JID}' to='{DOMAIN}'><body>{_escape(body)}</body></message>").encode()
 
 
-class Stanzas:
-    """All the stanzas of a run as pre-built pieces: ``head, id, tail`` each.
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """What a run sends: pings, chat messages with *body*, or both alternately."""
 
-    Stanza *i* (global index) is a ping when *i* is even, a chat message when
-    odd; its id is ``p<i>`` or ``m<i>``.  Tails are shared, so 100,000 large
-    messages cost ids, not 100,000 copies of the body.
+    name: str
+    pings: bool
+    body: str | None
+    description: str
+    divisor: int = 1  # default stanza counts are divided by this
+
+    def is_ping(self, i: int) -> bool:
+        """Whether stanza *i* (global index) is a ping rather than a chat message."""
+        if self.body is None:
+            return True
+        return self.pings and not i & 1
+
+
+WORKLOADS = {
+    w.name: w
+    for w in (
+        Workload("ping", True, None, "XEP-0199 pings"),
+        Workload("chat", False, SMALL_BODY, "small chat echoes"),
+        Workload("large", False, LARGE_BODY, "4 KB escape-heavy chat echoes", 2),
+        Workload("mixed", True, SMALL_BODY, "pings and small chat echoes"),
+        Workload("mixed-large", True, LARGE_BODY, "pings and 4 KB chat echoes", 2),
+    )
+}
+# ``--body-size`` (kept from the first version of this harness) picks the
+# mixed workload with that body.
+BODY_SIZE_WORKLOADS = {"small": "mixed", "large": "mixed-large"}
+
+
+class Stanzas:
+    """All the stanzas of one component's connection, as pre-built pieces.
+
+    Each stanza is ``head, id, tail``; its id is ``p<i>`` for a ping and
+    ``m<i>`` for a chat message, *i* being its global index.  Tails are
+    shared, so 100,000 large messages cost ids, not 100,000 copies of the body.
     """
 
-    def __init__(self, total: int, body: str) -> None:
-        mtail = message_tail(body)
+    def __init__(self, total: int, workload: Workload) -> None:
+        mtail = message_tail(workload.body) if workload.body is not None else b""
         parts: list[bytes] = []
+        pings = bytearray(total)
         for i in range(total):
-            if i & 1:
-                parts += (MESSAGE_HEAD, b"%d" % i, mtail)
-            else:
+            if workload.is_ping(i):
+                pings[i] = 1
                 parts += (PING_HEAD, b"%d" % i, PING_TAIL)
+            else:
+                parts += (MESSAGE_HEAD, b"%d" % i, mtail)
         self._parts = parts
+        self.pings = bytes(pings)  # 1 where stanza i is a ping
 
     def serialize(self, start: int, stop: int) -> bytes:
         return b"".join(self._parts[3 * start : 3 * stop])
@@ -133,9 +202,10 @@ TYPE_RE = re.compile(rb"""\stype\s*=\s*(?:'([^']*)'|"([^"]*)")""")
 class Phase:
     """Book-keeping for one load phase: stanzas ``base .. base+count-1``."""
 
-    def __init__(self, base: int, count: int, body: str) -> None:
+    def __init__(self, base: int, count: int, stanzas: Stanzas, body: str | None) -> None:
         self.base = base
         self.count = count
+        self.pings = stanzas.pings
         self.body = body
         self.sent_at = [0.0] * count
         self.replied = bytearray(count)
@@ -171,6 +241,7 @@ class ReplyReader:
         latencies = phase.latencies
         base = phase.base
         count = phase.count
+        pings = phase.pings
         pos = 0
         while True:  # bounded: pos strictly increases through buf
             m = search(buf, pos)
@@ -198,8 +269,11 @@ class ReplyReader:
                 continue
             gi = int(digits)
             k = gi - base
-            is_ping = not gi & 1
-            if not 0 <= k < count or rid[:1] != (b"p" if is_ping else b"m") or not sent_at[k]:
+            if not 0 <= k < count or not sent_at[k]:
+                phase.other += 1
+                continue
+            is_ping = pings[gi] == 1  # gi >= base >= 0 and below the phase's end
+            if rid[:1] != (b"p" if is_ping else b"m"):
                 phase.other += 1
                 continue
             if replied[k]:
@@ -222,14 +296,33 @@ class ReplyReader:
                 phase.problem(
                     f"id {rid.decode()}: got <{name.decode()} type={(kind or b'').decode()!r}>"
                 )
-            elif k < 4 or k % SAMPLE_EVERY == 0 or b"xmlns" in attrs:
+            elif k < 4 or k % SAMPLE_EVERY == 0 or unusual_namespaces(prefix, attrs):
                 error = check_reply(buf[m.start() : end], prefix, is_ping, phase.body)
                 if error is not None:
                     phase.bad += 1
                     phase.problem(f"id {rid.decode()}: {error}")
 
 
-def check_reply(raw: bytes, prefix: bytes | None, is_ping: bool, body: str) -> str | None:
+# A start tag that declares the stream's default namespace, and nothing else:
+# ``xmlns`` appears in it once, in exactly this form (either quote).
+USUAL_DECLARATIONS = (
+    b" xmlns='" + COMPONENT_NS.encode() + b"'",
+    b' xmlns="' + COMPONENT_NS.encode() + b'"',
+)
+
+
+def unusual_namespaces(prefix: bytes | None, attrs: bytes) -> bool:
+    """Whether a reply's start tag has a prefix or declares other than the usual.
+
+    Such replies are checked in full; the others only one in SAMPLE_EVERY.
+    """
+    if prefix is not None:
+        return True
+    count = attrs.count(b"xmlns")
+    return count > 1 or (count == 1 and not any(d in attrs for d in USUAL_DECLARATIONS))
+
+
+def check_reply(raw: bytes, prefix: bytes | None, is_ping: bool, body: str | None) -> str | None:
     """Parse one reply with lxml and check it in full; return what is wrong."""
     opening = b"<w xmlns='" + COMPONENT_NS.encode() + b"'"
     if prefix:
@@ -264,10 +357,13 @@ class BenchError(Exception):
 
 @dataclasses.dataclass
 class Result:
+    """One measured phase: one component, one workload, one window."""
+
     component: str
-    body: str
-    stanzas: int
+    workload: str
     window: int
+    stanzas: int
+    repeat: int = 1
     replies: int = 0
     bad: int = 0
     other: int = 0
@@ -292,19 +388,37 @@ class Result:
         )
 
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+class ProcessCpuClock:
+    """CPU time of a child process, all its threads, dead ones included.
 
+    Read from the process's POSIX CPU clock (``clock_getcpuclockid``), which
+    counts nanoseconds; ``/proc/<pid>/stat`` counts 10 ms ticks, and is only
+    the fallback where that clock is not available.
+    """
 
-def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of *pid*, all threads, from ``/proc/<pid>/stat``."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self._clock: int | None = None
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            clock = ctypes.c_int()
+            if libc.clock_getcpuclockid(pid, ctypes.byref(clock)) == 0:
+                time.clock_gettime(clock.value)  # raises if it cannot be read
+                self._clock = clock.value
 
+    @property
+    def precise(self) -> bool:
+        return self._clock is not None
 
-def own_cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
+    def seconds(self) -> float:
+        if self._clock is not None:
+            try:
+                return time.clock_gettime(self._clock)
+            except OSError as exc:
+                raise BenchError(f"cannot read the component's CPU clock: {exc}") from None
+        with open(f"/proc/{self._pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -505,12 +619,69 @@ def component_command(kind: str, port: int, workdir: Path, runner: str = "twistd
     return [sys.executable, *EMPC_RUNNERS[runner], "empc", "-c", str(config)]
 
 
-def run_one(kind: str, body_name: str, args: argparse.Namespace) -> Result:
-    result = Result(kind, body_name, args.stanzas, args.window)
-    body = BODIES[body_name]
-    stanzas = Stanzas(args.warmup + args.stanzas, body)
+def component_env(empc_root: Path) -> dict[str, str]:
+    """The components' environment: *empc_root*'s empc before any other.
+
+    ``PYTHONPATH`` comes before the virtualenv's editable install, so
+    ``empc``, its twistd plugin (``twisted/plugins``) and ``bench.echo`` are
+    all taken from *empc_root*; this checkout comes next, for ``bench.echo``
+    if *empc_root* has none.
+    """
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    paths = [str(empc_root / "src"), str(empc_root)]
+    if empc_root != REPO_ROOT:
+        paths.append(str(REPO_ROOT))
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def describe_empc(env: dict[str, str], empc_root: Path) -> str:
+    """Say which empc, twistd plugin and commit a component run with *env* gets.
+
+    Raises BenchError if empc cannot be imported, or if it or its plugin is
+    not *empc_root*'s (a wrong root would silently give the installed empc).
+    Run from an empty directory, as the components are: the current directory
+    comes first on ``sys.path``, and its ``twisted/plugins`` would come first.
+    """
+    code = "import empc, twisted.plugins.empc_plugin as p; print(empc.__file__, p.__file__)"
+    with tempfile.TemporaryDirectory(prefix="empc-bench-probe-") as tmp:
+        probe = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CONNECT_TIMEOUT,
+            check=False,
+        )
+    if probe.returncode != 0:
+        raise BenchError("cannot import empc: " + (probe.stderr.strip().splitlines() or ["?"])[-1])
+    module, plugin = probe.stdout.split()
+    for found in (module, plugin):
+        if not Path(found).resolve().is_relative_to(empc_root):
+            raise BenchError(f"{found} is not under --empc-root {empc_root}")
+    describe = ["git", "-C", str(empc_root), "describe", "--always", "--dirty"]
+    git = subprocess.run(describe, capture_output=True, text=True, timeout=30, check=False)
+    commit = git.stdout.strip() or "not a git checkout"
+    return f"{module} (commit {commit}), plugin {plugin}"
+
+
+def run_connection(
+    kind: str,
+    workload: Workload,
+    plan: Sequence[tuple[int, int]],
+    repeat: int,
+    args: argparse.Namespace,
+    env: dict[str, str],
+) -> list[Result]:
+    """Start one component, run one phase per ``(window, stanzas)`` of *plan*.
+
+    Returns one result per phase; a phase that could not run carries the error.
+    """
+    results = [Result(kind, workload.name, w, n, repeat) for w, n in plan]
+    stanzas = Stanzas(args.warmup + sum(n for _, n in plan), workload)
     with tempfile.TemporaryDirectory(prefix=f"empc-bench-{kind}-") as tmp:
         workdir = Path(tmp)
         log_path = workdir / "component.log"
@@ -529,83 +700,125 @@ def run_one(kind: str, body_name: str, args: argparse.Namespace) -> Result:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+            windows = ",".join(str(w) for w, _ in plan)
+            print(
+                f"running {kind} / {workload.name}, windows {windows}"
+                f" ({repeat}/{args.repeat}), pid {proc.pid} ...",
+                flush=True,
+            )
             try:
                 sock = accept(listener, proc)
                 listener.close()  # a reconnecting component gets refused
                 try:
-                    measure(sock, proc, stanzas, body, args, result)
+                    measure(sock, proc, stanzas, workload, args, results)
                 finally:
                     close_stream(sock)
             except (BenchError, OSError) as exc:
-                result.error = str(exc)
+                for r in results:
+                    if r.wall_s == 0 and r.error is None:
+                        r.error = str(exc)
             finally:
                 # The reference exits when its stream ends; empc, a service,
                 # would reconnect, so it is stopped at once.
                 stop_process(proc, CLOSE_TIMEOUT if kind == "reference" else 0.0)
-            if kind == "reference" and proc.returncode != 0 and result.error is None:
-                result.problems.append(f"reference exited with {proc.returncode}")
-        if result.error is not None or result.bad or result.timed_out:
+            if kind == "reference" and proc.returncode != 0 and all(r.ok for r in results):
+                results[-1].problems.append(f"reference exited with {proc.returncode}")
+        if not all(r.ok for r in results):
             tail = log_path.read_bytes()[-3000:].decode(errors="replace")
             print(
-                f"--- {kind}/{body_name}: component log (tail) ---\n{tail}",
+                f"--- {kind}/{workload.name}: component log (tail) ---\n{tail}",
                 file=sys.stderr,
             )
-    return result
+    return results
 
 
 def measure(
     sock: socket.socket,
     proc: subprocess.Popen[bytes],
     stanzas: Stanzas,
-    body: str,
+    workload: Workload,
     args: argparse.Namespace,
-    result: Result,
+    results: Sequence[Result],
 ) -> None:
+    """Do the handshake, warm up, then measure one phase per result, in order.
+
+    Raises BenchError if the warm-up fails or a phase times out (the replies
+    still in flight would be mistaken for the next phase's).
+    """
     reader = ReplyReader()
     reader.pending = handshake(sock)
+    clock = ProcessCpuClock(proc.pid)
+    base = 0
     if args.warmup:
-        warm = Phase(0, args.warmup, body)
-        if not pump(sock, reader, stanzas, warm, args.window, args.timeout):
+        warm = Phase(0, args.warmup, stanzas, workload.body)
+        window = max(r.window for r in results)
+        if not pump(sock, reader, stanzas, warm, window, args.timeout):
             raise BenchError(f"warm-up timed out: {warm.replies}/{warm.count} replies")
         if warm.bad:
-            result.problems = warm.problems
+            results[0].problems = warm.problems
             raise BenchError(f"{warm.bad} bad replies during warm-up")
+        base = args.warmup
 
-    phase = Phase(args.warmup, args.stanzas, body)
-    cpu0 = process_cpu_seconds(proc.pid)
-    own0 = own_cpu_seconds()
-    complete = pump(sock, reader, stanzas, phase, args.window, args.timeout)
-    end = time.perf_counter()
-    cpu1 = process_cpu_seconds(proc.pid)
-    own1 = own_cpu_seconds()
+    for result in results:
+        phase = Phase(base, result.stanzas, stanzas, workload.body)
+        base += result.stanzas
+        cpu0 = clock.seconds()
+        own0 = time.process_time()
+        complete = pump(sock, reader, stanzas, phase, result.window, args.timeout)
+        end = time.perf_counter()
+        cpu1 = clock.seconds()
+        own1 = time.process_time()
 
-    result.timed_out = not complete
-    result.replies = phase.replies
-    result.bad = phase.bad
-    result.other = phase.other
-    result.problems = phase.problems
-    last = phase.last_reply if complete else end
-    result.wall_s = last - phase.first_send
-    if phase.replies and result.wall_s > 0:
-        result.rate = phase.replies / result.wall_s
-        result.cpu_us = (cpu1 - cpu0) / phase.replies * 1e6
-        result.gen_us = (own1 - own0) / phase.replies * 1e6
-        result.cpu_pct = (cpu1 - cpu0) / (end - phase.first_send) * 100
-    lat = sorted(phase.latencies)
-    result.p50_ms = percentile(lat, 0.50) * 1e3
-    result.p99_ms = percentile(lat, 0.99) * 1e3
+        result.timed_out = not complete
+        result.replies = phase.replies
+        result.bad = phase.bad
+        result.other = phase.other
+        result.problems = phase.problems
+        last = phase.last_reply if complete else end
+        result.wall_s = max(last - phase.first_send, 1e-9)
+        if phase.replies:
+            result.rate = phase.replies / result.wall_s
+            result.cpu_us = (cpu1 - cpu0) / phase.replies * 1e6
+            result.gen_us = (own1 - own0) / phase.replies * 1e6
+            result.cpu_pct = (cpu1 - cpu0) / (end - phase.first_send) * 100
+        lat = sorted(phase.latencies)
+        result.p50_ms = percentile(lat, 0.50) * 1e3
+        result.p99_ms = percentile(lat, 0.99) * 1e3
+        if not complete:
+            raise BenchError(f"window {result.window} timed out; later windows not run")
 
 
 # -- report ----------------------------------------------------------------------
+
+COMPONENTS = ("reference", "empc")
 
 
 def _fmt(value: float, spec: str) -> str:
     return "-" if math.isnan(value) else format(value, spec)
 
 
-def print_table(results: list[Result], write: Callable[[str], object]) -> None:
+def print_rows(
+    header: Sequence[str], rows: Sequence[Sequence[str]], left: int, write: Callable[[str], object]
+) -> None:
+    """Print an aligned table: the first *left* columns to the left, the rest right."""
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i < left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    write(line(header))
+    write(line(["-" * w for w in widths]))
+    for row in rows:
+        write(line(row))
+
+
+def print_table(results: Sequence[Result], write: Callable[[str], object]) -> None:
     header = (
-        "body",
+        "workload",
+        "window",
         "component",
         "replies",
         "bad",
@@ -619,30 +832,16 @@ def print_table(results: list[Result], write: Callable[[str], object]) -> None:
     )
     rows: list[tuple[str, ...]] = []
     for r in results:
+        case = (r.workload, str(r.window), r.component)
         if r.error is not None:
-            rows.append(
-                (
-                    r.body,
-                    r.component,
-                    str(r.replies),
-                    str(r.bad),
-                    "FAILED",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                )
-            )
+            rows.append((*case, str(r.replies), str(r.bad), "FAILED", *[""] * 6))
             continue
         replies = str(r.replies)
         if r.replies != r.stanzas:
             replies += f"/{r.stanzas}"
         rows.append(
             (
-                r.body,
-                r.component,
+                *case,
                 replies,
                 str(r.bad),
                 _fmt(r.wall_s, ".2f"),
@@ -654,73 +853,160 @@ def print_table(results: list[Result], write: Callable[[str], object]) -> None:
                 _fmt(r.gen_us, ".1f"),
             )
         )
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i < 2 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    write(line(header))
-    write(line(["-" * w for w in widths]))
-    for row in rows:
-        write(line(row))
+    print_rows(header, rows, 1, write)
 
     for r in results:
+        where = f"{r.component}/{r.workload}/window {r.window}"
         if r.error is not None:
-            write(f"! {r.component}/{r.body}: {r.error}")
+            write(f"! {where}: {r.error}")
         if r.timed_out:
-            write(f"! {r.component}/{r.body}: timed out, {r.replies} replies in")
+            write(f"! {where}: timed out, {r.replies} replies in")
         if r.other:
-            write(f"! {r.component}/{r.body}: {r.other} stanzas matching no request")
+            write(f"! {where}: {r.other} stanzas matching no request")
         for p in r.problems:
-            write(f"! {r.component}/{r.body}: {p}")
-
-    by_key = {(r.component, r.body): r for r in results}
-    for body in BODIES:
-        e, ref = by_key.get(("empc", body)), by_key.get(("reference", body))
-        if e is None or ref is None or not (e.ok and ref.ok):
-            continue
-        if not (ref.rate > 0 and ref.cpu_us > 0):
-            continue
-        write(
-            f"{body}: empc/reference  throughput {e.rate / ref.rate:.2f}x"
-            f"  cpu per stanza {e.cpu_us / ref.cpu_us:.2f}x"
-        )
+            write(f"! {where}: {p}")
 
 
-def summarize(results: list[Result]) -> list[Result]:
-    """One result per (component, body): a failed run if any, else the median.
-
-    The median is taken by throughput over the repeated runs.
-    """
-    groups: dict[tuple[str, str], list[Result]] = {}
+def pairs(results: Sequence[Result]) -> Iterator[tuple[Result, Result]]:
+    """``(empc, reference)`` for each workload and window both ran, in order."""
+    by_key = {(r.workload, r.window, r.component): r for r in results}
     for r in results:
-        groups.setdefault((r.body, r.component), []).append(r)
+        if r.component == "reference":
+            e = by_key.get((r.workload, r.window, "empc"))
+            if e is not None:
+                yield e, r
+
+
+def ratio(e: Result, ref: Result, metric: Callable[[Result], float]) -> float:
+    """``metric(e) / metric(ref)``, or NaN unless both runs are complete and good."""
+    return metric(e) / metric(ref) if e.ok and ref.ok and metric(ref) > 0 else math.nan
+
+
+def cpu_ratio(e: Result, ref: Result) -> float:
+    return ratio(e, ref, lambda r: r.cpu_us)
+
+
+def throughput_ratio(e: Result, ref: Result) -> float:
+    return ratio(e, ref, lambda r: r.rate)
+
+
+def _times(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}x"
+
+
+def print_ratios(results: Sequence[Result], write: Callable[[str], object]) -> None:
+    rows = [
+        (
+            e.workload,
+            str(e.window),
+            _times(cpu_ratio(e, ref)),
+            _times(throughput_ratio(e, ref)),
+            _times(ratio(e, ref, lambda r: r.p50_ms)),
+        )
+        for e, ref in pairs(results)
+    ]
+    if rows:
+        header = ("workload", "window", "cpu/stanza", "throughput", "p50 latency")
+        write("empc / reference:")
+        print_rows(header, rows, 1, write)
+
+
+def verdicts(results: Sequence[Result]) -> list[tuple[bool, str]]:
+    """One ``(met, line)`` per target that both components were run for."""
+    cases = []
+    for e, ref in pairs(results):
+        if e.workload not in TARGET_WORKLOADS or e.window not in TARGET_WINDOWS:
+            continue
+        cpu = cpu_ratio(e, ref)
+        cases.append((e, "cpu per stanza", cpu, cpu <= CPU_LIMIT, f"at most {CPU_LIMIT:.2f}x"))
+        if e.window == THROUGHPUT_WINDOW:
+            rate = throughput_ratio(e, ref)
+            floor = f"at least {THROUGHPUT_FLOOR:.2f}x"
+            cases.append((e, "throughput", rate, rate >= THROUGHPUT_FLOOR, floor))
+    rows: list[tuple[bool, str]] = []
+    for e, what, value, met, target in cases:
+        if math.isnan(value):
+            word = "FAILED"
+        elif met:
+            word = "OK"
+        else:
+            word = "OVER" if what == "cpu per stanza" else "UNDER"
+        rows.append(
+            (
+                met,
+                f"{word:<6}  {e.workload:<5}  window {e.window:<5}  {what:<14}"
+                f"  {_times(value)}  ({target})",
+            )
+        )
+    return rows
+
+
+def summarize(results: Sequence[Result], workloads: Sequence[str]) -> list[Result]:
+    """One result per (workload, window, component): a failed run if any, else
+    the medians, metric by metric, of the repeated runs.
+
+    Ordered by workload (as given), window, then reference before empc.
+    """
+    groups: dict[tuple[str, int, str], list[Result]] = {}
+    for r in results:
+        groups.setdefault((r.workload, r.window, r.component), []).append(r)
     chosen: list[Result] = []
     for runs in groups.values():
         failed = [r for r in runs if not r.ok]
         if failed:
             chosen.append(failed[0])
-        else:
-            chosen.append(sorted(runs, key=lambda r: r.rate)[(len(runs) - 1) // 2])
+            continue
+
+        def median(metric: Callable[[Result], float], runs: list[Result] = runs) -> float:
+            return statistics.median(metric(r) for r in runs)
+
+        chosen.append(
+            dataclasses.replace(
+                runs[0],
+                repeat=len(runs),
+                other=sum(r.other for r in runs),
+                problems=list(dict.fromkeys(p for r in runs for p in r.problems)),
+                wall_s=median(lambda r: r.wall_s),
+                rate=median(lambda r: r.rate),
+                p50_ms=median(lambda r: r.p50_ms),
+                p99_ms=median(lambda r: r.p99_ms),
+                cpu_us=median(lambda r: r.cpu_us),
+                cpu_pct=median(lambda r: r.cpu_pct),
+                gen_us=median(lambda r: r.gen_us),
+            )
+        )
+    chosen.sort(
+        key=lambda r: (workloads.index(r.workload), r.window, COMPONENTS.index(r.component))
+    )
     return chosen
 
 
-def print_spread(results: list[Result], write: Callable[[str], object]) -> None:
-    groups: dict[tuple[str, str], list[Result]] = {}
+def print_spread(
+    results: Sequence[Result], workloads: Sequence[str], write: Callable[[str], object]
+) -> None:
+    groups: dict[tuple[str, int, str], list[Result]] = {}
     for r in results:
         if r.ok:
-            groups.setdefault((r.body, r.component), []).append(r)
-    write("spread over repeated runs (the table shows the median by stanzas/s):")
-    for (body, kind), runs in groups.items():
+            groups.setdefault((r.workload, r.window, r.component), []).append(r)
+    if groups:
+        write("spread over the repeated runs (the tables show medians):")
+    for (workload, window, kind), runs in sorted(
+        groups.items(),
+        key=lambda g: (workloads.index(g[0][0]), g[0][1], COMPONENTS.index(g[0][2])),
+    ):
         rates = [r.rate for r in runs]
         cpus = [r.cpu_us for r in runs]
         write(
-            f"  {body} {kind}: {len(runs)} runs, stanzas/s {min(rates):,.0f}"
-            f"..{max(rates):,.0f}, cpu us/st {min(cpus):.1f}..{max(cpus):.1f}"
+            f"  {workload} window {window} {kind}: {len(runs)} runs, stanzas/s"
+            f" {min(rates):,.0f}..{max(rates):,.0f}, cpu us/st {min(cpus):.1f}..{max(cpus):.1f}"
         )
+
+
+def comma_list(convert: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+    def parse(text: str) -> list[Any]:
+        return [convert(item) for item in text.split(",") if item.strip()]
+
+    return parse
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -728,26 +1014,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Benchmark empc against a reference XEP-0114 component."
     )
     parser.add_argument(
-        "--stanzas",
-        type=int,
-        default=100_000,
-        help="stanzas per measured run (default: 100000)",
+        "--targets",
+        action="store_true",
+        help="run exactly the target cases (workloads ping,chat,large at windows"
+        " 1,100,1000, both components); this is also what runs by default",
     )
     parser.add_argument(
-        "--window",
-        type=int,
-        default=1_000,
-        help="most stanzas in flight (default: 1000)",
+        "--workloads",
+        type=comma_list(str),
+        metavar="LIST",
+        help="comma-separated, from: "
+        + "; ".join(f"{w.name} ({w.description})" for w in WORKLOADS.values())
+        + " (default: ping,chat,large)",
     )
+    parser.add_argument(
+        "--windows",
+        type=comma_list(int),
+        metavar="LIST",
+        help="comma-separated windows: most stanzas in flight (default: 1,100,1000)",
+    )
+    parser.add_argument("--window", type=int, help="one window: the same as --windows W")
     parser.add_argument(
         "--body-size",
-        choices=sorted(BODIES),
-        help="only this message body size (default: both)",
+        choices=sorted(BODY_SIZE_WORKLOADS),
+        help="the mixed workload (pings and chat) with this body: --workloads mixed or mixed-large",
+    )
+    parser.add_argument(
+        "--stanzas",
+        type=int,
+        help="stanzas per measured run (default: 4000 at windows under 10,"
+        " 10000 under 1000, 20000 from 1000; half that with 4 KB bodies)",
     )
     parser.add_argument(
         "--only",
-        choices=("empc", "reference"),
+        choices=COMPONENTS,
         help="only this component (default: both)",
+    )
+    parser.add_argument(
+        "--empc-root",
+        type=Path,
+        default=REPO_ROOT,
+        metavar="PATH",
+        help="run the empc of this checkout, e.g. a git worktree (default: this one)",
     )
     parser.add_argument(
         "--empc-runner",
@@ -759,13 +1067,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--warmup",
         type=int,
         default=1_000,
-        help="unmeasured stanzas sent first (default: 1000)",
+        help="unmeasured stanzas sent first on each connection (default: 1000)",
     )
     parser.add_argument(
         "--repeat",
         type=int,
-        default=1,
-        help="run each case this many times, report the median (default: 1)",
+        default=5,
+        help="run each case this many times, interleaved, report medians (default: 5)",
     )
     parser.add_argument(
         "--timeout",
@@ -777,38 +1085,77 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--json",
         type=Path,
         metavar="FILE",
-        help="also write the results as JSON to FILE",
+        help="also write every run as JSON to FILE",
     )
     args = parser.parse_args(argv)
-    for name in ("stanzas", "window", "repeat"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
+    if args.targets and (
+        args.workloads or args.windows or args.window or args.body_size or args.only
+    ):
+        parser.error(
+            "--targets runs the target cases: drop --workloads, --window(s), --body-size and --only"
+        )
+    if args.workloads and args.body_size:
+        parser.error("--body-size names a workload: give --workloads or --body-size")
+    if args.windows and args.window is not None:
+        parser.error("give --windows or --window, not both")
+    if args.body_size:
+        args.workloads = [BODY_SIZE_WORKLOADS[args.body_size]]
+    args.workloads = list(dict.fromkeys(args.workloads or TARGET_WORKLOADS))
+    unknown = [w for w in args.workloads if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workload {unknown[0]!r}; known: {', '.join(WORKLOADS)}")
+    windows = [args.window] if args.window is not None else args.windows or TARGET_WINDOWS
+    args.windows = sorted(set(windows))
+    if not args.workloads or not args.windows:
+        parser.error("no workload or no window to run")
+    if min(args.windows) < 1 or args.repeat < 1 or (args.stanzas is not None and args.stanzas < 1):
+        parser.error("windows, --stanzas and --repeat must be at least 1")
     if args.warmup < 0 or args.timeout <= 0:
         parser.error("--warmup must be >= 0 and --timeout > 0")
+    args.empc_root = args.empc_root.resolve()
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    kinds = [args.only] if args.only else ["reference", "empc"]
-    bodies = [args.body_size] if args.body_size else list(BODIES)
+    kinds = [args.only] if args.only else list(COMPONENTS)
+    env = component_env(args.empc_root)
     print(
-        f"empc bench: {args.stanzas} stanzas (half pings, half chat echoes), "
-        f"window {args.window}, warm-up {args.warmup}, {os.cpu_count()} CPUs; "
-        f"bodies: small={len(SMALL_BODY)} chars, large={len(LARGE_BODY)} chars "
-        f"({len(_escape(LARGE_BODY).encode())} bytes escaped)",
+        f"empc bench: workloads {','.join(args.workloads)}; windows"
+        f" {','.join(map(str, args.windows))}; warm-up {args.warmup}; {args.repeat} runs each;"
+        f" large body {len(LARGE_BODY)} chars ({len(_escape(LARGE_BODY).encode())} bytes"
+        f" escaped); {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
+    if "empc" in kinds:
+        try:
+            print(f"empc: {describe_empc(env, args.empc_root)}", flush=True)
+        except BenchError as exc:
+            print(f"! {exc}", file=sys.stderr)
+            return 2
     results: list[Result] = []
-    for body in bodies:
-        for n in range(args.repeat):  # interleaved, so drift hits both alike
+    for n in range(1, args.repeat + 1):  # interleaved, so drift hits both alike
+        for name in args.workloads:
             for kind in kinds:
-                print(f"running {kind} / {body} ({n + 1}/{args.repeat}) ...", flush=True)
-                results.append(run_one(kind, body, args))
+                workload = WORKLOADS[name]
+                plan = [(w, args.stanzas or default_stanzas(w, workload)) for w in args.windows]
+                results += run_connection(kind, workload, plan, n, args, env)
+    summary = summarize(results, args.workloads)
     print()
-    print_table(summarize(results), print)
+    print_table(summary, print)
+    print()
+    print_ratios(summary, print)
     if args.repeat > 1:
-        print_spread(results, print)
+        print()
+        print_spread(results, args.workloads, print)
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+    judged = verdicts(summary)
+    if judged:
+        print()
+        for _, line in judged:
+            print(line)
+        met = sum(ok for ok, _ in judged)
+        print(f"targets: {met} of {len(judged)} met")
     if args.json:
         payload: list[dict[str, Any]] = [
             {
@@ -818,7 +1165,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in results
         ]
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
-    return 0 if all(r.ok for r in results) else 1
+    return 0 if all(r.ok for r in results) and all(ok for ok, _ in judged) else 1
 
 
 if __name__ == "__main__":
