@@ -14,6 +14,7 @@ from support import (
     FORECAST,
     NS_WEATHER,
     C,
+    Calls,
     Greeter,
     chat,
     chat_reply,
@@ -232,6 +233,25 @@ def test_close_stream_ends_the_link() -> None:
     assert not server.component.connected
     with pytest.raises(RuntimeError, match="not connected"):
         server.deliver(chat())
+
+
+def test_a_reply_to_a_stanza_received_before_the_server_s_close_still_goes_out() -> None:
+    calls = Calls()
+    server = serving(calls)
+    server.deliver(forecast_get(id="late"))
+    assert server.close_stream() == []
+    calls.waiting[0].callback(forecast())
+    assert server.only("self::c:iq[@id='late']").get("type") == "result"
+    server.advance(0)
+    assert not server.connected
+
+
+def test_a_blocking_action_fed_with_the_server_s_close_is_answered_before_the_end() -> None:
+    server = serving(lambda stanza: forecast("rain"), route={"blocking": True})
+    stanza = f"<iq type='get' id='last' to='{server.domain}' from='{ALICE}'>"
+    sent = server.feed(f"{stanza}<forecast xmlns='{NS_WEATHER}'/></iq></stream:stream>".encode())
+    assert one(sent).findtext(FORECAST) == "rain"
+    assert not server.connected
 
 
 def test_at_stream_end_pending_requests_fail_with_connection_lost() -> None:
