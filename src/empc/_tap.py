@@ -7,18 +7,15 @@ import signal
 import sys
 from typing import Any, ClassVar
 
-from lxml import etree
 from twisted.application.service import IService, MultiService
-from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.python.threadpool import ThreadPool
 
 from empc._component import Component
 from empc._config import ComponentConfig, Config, ConfigError, load_config
 from empc._service import ComponentService
+from empc._threads import ActionThreads
 from empc.handlers import BUILTINS
 from empc.routing import Handler, ThreadRunner
 
@@ -78,10 +75,11 @@ def build_services(config: Config, reactor: Any) -> MultiService:
     :raises usage.UsageError: for a component the config cannot build.
     """
     services = MultiService()
-    threads = _thread_pool(reactor, config.limits.threads)
+    threads = ActionThreads(reactor, config.limits.threads, config.link.close_timeout)
+    threads.setServiceParent(services)
     for component_config in config.components:
         try:
-            component = build_component(component_config, config, reactor, threads)
+            component = build_component(component_config, config, reactor, threads.run)
             endpoint = clientFromString(reactor, component_config.server)
         except Exception as e:
             raise usage.UsageError(
@@ -124,21 +122,3 @@ def build_component(
     for route in component.router.routes:
         log.info("Route of {domain}: {route}", domain=component.domain, route=route.describe())
     return component
-
-
-def _thread_pool(reactor: Any, size: int) -> ThreadRunner:
-    """The bounded thread pool that blocking actions run in.
-
-    It starts with the reactor and stops after shutdown, once every
-    component has closed its stream: a slow action never delays that.
-    """
-    pool = ThreadPool(minthreads=0, maxthreads=size, name="empc-actions")
-    reactor.callWhenRunning(pool.start)
-    reactor.addSystemEventTrigger("after", "shutdown", pool.stop)
-
-    def run(action: Any, stanza: etree._Element) -> Deferred[object]:
-        # The worker only calls the action; its outcome comes back to the
-        # reactor thread through callFromThread.
-        return deferToThreadPool(reactor, pool, action, stanza)
-
-    return run
