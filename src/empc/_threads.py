@@ -58,6 +58,11 @@ class ActionThreads(Service):
         self._running: Counter[str] = Counter()
         self._idle: Deferred[None] | None = None
 
+    @property
+    def size(self) -> int:
+        """The most threads running at once."""
+        return self._pool.max
+
     def run(
         self, action: Callable[[etree._Element], object], stanza: etree._Element
     ) -> Deferred[object]:

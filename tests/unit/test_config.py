@@ -13,6 +13,7 @@ from empc import _tap
 from empc._config import Config, ConfigError, load_config
 from empc._connection import LinkSettings
 from empc._service import Backoff
+from empc._threads import ActionThreads
 from empc.handlers import Disco, Ping, Version
 from empc.routing import Limits
 
@@ -548,10 +549,9 @@ def test_tap_options_turn_a_config_error_into_a_usage_error_with_the_same_messag
 
 def test_limits_threads_sizes_the_thread_pool(write) -> None:  # type: ignore[no-untyped-def]
     config = load_config(write(MINIMAL + "limits:\n  threads: 3\n"), NO_ENV)
-    reactor = MemoryReactorClock()
-    _tap.build_services(config, reactor)
-    [(start, _, _)] = reactor.whenRunningHooks
-    assert start.__self__.max == 3
+    services = _tap.build_services(config, MemoryReactorClock())
+    [threads] = [service for service in services if isinstance(service, ActionThreads)]
+    assert threads.size == 3
 
 
 def test_falsy_section_of_a_wrong_type_is_refused(write) -> None:  # type: ignore[no-untyped-def]
