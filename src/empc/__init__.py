@@ -6,6 +6,7 @@ server, keeps the link alive and answers every IQ exactly once.
 
 from empc._component import Component, NotConnected
 from empc._config import ComponentConfig, Config, ConfigError, load_config
+from empc._connection import SendQueueFull
 from empc.protocol import (
     JID,
     NS_COMPONENT,
@@ -48,6 +49,7 @@ __all__ = [
     "LocalProtocolError",
     "NotConnected",
     "RequestTimeout",
+    "SendQueueFull",
     "StanzaError",
     "StreamError",
     "iq",

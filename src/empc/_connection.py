@@ -32,6 +32,7 @@ from empc.handlers import NS_PING
 from empc.protocol import (
     Authenticated,
     ComponentStream,
+    LocalProtocolError,
     ProtocolViolation,
     ServerClosed,
     StanzaReceived,
@@ -48,6 +49,11 @@ class HandshakeTimeout(Exception):
     """The server did not complete the handshake in time."""
 
 
+class SendQueueFull(LocalProtocolError):
+    """The server reads slower than the component sends, and the stanzas
+    waiting for it have reached ``max_send_queue`` bytes: nothing was sent."""
+
+
 @dataclass(frozen=True)
 class LinkSettings:
     """How one connection behaves; see the config reference for each."""
@@ -60,6 +66,7 @@ class LinkSettings:
     ping_timeout: float = 60.0
     ping_target: str | None = None
     close_timeout: float = 5.0
+    max_send_queue: int = 4 * 1024 * 1024
 
 
 @implementer(IPushProducer)
@@ -98,6 +105,7 @@ class ComponentProtocol(Protocol):
         self._draining = False  # the stream is ending: waiting for the replies
         self._linked = False  # the component sends through this connection
         self._broken = False  # the server broke the protocol
+        self._backlog: _Backlog | None = None  # while the write buffer is full
         self._producing = False
         self._lost = False
         self._receiving = False
@@ -124,7 +132,17 @@ class ComponentProtocol(Protocol):
             self._flush()
 
     def send(self, stanza: etree._Element) -> None:
-        """Send a stanza; see :meth:`ComponentStream.send` for what fails."""
+        """Send a stanza; see :meth:`ComponentStream.send` for what fails.
+
+        :raises SendQueueFull: if the server has not read the last
+            ``max_send_queue`` bytes sent to it.
+        """
+        if self._backlog is not None:
+            if self._backlog.size >= self._settings.max_send_queue:
+                raise SendQueueFull(
+                    f"{self._backlog.size} bytes wait for the server of {self._component.domain}"
+                )
+            self._backlog.stanzas += 1
         self._stream.send(stanza)
         if not self._receiving:
             self._flush()
@@ -193,10 +211,14 @@ class ComponentProtocol(Protocol):
             )
 
     def pauseProducing(self) -> None:
-        """The write buffer is full: read no more stanzas for now."""
+        """The write buffer is full: read no more stanzas for now, and
+        count what is sent until it has drained."""
+        self._backlog = _Backlog()
         self.transport.pauseProducing()  # type: ignore[union-attr]
 
     def resumeProducing(self) -> None:
+        """The write buffer has drained."""
+        self._backlog = None
         self.transport.resumeProducing()  # type: ignore[union-attr]
 
     def stopProducing(self) -> None:
@@ -323,6 +345,15 @@ class ComponentProtocol(Protocol):
             self.log.warn(
                 "Dropping the connection of {domain}: {why}", domain=self._component.domain, why=why
             )
+            if self._backlog is not None and self._backlog.stanzas:
+                # What the server had not read when the buffer filled is lost.
+                self.log.error(
+                    "Up to {stanzas} stanzas ({size} bytes) sent by {domain} since the server "
+                    "stopped reading are lost with the connection",
+                    stanzas=self._backlog.stanzas,
+                    size=self._backlog.size,
+                    domain=self._component.domain,
+                )
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def _drop(self) -> None:
@@ -347,8 +378,19 @@ class ComponentProtocol(Protocol):
     def _flush(self) -> None:
         data = self._stream.data_to_send()
         if data and self.transport is not None:
+            if self._backlog is not None:
+                self._backlog.size += len(data)
             self.transport.write(data)
             self._last_write = self._clock.seconds()
+
+
+class _Backlog:
+    """What was sent while the server was not reading: it waits in the
+    transport's buffer (after what filled it) until the server reads."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.stanzas = 0
 
 
 def _parent_domain(domain: str) -> str:

@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from empc import Component, Handler, LocalProtocolError, NotConnected, iq
-from empc._connection import ComponentProtocol, HandshakeTimeout, LinkSettings
+from empc._connection import ComponentProtocol, HandshakeTimeout, LinkSettings, SendQueueFull
 from empc.handlers import Ping
 from empc.protocol import InvalidNamespace, NotAuthorized, SystemShutdown
 from empc.routing import make_stanza
@@ -563,6 +563,49 @@ def test_a_full_write_buffer_stops_reading_until_it_drains(ready: Link) -> None:
     assert ready.transport.producerState == "paused"
     ready.protocol.resumeProducing()
     assert ready.transport.producerState == "producing"
+
+
+def chat_to_user(n: int) -> etree._Element:
+    stanza = make_stanza("message", {"to": "user@example.org", "type": "chat", "id": str(n)})
+    etree.SubElement(stanza, f"{C}body").text = "x" * 100
+    return stanza
+
+
+def test_sends_past_max_send_queue_while_the_server_does_not_read_are_refused() -> None:
+    link = Link(LinkSettings(keepalive_interval=0, ping_interval=0, max_send_queue=1000))
+    link.handshake()
+    link.protocol.pauseProducing()
+    sent = 0
+    with pytest.raises(SendQueueFull):
+        for n in range(100):
+            link.component.send(chat_to_user(n))
+            sent += 1
+    assert 1000 <= len(link.written()) < 1000 + 200
+    assert sent < 100
+
+
+def test_once_the_buffer_drains_sending_works_again() -> None:
+    link = Link(LinkSettings(keepalive_interval=0, ping_interval=0, max_send_queue=100))
+    link.handshake()
+    link.protocol.pauseProducing()
+    link.component.send(chat_to_user(1))
+    with pytest.raises(SendQueueFull):
+        link.component.send(chat_to_user(2))
+    link.protocol.resumeProducing()
+    link.component.send(chat_to_user(3))
+    assert [s.get("id") for s in parse(link.written())] == ["1", "3"]
+
+
+def test_what_was_sent_while_the_server_did_not_read_is_counted_at_an_abort(
+    ready: Link, logs: list[LogEvent]
+) -> None:
+    ready.protocol.pauseProducing()
+    for n in range(3):
+        ready.component.send(chat_to_user(n))
+    ready.protocol.close()
+    ready.clock.advance(ready.settings.close_timeout)
+    assert ready.aborted
+    assert any("Up to 3 stanzas" in formatEvent(event) for event in logs)
 
 
 def test_a_clean_disconnect_fails_pending_requests_with_connection_lost(ready: Link) -> None:
