@@ -37,6 +37,7 @@ import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from xml.sax.saxutils import quoteattr
 
 from lxml import etree
 from twisted.internet.address import IPv4Address
@@ -53,7 +54,7 @@ from empc._connection import ComponentProtocol, LinkSettings
 from empc._tap import build_component
 from empc.handlers import BUILTINS
 from empc.protocol import NS_COMPONENT, NS_STREAMS, StreamError, StreamParser, parse_stream_error
-from empc.protocol._parser import ParserEvent, StreamHeader
+from empc.protocol._parser import ParserEvent, StreamFooter, StreamHeader
 from empc.routing import NS_STANZAS, Handler, ThreadRunner
 
 __all__ = ["DEFAULT_SENDER", "NAMESPACES", "FakeServer", "LinkSettings"]
@@ -70,10 +71,6 @@ stanza error conditions."""
 _QUIET_LINK = LinkSettings(keepalive_interval=0, ping_interval=0)
 _STREAM_ID = "fake-stream-1"
 _TEST_SECRET = "fake-secret"
-_SERVER_HEADER = (
-    b"<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'"
-    b" xmlns='jabber:component:accept' id='" + _STREAM_ID.encode() + b"'>"
-)
 _CLOSE = b"</stream:stream>"
 _HANDSHAKE_TAG = f"{{{NS_COMPONENT}}}handshake"
 _STREAM_ERROR_TAG = f"{{{NS_STREAMS}}}error"
@@ -155,10 +152,14 @@ class FakeServer:
         self._sent: list[etree._Element] = []
         self._ids = itertools.count(1)
         self._stream_error: StreamError | None = None
+        self._malformed: StreamError | None = None
+        self._opening: list[ParserEvent] | None = []
+        self._server_closed = False
         self._stopping = False
-        self._transport = _Connection(self.clock)
+        # What a server accepts from a component: Prosody's stanza limit.
+        self._reader = StreamParser()
+        self._transport = _Connection(self.clock, self._read)
         self._protocol = ComponentProtocol(self.component, secret, self.clock, link)
-        self._reader = StreamParser(link.max_stanza_size)
         self.started: Deferred[object] = self.component.start()
         self.started.addCallback(self._connect, secret)
 
@@ -166,28 +167,30 @@ class FakeServer:
         """Play the server's side of the stream opening and the handshake."""
         if self._stopping:
             return started
+        opening = self._opening
+        assert opening is not None
         self._transport.protocol = self._protocol
         self._protocol.makeConnection(self._transport)
-        opening = self._read()
         if not (
             len(opening) == 1
             and isinstance(opening[0], StreamHeader)
             and opening[0].element.get("to") == self.domain
         ):
             raise AssertionError(f"the component did not open a stream to its domain: {opening}")
-        self._protocol.dataReceived(_SERVER_HEADER)
-        answer = self._read()
+        opening.clear()
+        self._protocol.dataReceived(_server_header(self.domain))
         expected = hashlib.sha1((_STREAM_ID + secret).encode()).hexdigest()
         if not (
-            len(answer) == 1
-            and isinstance(answer[0], etree._Element)
-            and answer[0].tag == _HANDSHAKE_TAG
-            and answer[0].text == expected
+            len(opening) == 1
+            and isinstance(opening[0], etree._Element)
+            and opening[0].tag == _HANDSHAKE_TAG
+            and opening[0].text == expected
         ):
             raise AssertionError(
                 "the component's handshake is not the XEP-0114 one "
                 "(hex SHA-1 of the stream id and the secret)"
             )
+        self._opening = None
         self._protocol.dataReceived(b"<handshake/>")
         return started
 
@@ -203,15 +206,19 @@ class FakeServer:
 
     @property
     def stream_error(self) -> StreamError | None:
-        """The stream error the component sent, if it sent one (then it also
-        closed the connection)."""
-        self._collect()
+        """The stream error the component sent, if it sent one (it then
+        closes its stream)."""
         return self._stream_error
 
     @property
     def sent(self) -> list[etree._Element]:
-        """Every stanza the component has sent so far, oldest first."""
-        self._collect()
+        """Every stanza the component has sent so far, oldest first.
+
+        :raises AssertionError: if the component wrote something a server
+            would refuse as XML.
+        """
+        if self._malformed is not None:
+            raise AssertionError(f"the component sent what a server refuses: {self._malformed!r}")
         return list(self._sent)
 
     def deliver(self, stanza: str | bytes | etree._Element) -> list[etree._Element]:
@@ -255,11 +262,13 @@ class FakeServer:
     def close_stream(self) -> list[etree._Element]:
         """Close the stream as the server would, with ``</stream:stream>``.
 
-        Returns the stanzas the component sent meanwhile; the component
-        answers the close and lets the connection go.
+        Returns the stanzas the component sent meanwhile. The component
+        answers what it received before the close, then closes its side and
+        lets the connection go.
 
         :raises RuntimeError: if the component is not connected.
         """
+        self._server_closed = True
         return self.feed(_CLOSE)
 
     def advance(self, seconds: float) -> list[etree._Element]:
@@ -268,7 +277,6 @@ class FakeServer:
 
     def clear(self) -> None:
         """Forget what was sent so far."""
-        self._collect()
         self._sent.clear()
 
     def find(self, xpath: str, **namespaces: str) -> list[etree._Element]:
@@ -291,17 +299,21 @@ class FakeServer:
         return found[0]
 
     def stop(self) -> Deferred[object]:
-        """Stop as ``twistd empc`` does: the component closes its stream, the
-        fake server answers the close at once, and once the connection is
-        gone the handlers' ``stop`` hooks run.
+        """Stop as ``twistd empc`` does: the component closes its stream (once
+        the stanzas it received are answered), the fake server answers the
+        close in the next turn of the clock, and once the connection is gone
+        the handlers' ``stop`` hooks run.
 
-        Fires when every hook has finished; fails if one failed.
+        Fires when every hook has finished; fails if one failed. The clock's
+        current turn is run; an action still running keeps the stream open
+        (and the Deferred waiting) until it answers or the link's
+        ``close_timeout`` has passed on the clock.
         """
         self._stopping = True
         closed: Deferred[None] = succeed(None)
         if self.connected:
             closed = self._protocol.close()
-            self._sent_during(lambda: self._protocol.dataReceived(_CLOSE))
+            self.clock.advance(0)
         return closed.addCallback(lambda _: self.component.stop())
 
     def _sent_during(self, step: Callable[[], object]) -> list[etree._Element]:
@@ -310,37 +322,51 @@ class FakeServer:
         self.clock.advance(0)
         return self.sent[before:]
 
-    def _read(self) -> list[ParserEvent]:
-        """Parse what the component wrote since the last read."""
-        data = self._transport.value()
-        self._transport.clear()
-        return self._reader.feed(data) if data else []
-
-    def _collect(self) -> None:
-        for item in self._read():
-            if isinstance(item, StreamError):
-                raise AssertionError(f"the component sent what a server would refuse: {item!r}")
-            if isinstance(item, etree._Element):
+    def _read(self, data: bytes) -> None:
+        """Read what the component wrote, as the server would."""
+        for item in self._reader.feed(data):
+            if self._opening is not None:
+                self._opening.append(item)
+            elif isinstance(item, StreamError):
+                self._malformed = item
+            elif isinstance(item, etree._Element):
                 if item.tag == _STREAM_ERROR_TAG:
                     self._stream_error = parse_stream_error(item)
                 else:
                     self._sent.append(item)
-            # Else the component's </stream:stream>: connected tells the rest.
+            elif isinstance(item, StreamFooter) and not self._server_closed:
+                # The component closed its stream: the server closes its
+                # own, a turn later as over a network.
+                self._server_closed = True
+                self.clock.callLater(0, self._answer_close)
+
+    def _answer_close(self) -> None:
+        if self.connected:
+            self._protocol.dataReceived(_CLOSE)
 
 
 class _Connection(StringTransport):
     """The component's end of an in-memory connection to the fake server.
 
-    What the component writes is kept until the server reads it. Closing
-    the connection, cleanly or not, reaches the protocol's
-    ``connectionLost`` in a later turn of the clock, as with a socket.
+    What the component writes goes to ``read`` at once, until the
+    connection is lost. Closing the connection, cleanly or not, reaches the
+    protocol's ``connectionLost`` in a later turn of the clock, as with a
+    socket.
     """
 
     protocol: ComponentProtocol | None = None
 
-    def __init__(self, clock: IReactorTime) -> None:
+    def __init__(self, clock: IReactorTime, read: Callable[[bytes], None]) -> None:
         super().__init__(peerAddress=IPv4Address("TCP", "127.0.0.1", 5347))
         self._clock = clock
+        self._read = read
+
+    def write(self, data: bytes) -> None:
+        if self.connected:
+            self._read(data)
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:
+        self.write(b"".join(data))
 
     def loseConnection(self) -> None:
         self._close(ConnectionDone("the component closed the connection"))
@@ -380,6 +406,14 @@ def _hand_off(clock: IReactorTime) -> ThreadRunner:
         return outcome
 
     return run
+
+
+def _server_header(domain: str) -> bytes:
+    return (
+        b"<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'"
+        b" xmlns='jabber:component:accept' id='" + _STREAM_ID.encode() + b"'"
+        b" from=" + quoteattr(domain).encode() + b">"
+    )
 
 
 def _parse(text: str | bytes) -> etree._Element:

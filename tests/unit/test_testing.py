@@ -276,6 +276,19 @@ def test_stop_closes_the_stream_before_the_stop_hooks_run() -> None:
     assert not server.connected
 
 
+def test_stop_lets_the_stream_close_once_a_running_action_has_answered() -> None:
+    calls = Calls()
+    server = serving(calls)
+    server.deliver(forecast_get(id="pending"))
+    stopped = server.stop()
+    assert not stopped.called
+    calls.waiting[0].callback(forecast())
+    server.advance(0)
+    assert server.only("self::c:iq[@id='pending']").get("type") == "result"
+    assert stopped.called
+    assert not server.connected
+
+
 # Keepalives and pings
 
 
