@@ -245,9 +245,9 @@ def test_processing_instruction_inside_a_stanza_is_restricted_xml() -> None:
     assert_closed_with(events, RestrictedXML)
 
 
-def test_second_xml_declaration_after_the_header_is_restricted_xml() -> None:
+def test_second_xml_declaration_after_the_header_is_not_well_formed() -> None:
     events = parse(HEADER, DECLARATION)
-    assert_closed_with(events, RestrictedXML)
+    assert_closed_with(events, NotWellFormed)
 
 
 def test_processing_instruction_instead_of_the_xml_declaration_is_restricted_xml() -> None:

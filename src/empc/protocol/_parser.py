@@ -1,22 +1,80 @@
 """An incremental XMPP stream parser on lxml, restricted to RFC 6120 §11.
 
-lxml parses; it does not police. Given a DOCTYPE it would read the internal
-subset, keep entity declarations and pass comments and processing
-instructions through. So every byte is first shown to
-:class:`_RestrictedScanner`, which finds what §11.1 forbids (a DOCTYPE, an
-entity reference other than the five predefined ones and character
-references, a comment, a processing instruction) before lxml sees it. lxml
-itself runs with entity resolution, DTD loading and network access off, as
-a second line of defence.
+Theory of operation
+===================
 
-Chunking does not change the outcome: the scanner carries an undecided tail
-(such as ``&am`` or ``<![CDA``: at most 64 bytes, or the XML declaration)
-over to the next chunk, and the stanza size limit is checked at fixed offsets of the stream,
-not at chunk boundaries.
+Bytes go through two stages.
+
+1. **The prolog**, everything before the stream header's start tag, is held
+   back and checked byte by byte (:func:`_prolog_decided`): an optional UTF-8
+   byte order mark, an optional XML declaration (whose encoding, if named,
+   must be UTF-8: RFC 6120 §11.6), whitespace, then ``<`` and a byte that
+   starts an element name. ``<!`` there (a DOCTYPE or a comment) and ``<?``
+   other than the leading declaration are refused as restricted XML; any
+   other byte is not well-formed. Only once the header's start tag has begun
+   does lxml see a byte, so lxml never sees a document type declaration
+   (which can only stand in the prolog; ``<!DOCTYPE`` anywhere later is not
+   one, but an invalid element name, which libxml2 reports as not
+   well-formed).
+
+2. **Everything after** goes to an :class:`lxml.etree.XMLPullParser` that
+   reports ``start``, ``end``, ``comment`` and ``pi`` events in document
+   order, each as soon as the ``>`` that completes it has been fed. So:
+
+   - a comment or processing instruction is refused when its event comes,
+     which is before the end event of any element around it: a stanza that
+     holds one is never yielded;
+   - with no DOCTYPE, no entity can be declared, so every entity reference
+     but the five predefined ones and character references is an undeclared
+     entity, a fatal libxml2 error (``XML_ERR_UNDECLARED_ENTITY``), in text
+     and in attribute values alike; libxml2 stops at its first fatal error,
+     so nothing after it is reported. (``resolve_entities=False`` would not
+     do: libxml2 then drops an undeclared reference silently.) CDATA
+     sections need no care: libxml2 itself tells their text from markup;
+   - an XML declaration after the prolog is a fatal error (not well-formed).
+
+Every event comes after the bytes that make it, and events are handled in
+document order, so the first problem in the document is the one reported,
+and nothing after it is yielded, whatever the chunking.
+
+Limits
+------
+
+- Depth: a start event deeper than ``max_depth`` (the stanza itself is at
+  depth 1) is a policy violation, reported before the element is complete.
+- Size: lxml buffers an unfinished start tag internally and reports it only
+  once complete, so the count is kept on the bytes fed, at fixed stream
+  offsets: lxml is fed in pieces that never cross a multiple of the
+  *interval* ``C = max(64, min(4096, max_stanza_size // 16))``. A stanza (or
+  the stream header) is the bytes from the first non-whitespace byte after
+  the previous stanza's end (at the stream level only whitespace may stand
+  between stanzas) up to its own end. At the end of each interval: if a
+  stanza ended in it, the count starts again from zero; otherwise the
+  interval's bytes of the unfinished stanza are added, and a count over the
+  limit is a policy violation. Which interval an end falls in depends on
+  the bytes alone, so the outcome does not depend on the chunking. The
+  count never exceeds the stanza's real size, and misses at most the bytes
+  in the interval where the stanza starts and those in the one where it
+  ends: a stanza of at most ``max_stanza_size`` bytes always passes, one of
+  ``max_stanza_size + 2 * C`` bytes or more is always refused, before it is
+  yielded.
+
+  Whether a non-whitespace byte follows the last end within a piece is
+  found without a tokenizer: the piece is fed in two parts, split before
+  its last ``>``. An end reported by the second part is at that ``>``, and
+  only the bytes after it can start something; an end reported by the first
+  part is before it, and that ``>`` already belongs to something new.
+
+Each stanza is copied out as the root of a document of its own (so absolute
+XPath works with it as context, and a thread can own it), then dropped from
+the stream's document, together with the whitespace before it; whitespace
+at the stream level is dropped at every interval end, so the stream's
+document never grows.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -31,157 +89,92 @@ from ._errors import (
     UnsupportedEncoding,
 )
 
-# Matches what may not pass, plus the start of a CDATA section, inside which
-# '&' and '<!' are plain text and must not be matched.
-_FORBIDDEN = re.compile(
-    rb"<!\[CDATA\[|<!|<\?|&(?!(?:amp|lt|gt|apos|quot|#[0-9]{1,60}|#x[0-9a-fA-F]{1,60});)"
-)
-_CDATA_START = b"<![CDATA["
-# How far back an unterminated '&' may still become a valid reference: a
-# character reference may carry leading zeros, up to 60 digits (longer ones
-# are refused, whatever the chunking).
-_REFERENCE_WINDOW = 64
-_ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_WHITESPACE = b" \t\r\n"
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]*)["']""")
 _XML_DECLARATION_MAX = 128
-_WHITESPACE = (b" ", b"\t", b"\r", b"\n")
+# Legitimate prologs are a declaration and a line break; anything longer
+# than this before the header's start tag is refused.
+_PROLOG_MAX = 1024
+# libxml2 (without XML_PARSE_HUGE) refuses elements deeper than 256 itself;
+# the stream root takes one level, and the element one level past the limit
+# must still be reported to be refused as a policy violation.
+_MAX_DEPTH_LIMIT = 254
+# libxml2's XML_ERR_UNDECLARED_ENTITY and XML_WAR_UNDECLARED_ENTITY.
+_UNDECLARED_ENTITY = (26, 27)
 
 
-class _RestrictedScanner:
-    """Rejects the XML constructs RFC 6120 §11.1 forbids, chunk by chunk."""
+def _prolog_decided(prolog: bytes) -> bool:
+    """Check the bytes before the stream header's start tag.
 
-    def __init__(self) -> None:
-        self._carry = b""
-        self._offset = 0  # stream offset of the first byte of the carry
-        self._in_cdata = False
+    Returns True once ``prolog`` is known to end with (at least) the first
+    two bytes of the header's start tag, so that all of it may go to lxml;
+    False while that is still undecided.
 
-    def scan(self, data: bytes) -> tuple[int, StreamError | None]:
-        """Check the next ``data`` of the stream.
-
-        Returns ``(len(data), None)`` when nothing forbidden was found, else
-        how many leading bytes of ``data`` come before the forbidden
-        construct, and the error to close the stream with.
-        """
-        carried = len(self._carry)
-        buf = self._carry + data if carried else data
-        try:
-            keep = self._scan(buf)
-        except _Forbidden as forbidden:
-            return max(0, forbidden.position - carried), forbidden.error
-        self._offset += keep
-        self._carry = buf[keep:]
-        return len(data), None
-
-    def _scan(self, buf: bytes) -> int:
-        limit = _decidable_end(buf)
-        pos = 0
-        while True:
-            if self._in_cdata:
-                close = buf.find(b"]]>", pos)
-                if close < 0:
-                    keep = max(pos, len(buf) - 2)
-                    break
-                pos = close + 3
-                self._in_cdata = False
-                continue
-            if _plainly_allowed(buf, pos, limit):
-                # pos may be past limit: a CDATA section ran into the tail.
-                keep = max(pos, limit)
-                break
-            match = _FORBIDDEN.search(buf, pos, limit)
-            if match is None:
-                keep = max(pos, limit)
-                break
-            token = match.group()
-            if token == _CDATA_START:
-                self._in_cdata = True
-                pos = match.end()
-            elif token == b"<?" and self._offset + match.start() == 0:
-                declaration_end = _xml_declaration_end(buf)
-                if declaration_end < 0:
-                    keep = 0
-                    break
-                pos = declaration_end
-            else:
-                error = RestrictedXML(_describe(buf[match.start() : match.start() + 4]))
-                raise _Forbidden(match.start(), error)
-        return keep
-
-
-class _Forbidden(Exception):
-    def __init__(self, position: int, error: StreamError) -> None:
-        self.position = position
-        self.error = error
-
-
-_MARKUP = re.compile(rb"<[!?]")
-_NOT_PREDEFINED = re.compile(rb"&(?!amp;|lt;|gt;|quot;|apos;)")
-
-
-def _plainly_allowed(buf: bytes, start: int, end: int) -> bool:
-    """A fast check that ``buf[start:end]`` holds no markup declaration, no
-    processing instruction and no reference but the predefined entities.
-
-    False means: ask the full expression, which also knows CDATA sections
-    and character references. (A one-byte ``find`` is a memchr; the simple
-    patterns here cost a fraction of the full one.)
+    :raises RestrictedXML: for a DOCTYPE, a comment or a processing
+        instruction.
+    :raises UnsupportedEncoding: for a UTF-16 byte order mark, or an XML
+        declaration naming an encoding other than UTF-8.
+    :raises NotWellFormed: for anything else before the header.
+    :raises PolicyViolation: when it is still undecided after 1 KiB.
     """
-    if _MARKUP.search(buf, start, end) is not None:
+    if prolog[:2] in _UTF16_BOMS:
+        raise UnsupportedEncoding("UTF-16")
+    # Only the first bytes are looked at, so that the outcome does not
+    # depend on how many more came in the same chunk.
+    head = prolog[:_PROLOG_MAX]
+    position = 0
+    if head.startswith(_UTF8_BOM):
+        position = len(_UTF8_BOM)
+    elif _UTF8_BOM.startswith(head):
         return False
-    ampersand = buf.find(b"&", start, end)
-    return ampersand < 0 or _NOT_PREDEFINED.search(buf, ampersand, end) is None
+    if head.startswith(b"<?xml", position) and len(head) > position + 5:
+        if head[position + 5] in _WHITESPACE:
+            position = _xml_declaration_end(head, position)
+            if position < 0:
+                return False
+    elif b"<?xml".startswith(head[position:]):
+        return False
+    while position < len(head) and head[position] in _WHITESPACE:
+        position += 1
+    if head[position:] in (b"", b"<"):
+        if len(prolog) > _PROLOG_MAX:
+            raise PolicyViolation(f"more than {_PROLOG_MAX} bytes before the stream header")
+        return False
+    if head[position] != ord("<"):
+        raise NotWellFormed("expected the stream header")
+    following = head[position + 1]
+    if following == ord("!"):
+        raise RestrictedXML("DOCTYPE or comment before the stream header")
+    if following == ord("?"):
+        raise RestrictedXML("processing instruction before the stream header")
+    return True
 
 
-def _decidable_end(buf: bytes) -> int:
-    """Where the undecidable tail of ``buf`` starts (``len(buf)`` if none).
+def _xml_declaration_end(prolog: bytes, start: int) -> int:
+    """The offset past the XML declaration at ``start``, -1 while incomplete.
 
-    A tail is undecidable when it may still become either an allowed or a
-    forbidden construct: ``&am`` (``&amp;`` or ``&amx;``), ``<`` or ``<![CD``
-    (a CDATA section or a DOCTYPE).
+    :raises UnsupportedEncoding: when it names an encoding other than UTF-8
+        (which would also hide markup from the checks on the prolog).
+    :raises NotWellFormed: when it runs over 128 bytes.
     """
-    end = len(buf)
-    amp = buf.rfind(b"&", max(0, end - _REFERENCE_WINDOW))
-    if amp >= 0 and buf.find(b";", amp) >= 0:
-        amp = -1
-    lt = buf.rfind(b"<", max(0, end - len(_CDATA_START)))
-    if lt >= 0 and not _CDATA_START.startswith(buf[lt:]):
-        lt = -1
-    starts = [i for i in (amp, lt) if i >= 0]
-    return min(starts) if starts else end
+    end = prolog.find(b"?>", start, start + _XML_DECLARATION_MAX)
+    if end < 0:
+        if len(prolog) - start >= _XML_DECLARATION_MAX:
+            raise NotWellFormed("XML declaration too long")
+        return -1
+    encoding = _ENCODING.search(prolog, start, end)
+    if encoding and encoding.group(1).lower() not in (b"utf-8", b"utf8"):
+        raise UnsupportedEncoding(encoding.group(1).decode())
+    return end + 2
 
 
-def _xml_declaration_end(buf: bytes) -> int:
-    """The offset just past the XML declaration at the start of ``buf``.
-
-    Returns -1 while the declaration is incomplete; raises if the stream
-    starts with any other processing instruction.
-    """
-    if len(buf) < 6:
-        if b"<?xml".startswith(buf[:5]):
-            return -1
-        raise _Forbidden(0, RestrictedXML("processing instruction"))
-    if buf[:5] != b"<?xml" or buf[5:6] not in _WHITESPACE:
-        raise _Forbidden(0, RestrictedXML("processing instruction"))
-    end = buf.find(b"?>")
-    if end >= 0:
-        # RFC 6120 §11.6: UTF-8 only. Another encoding would also hide
-        # restricted constructs from a byte-level check.
-        encoding = _ENCODING.search(buf, 0, end)
-        if encoding and encoding.group(1).lower() not in (b"utf-8", b"utf8"):
-            raise _Forbidden(0, UnsupportedEncoding(encoding.group(1).decode()))
-        return end + 2
-    if len(buf) > _XML_DECLARATION_MAX:
-        raise _Forbidden(0, NotWellFormed("XML declaration too long"))
-    return -1
-
-
-def _describe(token: bytes) -> str:
-    if token.startswith(b"<!--"):
-        return "comment"
-    if token.startswith(b"<!"):
-        return "DOCTYPE or markup declaration"
-    if token.startswith(b"<?"):
-        return "processing instruction"
-    return "entity reference"
+def _syntax_error(error: etree.XMLSyntaxError) -> StreamError:
+    # lxml-stubs do not declare the libxml2 error code lxml sets.
+    if getattr(error, "code", None) in _UNDECLARED_ENTITY:
+        return RestrictedXML(f"entity reference: {error.msg}")
+    return NotWellFormed(str(error))
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,106 +196,174 @@ ParserEvent = StreamHeader | StreamFooter | etree._Element | StreamError
 class StreamParser:
     """Turns the bytes of one XML stream into headers, stanzas and errors.
 
-    Each top-level child of the stream is yielded as a detached lxml element
-    as soon as its end tag has been fed. The first problem ends the parse:
-    it is yielded as the last event, a :class:`StreamError`, and later input
-    is ignored.
+    Each top-level child of the stream is yielded, as soon as its end tag
+    has been fed, as the root of an lxml document of its own. The first
+    problem ends the parse: it is yielded as the last event, a
+    :class:`StreamError`, and later input is ignored. The outcome is the
+    same whatever the chunking of the bytes.
 
-    :param max_stanza_size: bytes one stanza (or the stream header) may take.
-        It is checked at fixed stream offsets, every ``max_stanza_size // 16``
-        bytes (at most 4 KiB): a stanza within the limit always passes, and
-        one over it by more than two such intervals is always refused.
+    :param max_stanza_size: bytes one stanza (or the stream header) may take,
+        counted from its first byte to its last. It is checked every ``C =
+        max(64, min(4096, max_stanza_size // 16))`` bytes of the stream: a
+        stanza within the limit always passes, and one of at least
+        ``max_stanza_size + 2 * C`` bytes is always refused (a
+        :class:`PolicyViolation`) before it is yielded.
+    :param max_depth: how deeply elements may nest in a stanza, the stanza
+        itself being at depth 1 (at most 254); a deeper element is a
+        :class:`PolicyViolation` as soon as its start tag is fed.
+    :raises ValueError: for a limit out of range.
     """
 
-    def __init__(self, max_stanza_size: int = 512 * 1024) -> None:
+    def __init__(self, max_stanza_size: int = 512 * 1024, max_depth: int = 64) -> None:
+        if max_stanza_size < 1:
+            raise ValueError(f"max_stanza_size must be positive, not {max_stanza_size}")
+        if not 1 <= max_depth <= _MAX_DEPTH_LIMIT:
+            raise ValueError(f"max_depth must be 1 to {_MAX_DEPTH_LIMIT}, not {max_depth}")
         self._max_stanza_size = max_stanza_size
-        self._checkpoint = max(64, min(4096, max_stanza_size // 16))
-        self._scanner = _RestrictedScanner()
+        self._max_lxml_depth = max_depth + 1  # the stream root is lxml's depth 1
+        self._interval = max(64, min(4096, max_stanza_size // 16))
         self._lxml = etree.XMLPullParser(
-            events=("start", "end"),
+            events=("start", "end", "comment", "pi"),
             encoding="utf-8",
-            resolve_entities=False,
             load_dtd=False,
             no_network=True,
             huge_tree=False,
         )
+        self._prolog: bytes | None = b""  # None once lxml has the header
         self._root: etree._Element | None = None
-        self._depth = 0
-        self._offset = 0
-        self._starts = 0  # elements opened at the stream's top two levels
-        self._starts_at_checkpoint = 0
-        self._unfinished_bytes = 0
+        self._depth = 0  # lxml's: the stream root is at depth 1
+        self._offset = 0  # bytes fed to lxml
+        self._ends = 0  # ends seen: the header's start tag, stanzas, the footer
+        self._ends_at_interval_start = 0
+        self._started = False  # a non-whitespace byte follows the last end
+        self._blank_lead = 0  # the interval's bytes before that byte
+        self._counted = 0  # bytes of the unfinished stanza, at interval ends
         self._failed = False
 
     def feed(self, data: bytes) -> list[ParserEvent]:
-        """Parse more of the stream and return what it completed."""
+        """Parse more of the stream and return what it completed.
+
+        Returns the stream header, the stanzas and the stream footer in the
+        order their last byte came, then a :class:`StreamError` if a problem
+        was found (after which every call returns an empty list):
+        :class:`RestrictedXML` for a comment, a processing instruction, a
+        DOCTYPE or an entity reference other than the predefined ones and
+        character references; :class:`UnsupportedEncoding` for an encoding
+        other than UTF-8; :class:`PolicyViolation` for a stanza over a limit;
+        :class:`NotWellFormed` for anything else XML does not allow.
+        """
         events: list[ParserEvent] = []
         if self._failed:
             return events
         try:
+            if self._prolog is not None:
+                data = self._hold_prolog(data)
+            interval = self._interval
             while data:
-                room = self._checkpoint - self._offset % self._checkpoint
-                piece, data = data[:room], data[room:]
-                allowed, forbidden = self._scanner.scan(piece)
-                try:
-                    self._lxml.feed(piece[:allowed])
-                finally:
-                    self._collect(events)
-                if forbidden is not None:
-                    raise forbidden
-                self._offset += len(piece)
-                if self._offset % self._checkpoint == 0:
-                    self._check_size()
+                room = interval - self._offset % interval
+                if room < len(data):
+                    self._feed_piece(data[:room], events)
+                    data = data[room:]
+                else:
+                    self._feed_piece(data, events)
+                    data = b""
+                if self._offset % interval == 0:
+                    self._end_interval()
         except etree.XMLSyntaxError as e:
-            events.append(NotWellFormed(str(e)))
+            events.append(_syntax_error(e))
         except StreamError as e:
             events.append(e)
         if events and isinstance(events[-1], StreamError):
             self._failed = True
         return events
 
+    def _hold_prolog(self, data: bytes) -> bytes:
+        """Keep the prolog until it is decided; then return all of it."""
+        assert self._prolog is not None
+        prolog = self._prolog + data
+        if not _prolog_decided(prolog):
+            self._prolog = prolog
+            return b""
+        self._prolog = None
+        return prolog
+
+    def _feed_piece(self, piece: bytes, events: list[ParserEvent]) -> None:
+        """Feed bytes that lie within one interval, and note what they held."""
+        ends = self._ends
+        last_gt = piece.rfind(b">")
+        if last_gt > 0:
+            self._parse(piece[:last_gt], events)
+            ends_before_last_gt = self._ends
+            self._parse(piece[last_gt:], events)
+        else:
+            ends_before_last_gt = ends
+            self._parse(piece, events)
+        if self._ends != ends_before_last_gt:
+            # The last end is at the last '>': only what follows is new.
+            self._started = bool(piece[last_gt + 1 :].strip(_WHITESPACE))
+        elif self._ends != ends:
+            self._started = True  # the last '>' comes after the last end
+        elif not self._started:
+            rest = piece.lstrip(_WHITESPACE)
+            if rest:
+                self._started = True
+                self._blank_lead = self._offset % self._interval + len(piece) - len(rest)
+        self._offset += len(piece)
+
+    def _parse(self, data: bytes, events: list[ParserEvent]) -> None:
+        try:
+            self._lxml.feed(data)
+        finally:
+            # The events before an error come first in the document.
+            self._collect(events)
+
     def _collect(self, events: list[ParserEvent]) -> None:
         element: Any
         for action, element in self._lxml.read_events():
             if action == "start":
                 self._depth += 1
-                if self._depth <= 2:
-                    self._starts += 1
                 tag = element.tag
                 if tag[0] != "{" and ":" in tag:
                     raise NotWellFormed(f"undeclared namespace prefix in <{tag}>")
                 if self._depth == 1:
                     self._root = element
+                    self._ends += 1
                     events.append(StreamHeader(element))
-                continue
-            self._depth -= 1
-            if self._depth == 1:
-                root = self._root
-                assert root is not None
-                # Detach the stanza so the tree never holds more than one,
-                # and drop the whitespace that piles up between stanzas.
-                root.remove(element)
-                element.tail = None
-                root.text = None
-                events.append(element)
-            elif self._depth == 0:
-                events.append(StreamFooter())
+                elif self._depth > self._max_lxml_depth:
+                    raise PolicyViolation(f"elements nested deeper than {self._max_lxml_depth - 1}")
+            elif action == "end":
+                self._depth -= 1
+                if self._depth == 1:
+                    self._ends += 1
+                    events.append(self._detach(element))
+                elif self._depth == 0:
+                    self._ends += 1
+                    events.append(StreamFooter())
+            elif action == "comment":
+                raise RestrictedXML("comment")
+            else:
+                raise RestrictedXML("processing instruction")
 
-    def _check_size(self) -> None:
-        # Count only whole checkpoint intervals that one unfinished stanza
-        # (or the header) spans: this never overestimates a stanza, so no
-        # stanza within the limit is refused.
-        same_stanza = self._starts == self._starts_at_checkpoint
-        self._starts_at_checkpoint = self._starts
-        if self._depth == 1:
-            # Between stanzas: drop the text (keepalives) piling up on the root.
-            if self._root is not None:
-                self._root.text = None
-            self._unfinished_bytes = 0
-            return
-        if not same_stanza:
-            self._unfinished_bytes = 0
-            return
-        self._unfinished_bytes += self._checkpoint
-        if self._unfinished_bytes > self._max_stanza_size:
-            raise PolicyViolation(f"stanza larger than {self._max_stanza_size} bytes")
+    def _detach(self, element: etree._Element) -> etree._Element:
+        """A copy of the stanza as a document of its own; the original goes."""
+        # lxml copies the whole subtree into a new document either way;
+        # copy.copy() skips deepcopy's memo bookkeeping.
+        stanza = copy.copy(element)
+        stanza.tail = None  # what follows it at the stream level, if parsed yet
+        root = self._root
+        assert root is not None
+        root.remove(element)
+        root.text = None
+        return stanza
+
+    def _end_interval(self) -> None:
+        if self._ends != self._ends_at_interval_start:
+            self._ends_at_interval_start = self._ends
+            self._counted = 0
+        elif self._started:
+            self._counted += self._interval - self._blank_lead
+            if self._counted > self._max_stanza_size:
+                raise PolicyViolation(f"stanza larger than {self._max_stanza_size} bytes")
+        self._blank_lead = 0
+        if self._depth == 1 and self._root is not None:
+            self._root.text = None  # whitespace between stanzas
