@@ -116,6 +116,24 @@ def test_stanza_is_yielded_detached_from_the_stream_root() -> None:
     assert stanza.getparent() is None
 
 
+def test_stanza_is_the_root_of_its_own_document() -> None:
+    header, stanza = parse(HEADER, b"<message><body>hi</body></message>")
+    assert stanza.tag == f"{{{NS_COMPONENT}}}message"
+    assert stanza.getroottree().getroot() is stanza
+    assert header.element.getroottree().getroot() is not stanza
+
+
+def test_absolute_xpath_matches_on_a_yielded_stanza() -> None:
+    (stanza,) = stanzas(parse(HEADER, b"<message><body>hi</body></message>"))
+    (body,) = stanza.xpath("//c:body", namespaces={"c": NS_COMPONENT})
+    assert body.text == "hi"
+
+
+def test_stanza_carries_no_text_that_followed_it_in_the_stream() -> None:
+    events = parse(HEADER + b"<message/>junk<iq/>")
+    assert [s.tail for s in stanzas(events)] == [None, None]
+
+
 def test_stream_footer_is_yielded() -> None:
     events = parse(HEADER, b"<message/></stream:stream>")
     assert isinstance(events[-1], StreamFooter)
