@@ -26,7 +26,7 @@ runs in a later turn of the fake clock (``callLater(0)``), and its outcome
 is handed back in that same call. :meth:`FakeServer.deliver` (and
 :meth:`~FakeServer.feed`, :meth:`~FakeServer.close_stream`) then run
 ``clock.advance(0)``, so the reply to a blocking action is among what they
-return. Apart from that, time only moves with :meth:`FakeServer.advance`.
+return. Time itself only moves with :meth:`FakeServer.advance`.
 """
 
 from __future__ import annotations

@@ -144,6 +144,18 @@ def test_nothing_is_delivered_before_the_start_hooks_have_finished() -> None:
     assert server.connected
 
 
+def test_a_delivered_stanza_comes_out_of_the_stream_parser_so_absolute_xpath_matches() -> None:
+    seen: list[str | None] = []
+
+    class Absolute(Handler):
+        @message("chat", xpath="//c:body")
+        def body(self, stanza: etree._Element) -> None:
+            seen.append(stanza.findtext(f"{C}body"))
+
+    FakeServer([Absolute()]).deliver(chat("hi"))
+    assert seen == ["hi"]
+
+
 def test_a_delivered_stanza_with_a_comment_is_refused_as_restricted_xml() -> None:
     seen: list[etree._Element] = []
     server = serving(seen.append)
