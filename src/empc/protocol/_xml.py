@@ -23,7 +23,7 @@ def new_element(
     if parent is None:
         # A copy of a prepared element costs a fraction of building one:
         # most of etree.Element's time goes into the new document.
-        element = _template(namespace, name).__copy__()
+        element: etree._Element = _template(namespace, name).__copy__()  # type: ignore[attr-defined]
         for key, value in (attributes or {}).items():
             element.set(key, value)
         return element
@@ -36,4 +36,5 @@ def new_element(
 def _template(namespace: str, name: str) -> etree._Element:
     """An empty element to copy; it is only ever read, so threads may share it."""
     nsmap: Any = {None: namespace}
-    return etree.Element(f"{{{namespace}}}{name}", nsmap=nsmap)
+    template: etree._Element = etree.Element(f"{{{namespace}}}{name}", nsmap=nsmap)
+    return template

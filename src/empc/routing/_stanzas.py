@@ -36,6 +36,7 @@ CONDITION_TYPES: Mapping[str, str] = {
     "unexpected-request": "wait",
 }
 ERROR_TYPES = frozenset(("auth", "cancel", "continue", "modify", "wait"))
+_KINDS = {f"{{{NS_COMPONENT}}}{kind}": kind for kind in ("iq", "message", "presence")}
 
 
 class StanzaError(Exception):
@@ -120,7 +121,8 @@ def make_reply(stanza: etree._Element, type: str | None = None) -> etree._Elemen
     ):
         if value is not None:
             attrib[name] = value
-    return new_element(NS_COMPONENT, etree.QName(stanza).localname, attrib)
+    kind = _KINDS.get(stanza.tag) or etree.QName(stanza).localname
+    return new_element(NS_COMPONENT, kind, attrib)
 
 
 def make_error_reply(stanza: etree._Element, error: StanzaError) -> etree._Element:
