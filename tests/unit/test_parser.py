@@ -689,7 +689,7 @@ def _normalized(events: list[Any]) -> list[Any]:
     return out
 
 
-@settings(deadline=None, max_examples=300)
+@settings(deadline=None, max_examples=100)
 @given(data=st.data(), stream=_streams(), limit=st.sampled_from([200, 1024, 512 * 1024]))
 def test_any_chunking_gives_the_same_events(data: st.DataObject, stream: bytes, limit: int) -> None:
     whole = _normalized(parse(stream, max_stanza_size=limit))

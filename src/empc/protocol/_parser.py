@@ -318,31 +318,37 @@ class StreamParser:
             self._collect(events)
 
     def _collect(self, events: list[ParserEvent]) -> None:
+        # The hot loop: one pass per element start and end, on locals.
+        depth = self._depth
+        max_depth = self._max_lxml_depth
         element: Any
-        for action, element in self._lxml.read_events():
-            if action == "start":
-                self._depth += 1
-                tag = element.tag
-                if tag[0] != "{" and ":" in tag:
-                    raise NotWellFormed(f"undeclared namespace prefix in <{tag}>")
-                if self._depth == 1:
-                    self._root = element
-                    self._ends += 1
-                    events.append(StreamHeader(element))
-                elif self._depth > self._max_lxml_depth:
-                    raise PolicyViolation(f"elements nested deeper than {self._max_lxml_depth - 1}")
-            elif action == "end":
-                self._depth -= 1
-                if self._depth == 1:
-                    self._ends += 1
-                    events.append(self._detach(element))
-                elif self._depth == 0:
-                    self._ends += 1
-                    events.append(StreamFooter())
-            elif action == "comment":
-                raise RestrictedXML("comment")
-            else:
-                raise RestrictedXML("processing instruction")
+        try:
+            for action, element in self._lxml.read_events():
+                if action == "start":
+                    depth += 1
+                    tag = element.tag
+                    if tag[0] != "{" and ":" in tag:
+                        raise NotWellFormed(f"undeclared namespace prefix in <{tag}>")
+                    if depth > max_depth:
+                        raise PolicyViolation(f"elements nested deeper than {max_depth - 1}")
+                    if depth == 1:
+                        self._root = element
+                        self._ends += 1
+                        events.append(StreamHeader(element))
+                elif action == "end":
+                    depth -= 1
+                    if depth == 1:
+                        self._ends += 1
+                        events.append(self._detach(element))
+                    elif depth == 0:
+                        self._ends += 1
+                        events.append(StreamFooter())
+                elif action == "comment":
+                    raise RestrictedXML("comment")
+                else:
+                    raise RestrictedXML("processing instruction")
+        finally:
+            self._depth = depth
 
     def _detach(self, element: etree._Element) -> etree._Element:
         """A copy of the stanza as a document of its own; the original goes."""
