@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
 
 from lxml import etree
 from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred
@@ -11,13 +12,23 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from empc.protocol import JID, NS_COMPONENT, InvalidJID, LocalProtocolError, in_domain
-from empc.routing import Handler, Limits, PendingRequests, Router, ThreadRunner
+from empc.routing import Envelope, Handler, Limits, PendingRequests, Router, ThreadRunner
 
 _IQ = f"{{{NS_COMPONENT}}}iq"
 
 
 class NotConnected(LocalProtocolError):
     """The component has no live link to the server right now."""
+
+
+class Link(Protocol):
+    """The stream a component sends on (a connection, or a test's fake)."""
+
+    def send(self, stanza: etree._Element) -> None:
+        """Send a stanza; raise LocalProtocolError if it cannot go."""
+
+    def send_result(self, iq_id: str | None, to: str | None, sender: str | None) -> None:
+        """Send an empty IQ result; raise LocalProtocolError if it cannot go."""
 
 
 class Component:
@@ -64,6 +75,7 @@ class Component:
             self._send_reply,
             clock,
             action_timeout,
+            send_result=self._send_result,
             limits=limits,
             access_lists=access_lists,
             threads=threads,
@@ -71,7 +83,7 @@ class Component:
         self._requests = PendingRequests(clock)
         # The stream, while it takes stanzas; handlers may use it only while
         # _open, replies to stanzas already received until it is unlinked.
-        self._link: Callable[[etree._Element], None] | None = None
+        self._link: Link | None = None
         self._open = False
         for handler in self.handlers:
             handler.component = self
@@ -90,9 +102,9 @@ class Component:
         """Run every handler's ``stop`` hook; fires when all have finished."""
         return self._each_handler(lambda handler: handler.stop())
 
-    def link(self, send: Callable[[etree._Element], None]) -> None:
-        """The connection is up: stanzas go out through ``send``."""
-        self._link = send
+    def link(self, link: Link) -> None:
+        """The connection is up: stanzas go out through ``link``."""
+        self._link = link
         self._open = True
 
     def stop_sending(self, reason: Failure) -> None:
@@ -146,7 +158,13 @@ class Component:
         """What the router sends: replies, and the stanzas actions return."""
         if self._link is None:
             raise NotConnected(f"{self.domain} is not connected")
-        self._link(stanza)
+        self._link.send(stanza)
+
+    def _send_result(self, envelope: Envelope) -> None:
+        """What the router sends for an action that returned nothing."""
+        if self._link is None:
+            raise NotConnected(f"{self.domain} is not connected")
+        self._link.send_result(*envelope)
 
     def request(self, iq: etree._Element, timeout: float | None = None) -> Deferred[etree._Element]:
         """Send an IQ get or set and wait for its answer.

@@ -137,13 +137,26 @@ class ComponentProtocol(Protocol):
         :raises SendQueueFull: if the server has not read the last
             ``max_send_queue`` bytes sent to it.
         """
-        if self._backlog is not None:
-            if self._backlog.size >= self._settings.max_send_queue:
-                raise SendQueueFull(
-                    f"{self._backlog.size} bytes wait for the server of {self._component.domain}"
-                )
-            self._backlog.stanzas += 1
+        self._check_backlog()
         self._stream.send(stanza)
+        self._sent()
+
+    def send_result(self, iq_id: str | None, to: str | None, sender: str | None) -> None:
+        """Send an empty IQ result; see :meth:`ComponentStream.send_result`
+        and :meth:`send` for what fails."""
+        self._check_backlog()
+        self._stream.send_result(iq_id, to, sender)
+        self._sent()
+
+    def _check_backlog(self) -> None:
+        if self._backlog is not None and self._backlog.size >= self._settings.max_send_queue:
+            raise SendQueueFull(
+                f"{self._backlog.size} bytes wait for the server of {self._component.domain}"
+            )
+
+    def _sent(self) -> None:
+        if self._backlog is not None:
+            self._backlog.stanzas += 1
         if not self._receiving:
             self._flush()
 
@@ -302,7 +315,7 @@ class ComponentProtocol(Protocol):
         self.transport.registerProducer(self, True)  # type: ignore[union-attr]
         self._producing = True
         self._linked = True
-        self._component.link(self.send)
+        self._component.link(self)
         # Checked twice per interval, so an idle link waits at most 1.5 of it.
         self._start_timer(self._settings.keepalive_interval / 2, self._keepalive)
         self._start_timer(self._settings.ping_interval, self._ping)

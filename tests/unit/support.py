@@ -15,7 +15,7 @@ from lxml import etree
 from twisted.internet.defer import Deferred
 from twisted.logger import LogEvent
 
-from empc import Handler, iq, make_stanza, message
+from empc import Handler, LocalProtocolError, iq, make_stanza, message
 from empc.protocol import NS_COMPONENT
 from empc.routing import NS_STANZAS
 from empc.testing import DEFAULT_SENDER, FakeServer
@@ -152,3 +152,19 @@ def write_config(directory: Path, text: str, name: str = "empc.yaml") -> str:
     path = directory / name
     path.write_text(dedent(text).lstrip("\n"), encoding="utf-8")
     return str(path)
+
+
+class RecordingLink:
+    """A component's link that records what is sent, as elements."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.sent: list[etree._Element] = []
+        self._refuse = refuse
+
+    def send(self, stanza: etree._Element) -> None:
+        if self._refuse:
+            raise LocalProtocolError("refused")
+        self.sent.append(stanza)
+
+    def send_result(self, iq_id: str | None, to: str | None, sender: str | None) -> None:
+        self.send(make_stanza("iq", {"type": "result", "id": iq_id, "to": to, "from": sender}))

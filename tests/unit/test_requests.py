@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from lxml import etree
+from support import RecordingLink
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -175,27 +176,27 @@ def test_request_while_not_connected_fails_at_once_with_not_connected(
 
 
 def test_request_sends_the_iq_with_a_fresh_id(component: Component) -> None:
-    sent: list[etree._Element] = []
-    component.link(sent.append)
+    link = RecordingLink()
+    component.link(link)
     iq = ping_iq()
     component.request(iq)
-    assert sent == [iq]
+    assert link.sent == [iq]
     assert len(iq.get("id") or "") >= 16
 
 
 def test_request_result_received_by_the_component_fires_the_deferred(
     component: Component,
 ) -> None:
-    sent: list[etree._Element] = []
-    component.link(sent.append)
+    link = RecordingLink()
+    component.link(link)
     d = component.request(ping_iq())
-    result = answer(sent[0])
+    result = answer(link.sent[0])
     component.receive(result)
     assert successResultOf(d) is result
 
 
 def test_request_uses_the_component_default_timeout(component: Component, clock: Clock) -> None:
-    component.link(lambda stanza: None)
+    component.link(RecordingLink())
     d = component.request(ping_iq())
     clock.advance(29.9)
     assertNoResult(d)
@@ -204,7 +205,7 @@ def test_request_uses_the_component_default_timeout(component: Component, clock:
 
 
 def test_request_fails_with_the_reason_when_the_link_drops(component: Component) -> None:
-    component.link(lambda stanza: None)
+    component.link(RecordingLink())
     d = component.request(ping_iq())
     component.unlink(Failure(ConnectionLost()))
     failureResultOf(d, ConnectionLost)
@@ -213,10 +214,7 @@ def test_request_fails_with_the_reason_when_the_link_drops(component: Component)
 def test_request_refused_by_the_link_fails_at_once_with_local_protocol_error(
     component: Component, clock: Clock
 ) -> None:
-    def refuse(stanza: etree._Element) -> None:
-        raise LocalProtocolError("no")
-
-    component.link(refuse)
+    component.link(RecordingLink(refuse=True))
     failureResultOf(component.request(ping_iq()), LocalProtocolError)
     assert clock.getDelayedCalls() == []
 
@@ -226,7 +224,7 @@ def test_request_without_to_fails_with_local_protocol_error_instead_of_raising(
 ) -> None:
     # Component.request promises a failed Deferred (LocalProtocolError) when
     # the IQ cannot be sent; an IQ without 'to' cannot be sent.
-    component.link(lambda stanza: None)
+    component.link(RecordingLink())
     iq = make_stanza("iq", {"type": "get"})
     etree.SubElement(iq, "{urn:xmpp:ping}ping")
     failureResultOf(component.request(iq), LocalProtocolError)

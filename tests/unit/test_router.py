@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from lxml import etree
+from support import RecordingLink
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, capturedLogs, formatEvent
@@ -607,10 +608,10 @@ class Weather(Handler):
 
 
 def linked_component(*handlers: Handler, **options: object) -> tuple[Component, list]:
-    sent: list[etree._Element] = []
+    link = RecordingLink()
     component = Component(DOMAIN, handlers, Clock(), **options)  # type: ignore[arg-type]
-    component.link(sent.append)
-    return component, sent
+    component.link(link)
+    return component, link.sent
 
 
 def disco_info(component: Component, sent: list[etree._Element]) -> etree._Element:

@@ -778,3 +778,54 @@ def test_stanzas_on_a_stream_that_never_authenticated_are_not_delivered() -> Non
     # ...and what follows is not the stanza of an authenticated stream.
     events = stream.receive(b"<message from='admin@example.org' to='echo.example.org'/>")
     assert not any(isinstance(event, StanzaReceived) for event in events)
+
+
+# -- empty results, rendered without an element ----------------------------------
+
+
+def test_send_result_renders_an_empty_iq_result() -> None:
+    stream = ready()
+    stream.send_result("p1", "juliet@example.org/balcony", None)
+    (result,) = parse_sent(stream.data_to_send())
+    assert result.tag == f"{{{NS_COMPONENT}}}iq"
+    assert dict(result.attrib) == {
+        "type": "result",
+        "id": "p1",
+        "to": "juliet@example.org/balcony",
+        "from": DOMAIN,
+    }
+    assert len(result) == 0
+
+
+@pytest.mark.parametrize("value", ["a&b", "a<b", 'a"b', "a'b", "a\tb\nc\rd", "a>b", "é ☃"])
+def test_send_result_escapes_what_an_attribute_cannot_hold(value: str) -> None:
+    stream = ready()
+    stream.send_result(value, f"juliet@example.org/{value}", None)
+    (result,) = parse_sent(stream.data_to_send())
+    assert result.get("id") == value
+    assert result.get("to") == f"juliet@example.org/{value}"
+
+
+def test_send_result_without_an_id_leaves_it_out() -> None:
+    stream = ready()
+    stream.send_result(None, "juliet@example.org", f"room@{DOMAIN}")
+    (result,) = parse_sent(stream.data_to_send())
+    assert result.get("id") is None
+    assert result.get("from") == f"room@{DOMAIN}"
+
+
+@pytest.mark.parametrize(
+    ("to", "sender"),
+    [(None, None), ("", None), ("juliet@example.org", "other.example.org")],
+)
+def test_send_result_refuses_what_send_refuses(to: str | None, sender: str | None) -> None:
+    stream = ready()
+    with pytest.raises(LocalProtocolError):
+        stream.send_result("p1", to, sender)
+    assert stream.data_to_send() == b""
+
+
+def test_send_result_refuses_once_closing() -> None:
+    stream = closing()
+    with pytest.raises(LocalProtocolError):
+        stream.send_result("p1", "juliet@example.org", None)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
@@ -187,24 +188,50 @@ class ComponentStream:
 
         :raises LocalProtocolError: if the stream is neither READY nor
             DRAINING (replies to what the server sent before it ended the
-            stream may still go out), the stanza is
-            not a message, presence or iq, has no ``to``, or has a ``from``
-            outside the component's domain. The stream is left untouched.
+            stream may still go out), the stanza is not a message, presence
+            or iq, has no ``to``, or has a ``from`` outside the component's
+            domain. The stream is left untouched.
         """
-        if self.state is not State.READY and self.state is not State.DRAINING:
-            raise LocalProtocolError(f"cannot send while the stream is {self.state.value}")
-        if stanza.tag not in _STANZA_TAGS and stanza.tag not in _BARE_STANZA_TAGS:
-            raise LocalProtocolError(f"not a stanza: {stanza.tag}")
-        if not stanza.get("to"):
-            raise LocalProtocolError("a stanza sent by a component needs a 'to'")
+        tag = stanza.tag
+        if tag not in _STANZA_TAGS and tag not in _BARE_STANZA_TAGS:
+            self._check_sendable(None, None)
+            raise LocalProtocolError(f"not a stanza: {tag}")
         sender = stanza.get("from")
+        self._check_sendable(stanza.get("to"), sender)
         if sender is None:
             stanza.set("from", self.domain)
-        elif not in_domain(sender, self.domain):
+        self._outbox.append(etree.tostring(stanza, with_tail=False))
+
+    def send_result(self, iq_id: str | None, to: str | None, sender: str | None) -> None:
+        """Queue an empty IQ ``result``, the most common answer (to a ping,
+        to a set that needs no payload), without building an element.
+
+        The values are attribute values as lxml parsed them (valid XML
+        text): they are escaped here. What fails is what fails for
+        :meth:`send`.
+        """
+        self._check_sendable(to, sender)
+        assert to is not None
+        iq_id_attribute = b"" if iq_id is None else b' id="' + _quote(iq_id) + b'"'
+        self._outbox.append(
+            b'<iq type="result"'
+            + iq_id_attribute
+            + b' to="'
+            + _quote(to)
+            + b'" from="'
+            + _quote(sender or self.domain)
+            + b'"/>'
+        )
+
+    def _check_sendable(self, to: str | None, sender: str | None) -> None:
+        if self.state is not State.READY and self.state is not State.DRAINING:
+            raise LocalProtocolError(f"cannot send while the stream is {self.state.value}")
+        if not to:
+            raise LocalProtocolError("a stanza sent by a component needs a 'to'")
+        if sender is not None and not in_domain(sender, self.domain):
             raise LocalProtocolError(
                 f"'from' {sender!r} is outside the component's domain {self.domain!r}"
             )
-        self._outbox.append(etree.tostring(stanza, with_tail=False))
 
     def send_whitespace(self) -> None:
         """Queue a single space: a keepalive that costs the server nothing."""
@@ -320,6 +347,20 @@ class ComponentStream:
         if not self._close_sent:
             self._close_sent = True
             self._outbox.append(_CLOSE_TAG)
+
+
+_ATTRIBUTE_SPECIALS = re.compile(r'[&<"\t\n\r]')
+_ATTRIBUTE_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", '"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
+)
+
+
+def _quote(value: str) -> bytes:
+    """``value`` escaped for a double-quoted attribute (the check first:
+    most values need no escaping)."""
+    if _ATTRIBUTE_SPECIALS.search(value) is not None:
+        value = value.translate(_ATTRIBUTE_ESCAPES)
+    return value.encode()
 
 
 def parse_stream_error(element: etree._Element) -> StreamError:

@@ -7,6 +7,7 @@ from ._router import Router, ThreadRunner
 from ._routes import Route, RouteSpec, iq, message, presence, route
 from ._stanzas import (
     NS_STANZAS,
+    Envelope,
     StanzaError,
     make_error_reply,
     make_message,
@@ -20,6 +21,7 @@ __all__ = [
     "AccessRule",
     "DiscoInfo",
     "DiscoItem",
+    "Envelope",
     "Handler",
     "Identity",
     "Limits",

@@ -45,7 +45,13 @@ from empc.protocol import JID, NS_COMPONENT, InvalidJID, LocalProtocolError
 
 from ._admission import AccessRule, Limits, RateLimiter
 from ._routes import IQ_REQUEST_TYPES, Route, declared_routes
-from ._stanzas import StanzaError, make_error_reply, make_reply
+from ._stanzas import (
+    Envelope,
+    StanzaError,
+    addressed_reply,
+    envelope_of,
+    make_error_reply,
+)
 
 _IQ = f"{{{NS_COMPONENT}}}iq"
 _KIND = {f"{{{NS_COMPONENT}}}{kind}": kind for kind in ("iq", "message", "presence")}
@@ -54,6 +60,7 @@ _DEFAULT_TYPE = {"message": "normal", "presence": "available"}
 _ANSWER_TYPES = frozenset(("error", "result"))
 
 Send = Callable[[etree._Element], None]
+SendResult = Callable[[Envelope], None]
 Key = tuple[str, str | None, str | None]
 
 
@@ -71,6 +78,9 @@ class Router:
     :param limits: the load limits.
     :param access_lists: the named lists access rules may use.
     :param threads: runs the actions of ``blocking`` routes.
+    :param send_result: called with the envelope of each empty IQ result
+        to send (an action that returned None): a shortcut past building an
+        element. By default the result is built and given to ``send``.
     """
 
     log = Logger()
@@ -84,8 +94,12 @@ class Router:
         limits: Limits = Limits(),  # noqa: B008
         access_lists: Mapping[str, Iterable[str]] | None = None,
         threads: ThreadRunner | None = None,
+        send_result: SendResult | None = None,
     ) -> None:
         self._send = send
+        self._send_result = send_result or (
+            lambda envelope: send(addressed_reply("iq", "result", envelope))
+        )
         self._clock = clock
         self._timeout = timeout
         self._limits = limits
@@ -207,19 +221,19 @@ class Router:
         elif route is None:
             self._reply(make_error_reply(stanza, StanzaError("service-unavailable")))
         else:
-            self._admit(route, stanza, make_reply(stanza, "result"))
+            self._admit(route, stanza, envelope_of(stanza))
 
-    def _admit(self, route: Route, stanza: etree._Element, reply: etree._Element | None) -> None:
+    def _admit(self, route: Route, stanza: etree._Element, reply: Envelope | None) -> None:
         """Run the action if access and limits allow; refuse it otherwise.
 
-        ``reply`` is the result that answers an IQ request (None for other
-        stanzas): the action's payload goes into it.
+        ``reply`` addresses the answer to an IQ request (None for other
+        stanzas).
         """
         refusal = self._refusal(route, stanza)
         if refusal is None:
             self._run(route, stanza, reply)
         elif reply is not None:
-            self._reply(_into_error(reply, refusal))
+            self._reply(_error_reply(reply, refusal))
         else:
             self.log.info(
                 "Dropped a stanza from {sender} for {route}: {why}",
@@ -247,7 +261,7 @@ class Router:
             return StanzaError("resource-constraint", "too busy: try again later", type="wait")
         return None
 
-    def _run(self, route: Route, stanza: etree._Element, reply: etree._Element | None) -> None:
+    def _run(self, route: Route, stanza: etree._Element, reply: Envelope | None) -> None:
         """Run ``route``'s action; :meth:`_complete` gets its outcome once.
 
         An action that answers at once costs no Deferred and no timer.
@@ -282,7 +296,7 @@ class Router:
             lambda f: self.log.failure("Completing {route} failed", f, route=route.name)
         )
 
-    def _complete(self, outcome: object, route: Route, reply: etree._Element | None) -> None:
+    def _complete(self, outcome: object, route: Route, reply: Envelope | None) -> None:
         """The outcome (a result or a Failure) of an action: reply, or send
         what it returned. A blocking action keeps its place in the limits
         until its thread is done (see :meth:`_in_thread`)."""
@@ -291,6 +305,8 @@ class Router:
         try:
             if reply is None:
                 self._send_stanzas(route, outcome)
+            elif outcome is None:
+                self._guarded(self._send_result, reply)
             else:
                 self._reply(self._iq_reply(reply, route, outcome))
         finally:
@@ -327,25 +343,24 @@ class Router:
         work.addBoth(ended)
         return outcome
 
-    def _iq_reply(self, reply: etree._Element, route: Route, outcome: object) -> etree._Element:
-        """``reply``, the result prepared for the request, filled in with
-        the outcome: a payload, nothing, or an error."""
+    def _iq_reply(self, reply: Envelope, route: Route, outcome: object) -> etree._Element:
+        """The answer ``reply`` addresses, carrying the outcome: a payload
+        or an error."""
         if not isinstance(outcome, Failure):
-            if outcome is None:
-                return reply
             if isinstance(outcome, etree._Element):
-                reply.append(outcome)
-                return reply
+                result = addressed_reply("iq", "result", reply)
+                result.append(outcome)
+                return result
             outcome = Failure(
                 TypeError(f"{route.name} returned {type(outcome).__name__}, not an element or None")
             )
         try:
-            return _into_error(reply, self._stanza_error(route, outcome))
+            return _error_reply(reply, self._stanza_error(route, outcome))
         except Exception:
             # The error itself could not be built (a text that is no XML,
             # say): the IQ still gets its one answer.
             self.log.failure("The reply of {route} could not be built", route=route.name)
-            return _into_error(reply, StanzaError("internal-server-error"))
+            return _error_reply(reply, StanzaError("internal-server-error"))
 
     def _stanza_error(self, route: Route, failure: Failure) -> StanzaError:
         error = failure.value
@@ -385,19 +400,24 @@ class Router:
             )
 
     def _reply(self, stanza: Any) -> None:
+        self._guarded(self._send, stanza)
+
+    def _guarded(self, send: Callable[[Any], None], what: Any) -> None:
+        """Send ``what`` (a stanza or an envelope): what cannot go is logged."""
         try:
-            self._send(stanza)
+            send(what)
         except LocalProtocolError as e:
-            self.log.warn("Dropped a stanza to {to}: {why}", to=stanza.get("to"), why=str(e))
+            to = what[1] if isinstance(what, tuple) else what.get("to")
+            self.log.warn("Dropped a stanza to {to}: {why}", to=to, why=str(e))
         except Exception:
             self.log.failure("Could not send a stanza")
 
 
-def _into_error(reply: etree._Element, error: StanzaError) -> etree._Element:
-    """Turn the result prepared for a request into its error reply."""
-    reply.set("type", "error")
-    reply.append(error.to_element())
-    return reply
+def _error_reply(reply: Envelope, error: StanzaError) -> etree._Element:
+    """The error answer that ``reply`` addresses."""
+    stanza = addressed_reply("iq", "error", reply)
+    stanza.append(error.to_element())
+    return stanza
 
 
 def _index_key(stanza: etree._Element) -> Key:

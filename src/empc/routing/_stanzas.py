@@ -111,17 +111,27 @@ def make_message(
 
 def make_reply(stanza: etree._Element, type: str | None = None) -> etree._Element:
     """A reply to ``stanza``: same kind and id, ``to`` and ``from`` swapped."""
+    kind = _KINDS.get(stanza.tag) or etree.QName(stanza).localname
+    return addressed_reply(kind, type, envelope_of(stanza))
+
+
+Envelope = tuple[str | None, str | None, str | None]
+"""How to address a reply: its ``id``, ``to`` and ``from``."""
+
+
+def envelope_of(stanza: etree._Element) -> Envelope:
+    """The ``id``, ``to`` and ``from`` of a reply to ``stanza``."""
+    return (stanza.get("id"), stanza.get("from"), stanza.get("to"))
+
+
+def addressed_reply(kind: str, type: str | None, envelope: Envelope) -> etree._Element:
+    """A ``kind`` stanza of ``type`` addressed as ``envelope`` says."""
+    stanza_id, to, sender = envelope
     attrib = {}
     # Built by hand rather than through make_stanza: every reply comes here.
-    for name, value in (
-        ("type", type),
-        ("id", stanza.get("id")),
-        ("to", stanza.get("from")),
-        ("from", stanza.get("to")),
-    ):
+    for name, value in (("type", type), ("id", stanza_id), ("to", to), ("from", sender)):
         if value is not None:
             attrib[name] = value
-    kind = _KINDS.get(stanza.tag) or etree.QName(stanza).localname
     return new_element(NS_COMPONENT, kind, attrib)
 
 
