@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from lxml import etree
 from support import (
     ALICE,
@@ -25,6 +27,7 @@ from twisted.logger import capturedLogs
 from empc import Handler, iq, message
 from empc.protocol import JID
 from empc.routing import Limits, RateLimiter
+from empc.routing._admission import MAX_SENDERS
 from empc.testing import FakeServer
 
 NS_ADMIN = "urn:example:admin"
@@ -209,11 +212,101 @@ def test_messages_over_the_rate_are_dropped() -> None:
     assert len(calls) == 1
 
 
-def test_rate_limiter_memory_stays_bounded_with_many_senders() -> None:
+def users(count: int) -> list[JID]:
+    return [JID.parse(f"user{n}@example.org") for n in range(count)]
+
+
+def test_rate_limiter_keeps_at_most_max_senders_buckets_by_default() -> None:
     limiter = RateLimiter(Clock(), rate=1, burst=5)
-    for n in range(20_000):
-        assert limiter.allow(JID.parse(f"user{n}@example.org"))
-    assert len(limiter._buckets) <= 10_000
+    most = 0
+    for sender in users(25_000):
+        assert limiter.allow(sender)
+        most = max(most, len(limiter))
+    assert most == MAX_SENDERS == 10_000
+
+
+def test_rate_limiter_bound_holds_when_no_bucket_has_refilled() -> None:
+    clock = Clock()
+    limiter = RateLimiter(clock, rate=0.001, burst=1, max_senders=100)
+    for sender in users(1_000):
+        clock.advance(0.01)
+        limiter.allow(sender)
+        assert len(limiter) <= 100
+
+
+def test_refilled_buckets_are_forgotten() -> None:
+    clock = Clock()
+    limiter = RateLimiter(clock, rate=1, burst=5)  # refilled within 5 s
+    for sender in users(50):
+        limiter.allow(sender)
+    clock.advance(5)
+    limiter.allow(JID.parse("alice@example.org"))
+    clock.advance(5)
+    limiter.allow(JID.parse("alice@example.org"))
+    assert len(limiter) == 2  # alice's bucket, in each generation
+
+
+@pytest.mark.parametrize("emptied_at", [n / 4 for n in range(33)])
+def test_a_bucket_is_kept_until_it_has_refilled_while_others_come_and_go(
+    emptied_at: float,
+) -> None:
+    clock = Clock()
+    alice, bob = JID.parse("alice@example.org"), JID.parse("bob@example.org")
+    limiter = RateLimiter(clock, rate=0.25, burst=1)  # refilled within 4 s
+    for _ in range(int(emptied_at * 4)):  # bob's traffic makes the turns come
+        clock.advance(0.25)
+        limiter.allow(bob)
+    assert limiter.allow(alice)
+    for _ in range(15):
+        clock.advance(0.25)
+        limiter.allow(bob)
+    assert not limiter.allow(alice)  # 0.9375 token since it emptied
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst", "wrong"), [(0, 5, "rate"), (-1, 5, "rate"), (1, 0, "burst")]
+)
+def test_rate_limiter_refuses_a_rate_or_burst_that_would_refuse_everyone(
+    rate: float, burst: int, wrong: str
+) -> None:
+    with pytest.raises(ValueError, match=wrong):
+        RateLimiter(Clock(), rate=rate, burst=burst)
+
+
+def reference_answers(steps: list[tuple[int, float]], rate: float, burst: int) -> list[bool]:
+    """What a token bucket per sender that forgets nothing answers."""
+    buckets: dict[int, tuple[float, float]] = {}
+    now = 0.0
+    answers = []
+    for sender, wait in steps:
+        now += wait
+        tokens, then = buckets.get(sender, (float(burst), now))
+        tokens = min(float(burst), tokens + (now - then) * rate)
+        answers.append(tokens >= 1)
+        buckets[sender] = (tokens - 1 if tokens >= 1 else tokens, now)
+    return answers
+
+
+# Few senders and short waits in quarter seconds (exact in binary): a
+# sender often comes back just before, on or after the edge of a turn.
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 4).map(lambda n: n / 4)), max_size=200
+    ),
+    rate=st.sampled_from([0.5, 1.0, 2.0, 3.0]),
+    burst=st.integers(1, 4),
+)
+def test_forgetting_refilled_buckets_never_changes_an_answer(
+    steps: list[tuple[int, float]], rate: float, burst: int
+) -> None:
+    clock = Clock()
+    limiter = RateLimiter(clock, rate=rate, burst=burst)
+    senders = users(4)
+    answers = []
+    for sender, wait in steps:
+        clock.advance(wait)
+        answers.append(limiter.allow(senders[sender]))
+    assert answers == reference_answers(steps, rate, burst)
 
 
 # Actions in flight

@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IReactorTime
 from empc.protocol import JID
 
 LIST_PREFIX = "list:"
-_MAX_BUCKETS = 10_000
+MAX_SENDERS = 10_000
 
 
 @dataclass(frozen=True)
@@ -95,33 +95,66 @@ class _Entries:
 class RateLimiter:
     """A token bucket per sender (bare JID).
 
-    Memory is bounded: at most 10,000 senders are tracked; past that the
-    buckets that have refilled, which carry no information, are dropped.
+    A bucket untouched for ``burst / rate`` seconds (the refill time) is
+    full again and says nothing a new bucket would not, so buckets live in
+    two generations: those touched since the last turn, and those touched
+    in the turn before. A turn, at least a refill time after the previous
+    one, forgets the older generation: every bucket in it has refilled.
+    Each call costs a dict lookup or two, and a turn drops a dict whose
+    entries were each added once by a call.
+
+    Memory is bounded by ``max_senders``: when the newer generation holds
+    half of them, the turn comes early. The buckets forgotten then may not
+    have refilled; those senders get a fresh burst (a flood of that many
+    senders costs a sender's limit some precision, never the memory).
+
+    :raises ValueError: for a ``rate`` that is not positive, a ``burst``
+        below 1 or ``max_senders`` below 2.
     """
 
-    def __init__(self, clock: IReactorTime, rate: float, burst: int) -> None:
+    def __init__(
+        self, clock: IReactorTime, rate: float, burst: int, max_senders: int = MAX_SENDERS
+    ) -> None:
+        if not rate > 0:
+            raise ValueError(f"the rate must be positive, got {rate}")
+        if burst < 1:
+            raise ValueError(f"the burst must be at least 1, got {burst}")
+        if max_senders < 2:
+            raise ValueError(f"max_senders must be at least 2, got {max_senders}")
         self._clock = clock
         self._rate = rate
         self._burst = float(burst)
-        self._buckets: dict[JID, tuple[float, float]] = {}
+        self._refill_time = burst / rate
+        self._generation_size = max_senders // 2
+        self._current: dict[JID, tuple[float, float]] = {}
+        self._previous: dict[JID, tuple[float, float]] = {}
+        self._turn_at = clock.seconds() + self._refill_time
+
+    def __len__(self) -> int:
+        """How many buckets are kept (a sender may count twice, once per
+        generation): at most ``max_senders``."""
+        return len(self._current) + len(self._previous)
 
     def allow(self, sender: JID) -> bool:
         """Take a token for ``sender``; False when the bucket is empty."""
         now = self._clock.seconds()
-        tokens, then = self._buckets.get(sender, (self._burst, now))
-        tokens = min(self._burst, tokens + (now - then) * self._rate)
+        if now >= self._turn_at:
+            self._turn(now)
+        bucket = self._current.get(sender) or self._previous.get(sender)
+        if bucket is None:
+            if len(self._current) >= self._generation_size:
+                self._turn(now)
+            tokens = self._burst
+        else:
+            tokens, then = bucket
+            tokens = min(self._burst, tokens + (now - then) * self._rate)
         if tokens < 1:
-            self._buckets[sender] = (tokens, now)
+            self._current[sender] = (tokens, now)
             return False
-        if len(self._buckets) >= _MAX_BUCKETS and sender not in self._buckets:
-            self._forget_full(now)
-        self._buckets[sender] = (tokens - 1, now)
+        self._current[sender] = (tokens - 1, now)
         return True
 
-    def _forget_full(self, now: float) -> None:
-        for sender, (tokens, then) in list(self._buckets.items()):
-            if tokens + (now - then) * self._rate >= self._burst:
-                del self._buckets[sender]
-        if len(self._buckets) >= _MAX_BUCKETS:  # all busy: forget the oldest
-            for sender in list(self._buckets)[: _MAX_BUCKETS // 10]:
-                del self._buckets[sender]
+    def _turn(self, now: float) -> None:
+        self._previous = self._current
+        self._current = {}
+        self._turn_at = now + self._refill_time
