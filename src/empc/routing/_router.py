@@ -185,14 +185,16 @@ class Router:
 
     def match(self, stanza: etree._Element) -> Route | None:
         """The first route that matches ``stanza``, or None."""
-        kind, stanza_type, payload = _index_key(stanza)
-        key = (
-            kind,
-            stanza_type
-            if stanza_type in self._known_types or stanza_type in _ANSWER_TYPES
-            else None,
-            payload if payload in self._known_payloads else None,
-        )
+        kind = _KIND.get(stanza.tag)
+        return None if kind is None else self._match(stanza, kind, stanza.get("type"))
+
+    def _match(self, stanza: etree._Element, kind: str, stanza_type: str | None) -> Route | None:
+        if not stanza_type:
+            stanza_type = _DEFAULT_TYPE.get(kind)
+        elif stanza_type not in self._known_types and stanza_type not in _ANSWER_TYPES:
+            stanza_type = None  # a type no route names: the keys stay bounded
+        payload = stanza[0].tag if kind == "iq" and len(stanza) else None
+        key = (kind, stanza_type, payload if payload in self._known_payloads else None)
         candidates = self._candidates.get(key)
         if candidates is None:
             candidates = self._candidates[key] = [r for r in self._routes if _may_match(r, key)]
@@ -211,11 +213,12 @@ class Router:
         kind = _KIND.get(stanza.tag)
         if kind is None:
             return
-        route = self.match(stanza)
-        if kind != "iq" or stanza.get("type") in _ANSWER_TYPES:
+        stanza_type = stanza.get("type")
+        route = self._match(stanza, kind, stanza_type)
+        if kind != "iq" or stanza_type in _ANSWER_TYPES:
             if route is not None:
                 self._admit(route, stanza, None)
-        elif stanza.get("type") not in IQ_REQUEST_TYPES or len(stanza) != 1:
+        elif stanza_type not in IQ_REQUEST_TYPES or len(stanza) != 1:
             error = StanzaError("bad-request", "an IQ get or set needs exactly one payload")
             self._reply(make_error_reply(stanza, error))
         elif route is None:
@@ -418,13 +421,6 @@ def _error_reply(reply: Envelope, error: StanzaError) -> etree._Element:
     stanza = addressed_reply("iq", "error", reply)
     stanza.append(error.to_element())
     return stanza
-
-
-def _index_key(stanza: etree._Element) -> Key:
-    kind = _KIND[stanza.tag]
-    stanza_type = stanza.get("type") or _DEFAULT_TYPE.get(kind)
-    payload = stanza[0].tag if stanza.tag == _IQ and len(stanza) else None
-    return (kind, stanza_type, payload if isinstance(payload, str) else None)
 
 
 def _may_match(route: Route, key: Key) -> bool:
