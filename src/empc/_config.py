@@ -26,6 +26,8 @@ Reference (every key but ``components`` is optional)::
       burst: 10                      # stanzas a sender may send at once
       threads: 10                    # thread pool for blocking actions
       blocking_queue: 100            # blocking actions waiting for a thread
+      max_send_queue: 4194304        # bytes sent while the server does not
+                                     # read; past them, sends fail
     keepalive:
       interval: 60                   # whitespace after this many idle seconds
       ping_interval: 300             # XEP-0199 ping to the server
@@ -140,6 +142,7 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
         ping_timeout=keepalive.number("ping_timeout", 60.0, minimum=0.1),
         ping_target=_read_jid(keepalive, "ping_target"),
         close_timeout=limits.number("close_timeout", 5.0, minimum=0.1),
+        max_send_queue=limits.integer("max_send_queue", 4 * 1024 * 1024, minimum=1024),
     )
     action_timeout = limits.number("action_timeout", 30.0, minimum=0.001)
     rate = limits.number("rate", 0.0)

@@ -93,7 +93,10 @@ class ComponentProtocol(Protocol):
         self._clock = clock
         self._settings = settings
         self._stream = ComponentStream(
-            component.domain, secret, max_stanza_size=settings.max_stanza_size
+            component.domain,
+            secret,
+            max_stanza_size=settings.max_stanza_size,
+            max_depth=settings.max_depth,
         )
         self.handshake_done: Deferred[None] = Deferred(
             lambda _: self._abort("stopped during the handshake")

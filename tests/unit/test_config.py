@@ -99,6 +99,7 @@ def test_every_section_is_read(write) -> None:  # type: ignore[no-untyped-def]
           burst: 6
           threads: 3
           blocking_queue: 7
+          max_send_queue: 100000
         keepalive:
           interval: 10
           ping_interval: 20
@@ -125,6 +126,7 @@ def test_every_section_is_read(write) -> None:  # type: ignore[no-untyped-def]
         ping_timeout=3.0,
         ping_target="example.org",
         close_timeout=2.5,
+        max_send_queue=100000,
     )
     assert config.limits == Limits(max_in_flight=50, rate=4.0, burst=6, threads=3, blocking_queue=7)
     assert (
@@ -246,6 +248,10 @@ def test_number_below_its_minimum_is_refused(write) -> None:  # type: ignore[no-
     [
         ("limits:\n  burst: 0\n", "limits.burst (line 5): must be at least 1, got 0"),
         ("limits:\n  max_depth: 0\n", "limits.max_depth (line 5): must be at least 1, got 0"),
+        (
+            "limits:\n  max_send_queue: 10\n",
+            "limits.max_send_queue (line 5): must be at least 1024, got 10",
+        ),
         (
             "limits:\n  max_depth: 201\n",
             "limits.max_depth (line 5): must be at most 200, got 201",

@@ -770,3 +770,11 @@ def test_our_close_lets_running_replies_out_first() -> None:
     link.feed(CLOSE)
     link.lose()
     successResultOf(closed)
+
+
+def test_max_depth_reaches_the_parser() -> None:
+    link = Link(LinkSettings(keepalive_interval=0, ping_interval=0, max_depth=2))
+    link.handshake()
+    link.feed(b"<message><a><b/></a></message>")
+    written = link.written()
+    assert b"<policy-violation" in written and written.endswith(CLOSE)

@@ -147,12 +147,15 @@ class ComponentStream:
     :param domain: the component's domain, such as ``echo.example.org``.
     :param secret: the secret shared with the server.
     :param max_stanza_size: the largest stanza accepted from the server.
+    :param max_depth: how deeply a stanza's elements may nest.
     """
 
-    def __init__(self, domain: str, secret: str, *, max_stanza_size: int = 512 * 1024) -> None:
+    def __init__(
+        self, domain: str, secret: str, *, max_stanza_size: int = 512 * 1024, max_depth: int = 64
+    ) -> None:
         self.domain = JID.parse(domain).domain
         self._secret = secret
-        self._parser = StreamParser(max_stanza_size)
+        self._parser = StreamParser(max_stanza_size, max_depth)
         self._outbox: list[bytes] = []
         self._close_sent = False
         self._server_closed = False
