@@ -127,12 +127,17 @@ def envelope_of(stanza: etree._Element) -> Envelope:
 def addressed_reply(kind: str, type: str | None, envelope: Envelope) -> etree._Element:
     """A ``kind`` stanza of ``type`` addressed as ``envelope`` says."""
     stanza_id, to, sender = envelope
-    attrib = {}
     # Built by hand rather than through make_stanza: every reply comes here.
-    for name, value in (("type", type), ("id", stanza_id), ("to", to), ("from", sender)):
-        if value is not None:
-            attrib[name] = value
-    return new_element(NS_COMPONENT, kind, attrib)
+    reply = new_element(NS_COMPONENT, kind)
+    if type is not None:
+        reply.set("type", type)
+    if stanza_id is not None:
+        reply.set("id", stanza_id)
+    if to is not None:
+        reply.set("to", to)
+    if sender is not None:
+        reply.set("from", sender)
+    return reply
 
 
 def make_error_reply(stanza: etree._Element, error: StanzaError) -> etree._Element:
