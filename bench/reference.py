@@ -19,6 +19,10 @@ Minimal but correct: it parses real XML (a malformed stream ends the
 connection), keeps the tree from growing and escapes what it writes.  It has
 no routing, no JID parsing, no keepalive, no reconnection.
 
+The stream itself is :class:`ReferenceStream`, which knows no event loop
+(bytes in, bytes out); ``bench/reference_twisted.py`` runs the same class on
+Twisted's reactor, to tell the cost of the reactor from that of empc.
+
 Usage: ``python bench/reference.py --port PORT [--host H] [--domain D]
 [--secret S] [--max-seconds T]``.
 """
@@ -58,34 +62,47 @@ def _quote(value: str) -> str:
     return '"' + value + '"'
 
 
-class ReferenceComponent(asyncio.Protocol):
-    """One component stream, from the header to ``</stream:stream>``."""
+class ReferenceStream:
+    """The component's side of one stream, without I/O: bytes in, bytes out.
 
-    def __init__(self, domain: str, secret: str, done: asyncio.Future[int]) -> None:
+    The event loop's protocol writes :meth:`header` once connected, then
+    feeds every read to :meth:`receive` and writes what it returns.  Once
+    :attr:`status` is set, the stream is over: the protocol writes what
+    :meth:`receive` returned, then closes the connection.
+    """
+
+    def __init__(self, domain: str, secret: str) -> None:
         self._domain = domain
         self._secret = secret
-        self._done = done
         self._parser = etree.XMLPullParser(
             events=("start", "end"), resolve_entities=False, no_network=True
         )
-        self._transport: asyncio.Transport | None = None
         self._root: Any = None
         self._depth = 0
         self._authenticated = False
+        # None while the stream is open; then the exit status: 0 when the
+        # server closed its stream, 1 when it broke the protocol.
+        self.status: int | None = None
 
-    # -- asyncio.Protocol --------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        transport.write(
+    def header(self) -> bytes:
+        """The component's stream header, to write once connected."""
+        return (
             b"<stream:stream xmlns='jabber:component:accept' "
             b"xmlns:stream='http://etherx.jabber.org/streams' to="
             + _quote(self._domain).encode()
             + b">"
         )
 
-    def data_received(self, data: bytes) -> None:
+    def receive(self, data: bytes) -> bytes:
+        """Parse *data*; return every reply it calls for, in one string.
+
+        When the server closes its stream, or sends malformed XML or
+        something this component does not accept (said on stderr), the
+        result ends with ``</stream:stream>`` and :attr:`status` is set;
+        nothing is parsed after that.
+        """
+        if self.status is not None:
+            return b""
         out: list[bytes] = []
         try:
             self._parser.feed(data)
@@ -102,30 +119,21 @@ class ReferenceComponent(asyncio.Protocol):
                     elem.clear()
                     self._root.remove(elem)
                 elif self._depth == 0:
-                    out.append(b"</stream:stream>")
-                    self._finish(out, 0)
-                    return
+                    return self._end(out, 0)
         except (etree.XMLSyntaxError, ProtocolError) as exc:
             print(f"reference: {exc}", file=sys.stderr)
-            out.append(b"</stream:stream>")
-            self._finish(out, 1)
-            return
-        if out and self._transport is not None:
-            self._transport.write(b"".join(out))
+            return self._end(out, 1)
+        return b"".join(out)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self._done.done():
-            clean = self._depth == 0 and self._root is not None
-            self._done.set_result(0 if clean else 1)
+    def lost(self) -> int:
+        """The exit status once the connection is gone: :attr:`status`, or 1
+        if the connection went before the stream ended."""
+        return 1 if self.status is None else self.status
 
-    # -- stream handling -----------------------------------------------------
-
-    def _finish(self, out: list[bytes], status: int) -> None:
-        if self._transport is not None:
-            self._transport.write(b"".join(out))
-            self._transport.close()
-        if not self._done.done():
-            self._done.set_result(status)
+    def _end(self, out: list[bytes], status: int) -> bytes:
+        self.status = status
+        out.append(b"</stream:stream>")
+        return b"".join(out)
 
     def _stream_started(self, root: Any, out: list[bytes]) -> None:
         if root.tag != Q_STREAM:
@@ -196,15 +204,40 @@ class ProtocolError(Exception):
     """The server did something this component does not accept."""
 
 
+class ReferenceComponent(asyncio.Protocol):
+    """The asyncio protocol around one :class:`ReferenceStream`."""
+
+    def __init__(self, stream: ReferenceStream, done: asyncio.Future[int]) -> None:
+        self._stream = stream
+        self._done = done
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        transport.write(self._stream.header())
+
+    def data_received(self, data: bytes) -> None:
+        assert self._transport is not None
+        out = self._stream.receive(data)
+        if out:
+            self._transport.write(out)
+        if self._stream.status is not None:
+            self._transport.close()
+            if not self._done.done():
+                self._done.set_result(self._stream.status)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._done.done():
+            self._done.set_result(self._stream.lost())
+
+
 async def _main(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[int] = loop.create_future()
+    stream = ReferenceStream(args.domain, args.secret)
     transport, _ = await asyncio.wait_for(
-        loop.create_connection(
-            lambda: ReferenceComponent(args.domain, args.secret, done),
-            args.host,
-            args.port,
-        ),
+        loop.create_connection(lambda: ReferenceComponent(stream, done), args.host, args.port),
         timeout=10,
     )
     try:
@@ -216,8 +249,9 @@ async def _main(args: argparse.Namespace) -> int:
         transport.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
+    """The options of both reference programs (this one and its Twisted twin)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--domain", default="bench.localhost")
@@ -228,7 +262,11 @@ def main(argv: list[str] | None = None) -> int:
         default=900.0,
         help="exit after this long whatever happens (default: 900)",
     )
-    return asyncio.run(_main(parser.parse_args(argv)))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(_main(parse_args(argv, __doc__.split("\n\n")[0])))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Throughput / latency / CPU benchmark for empc, against a reference component.
 
 This program plays the *server* side of XEP-0114 on loopback.  For each
-component under test (empc under ``twistd``, and ``bench/reference.py``) and
-each workload, it starts the component as a child process, accepts its
+component under test (empc under ``twistd``, ``bench/reference.py`` on
+asyncio and, on request, ``bench/reference_twisted.py``, the same stream on
+Twisted's reactor) and each workload, it starts the component as a child process, accepts its
 connection, checks its handshake, then, for each window of a sweep, pipelines
 stanzas at it with at most that many stanzas in flight.  Workloads: XEP-0199
 pings only (answered with an iq result), small chat messages only (echoed
@@ -12,15 +13,18 @@ messages half and half.  Replies are matched by id.
 Reported per run: replies per second, p50/p99 latency (send to reply, under
 load, so mostly queueing: about window / throughput), and the component's CPU
 time per stanza (its process CPU clock, read before and after the measured
-phase).  When both components ran, the ratios empc / reference are checked
-against the project's targets, one verdict per target; the exit status is 1
-if any is missed.  See ``bench/README.md``.
+phase).  When empc and the reference both ran, the ratios empc / reference
+are checked against the project's targets, one verdict per target; the exit
+status is 1 if any is missed.  With the Twisted reference, its ratios and a
+breakdown of empc's CPU per stanza (asyncio floor, Twisted's own cost,
+empc's own cost) follow.  See ``bench/README.md``.
 
 Usage::
 
     python bench/run.py [--targets] [--workloads ping,chat,large,mixed]
                         [--windows 1,100,1000] [--stanzas N] [--repeat R]
-                        [--only empc|reference] [--empc-root PATH] [--warmup N]
+                        [--components empc,reference,reference-twisted]
+                        [--only COMPONENT] [--empc-root PATH] [--warmup N]
                         [--timeout S] [--empc-runner twistd|twist] [--json FILE]
 """
 
@@ -603,10 +607,10 @@ EMPC_RUNNERS = {
 
 
 def component_command(kind: str, port: int, workdir: Path, runner: str = "twistd") -> list[str]:
-    if kind == "reference":
+    if kind in REFERENCE_PROGRAMS:
         return [
             sys.executable,
-            str(BENCH_DIR / "reference.py"),
+            str(BENCH_DIR / REFERENCE_PROGRAMS[kind]),
             "--port",
             str(port),
             "--domain",
@@ -681,6 +685,7 @@ def run_connection(
     Returns one result per phase; a phase that could not run carries the error.
     """
     results = [Result(kind, workload.name, w, n, repeat) for w, n in plan]
+    reference = kind in REFERENCE_PROGRAMS
     stanzas = Stanzas(args.warmup + sum(n for _, n in plan), workload)
     with tempfile.TemporaryDirectory(prefix=f"empc-bench-{kind}-") as tmp:
         workdir = Path(tmp)
@@ -718,11 +723,11 @@ def run_connection(
                     if r.wall_s == 0 and r.error is None:
                         r.error = str(exc)
             finally:
-                # The reference exits when its stream ends; empc, a service,
+                # A reference exits when its stream ends; empc, a service,
                 # would reconnect, so it is stopped at once.
-                stop_process(proc, CLOSE_TIMEOUT if kind == "reference" else 0.0)
-            if kind == "reference" and proc.returncode != 0 and all(r.ok for r in results):
-                results[-1].problems.append(f"reference exited with {proc.returncode}")
+                stop_process(proc, CLOSE_TIMEOUT if reference else 0.0)
+            if reference and proc.returncode != 0 and all(r.ok for r in results):
+                results[-1].problems.append(f"{kind} exited with {proc.returncode}")
         if not all(r.ok for r in results):
             tail = log_path.read_bytes()[-3000:].decode(errors="replace")
             print(
@@ -790,7 +795,14 @@ def measure(
 
 # -- report ----------------------------------------------------------------------
 
-COMPONENTS = ("reference", "empc")
+# In the order they run and are shown.  The references are programs of this
+# checkout, started as ``python bench/<file>``.
+COMPONENTS = ("reference", "reference-twisted", "empc")
+REFERENCE_PROGRAMS = {"reference": "reference.py", "reference-twisted": "reference_twisted.py"}
+DEFAULT_COMPONENTS = ("empc", "reference")
+# The ratios shown, numerator over denominator, when both ran; the first one
+# is what the targets judge.
+RATIOS = (("empc", "reference"), ("empc", "reference-twisted"), ("reference-twisted", "reference"))
 
 
 def _fmt(value: float, spec: str) -> str:
@@ -867,12 +879,15 @@ def print_table(results: Sequence[Result], write: Callable[[str], object]) -> No
             write(f"! {where}: {p}")
 
 
-def pairs(results: Sequence[Result]) -> Iterator[tuple[Result, Result]]:
-    """``(empc, reference)`` for each workload and window both ran, in order."""
+def pairs(
+    results: Sequence[Result], numerator: str = "empc", denominator: str = "reference"
+) -> Iterator[tuple[Result, Result]]:
+    """``(numerator, denominator)`` results for each workload and window both
+    components ran, in order."""
     by_key = {(r.workload, r.window, r.component): r for r in results}
     for r in results:
-        if r.component == "reference":
-            e = by_key.get((r.workload, r.window, "empc"))
+        if r.component == denominator:
+            e = by_key.get((r.workload, r.window, numerator))
             if e is not None:
                 yield e, r
 
@@ -895,19 +910,68 @@ def _times(value: float) -> str:
 
 
 def print_ratios(results: Sequence[Result], write: Callable[[str], object]) -> None:
-    rows = [
-        (
-            e.workload,
-            str(e.window),
-            _times(cpu_ratio(e, ref)),
-            _times(throughput_ratio(e, ref)),
-            _times(ratio(e, ref, lambda r: r.p50_ms)),
+    """One table per pair of :data:`RATIOS` that both ran, a blank line between."""
+    header = ("workload", "window", "cpu/stanza", "throughput", "p50 latency")
+    first = True
+    for numerator, denominator in RATIOS:
+        rows = [
+            (
+                e.workload,
+                str(e.window),
+                _times(cpu_ratio(e, ref)),
+                _times(throughput_ratio(e, ref)),
+                _times(ratio(e, ref, lambda r: r.p50_ms)),
+            )
+            for e, ref in pairs(results, numerator, denominator)
+        ]
+        if rows:
+            if not first:
+                write("")
+            first = False
+            write(f"{numerator} / {denominator}:")
+            print_rows(header, rows, 1, write)
+
+
+def print_breakdown(results: Sequence[Result], write: Callable[[str], object]) -> None:
+    """Split empc's CPU per stanza in three, where all three components ran:
+    the asyncio reference's, what the Twisted reference adds to it (Twisted's
+    own floor), and what empc adds to that (empc's own cost).  Prints nothing,
+    not even the blank line before the table, if no case has all three."""
+    by_key = {(r.workload, r.window, r.component): r for r in results}
+    rows = []
+    for e, ref in pairs(results):
+        tw = by_key.get((e.workload, e.window, "reference-twisted"))
+        if tw is None or not (e.ok and ref.ok and tw.ok):
+            continue
+        twisted = tw.cpu_us - ref.cpu_us
+        own = e.cpu_us - tw.cpu_us
+        rows.append(
+            (
+                e.workload,
+                str(e.window),
+                f"{e.cpu_us:.1f}",
+                f"{ref.cpu_us:.1f}",
+                f"{twisted:.1f}",
+                f"{own:.1f}",
+                f"{twisted / e.cpu_us:.0%}",
+                f"{own / e.cpu_us:.0%}",
+                f"{twisted / (e.cpu_us - ref.cpu_us):.0%}" if e.cpu_us > ref.cpu_us else "-",
+            )
         )
-        for e, ref in pairs(results)
-    ]
     if rows:
-        header = ("workload", "window", "cpu/stanza", "throughput", "p50 latency")
-        write("empc / reference:")
+        write("")
+        header = (
+            "workload",
+            "window",
+            "empc us",
+            "asyncio ref us",
+            "twisted us",
+            "empc own us",
+            "twisted %",
+            "empc own %",
+            "twisted % of excess",
+        )
+        write("empc's cpu per stanza = asyncio reference + Twisted's own + empc's own:")
         print_rows(header, rows, 1, write)
 
 
@@ -945,7 +1009,7 @@ def summarize(results: Sequence[Result], workloads: Sequence[str]) -> list[Resul
     """One result per (workload, window, component): a failed run if any, else
     the medians, metric by metric, of the repeated runs.
 
-    Ordered by workload (as given), window, then reference before empc.
+    Ordered by workload (as given), window, then component as in COMPONENTS.
     """
     groups: dict[tuple[str, int, str], list[Result]] = {}
     for r in results:
@@ -1017,7 +1081,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--targets",
         action="store_true",
         help="run exactly the target cases (workloads ping,chat,large at windows"
-        " 1,100,1000, both components); this is also what runs by default",
+        " 1,100,1000, empc and the reference); this is also what runs by default",
     )
     parser.add_argument(
         "--workloads",
@@ -1046,9 +1110,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " 10000 under 1000, 20000 from 1000; half that with 4 KB bodies)",
     )
     parser.add_argument(
+        "--components",
+        type=comma_list(str),
+        metavar="LIST",
+        help=f"comma-separated, from: {', '.join(COMPONENTS)}"
+        f" (default: {','.join(DEFAULT_COMPONENTS)})",
+    )
+    parser.add_argument(
         "--only",
         choices=COMPONENTS,
-        help="only this component (default: both)",
+        help="only this component: the same as --components COMPONENT",
     )
     parser.add_argument(
         "--empc-root",
@@ -1089,11 +1160,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.targets and (
-        args.workloads or args.windows or args.window or args.body_size or args.only
+        args.workloads
+        or args.windows
+        or args.window
+        or args.body_size
+        or args.only
+        or args.components
     ):
         parser.error(
-            "--targets runs the target cases: drop --workloads, --window(s), --body-size and --only"
+            "--targets runs the target cases: drop --workloads, --window(s), --body-size,"
+            " --components and --only"
         )
+    if args.components and args.only:
+        parser.error("give --components or --only, not both")
     if args.workloads and args.body_size:
         parser.error("--body-size names a workload: give --workloads or --body-size")
     if args.windows and args.window is not None:
@@ -1112,19 +1191,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("windows, --stanzas and --repeat must be at least 1")
     if args.warmup < 0 or args.timeout <= 0:
         parser.error("--warmup must be >= 0 and --timeout > 0")
+    chosen = [args.only] if args.only else args.components or DEFAULT_COMPONENTS
+    unknown = [c for c in chosen if c not in COMPONENTS]
+    if unknown:
+        parser.error(f"unknown component {unknown[0]!r}; known: {', '.join(COMPONENTS)}")
+    if not chosen:
+        parser.error("no component to run")
+    args.components = [c for c in COMPONENTS if c in chosen]  # in the order they run
     args.empc_root = args.empc_root.resolve()
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    kinds = [args.only] if args.only else list(COMPONENTS)
+    kinds = args.components
     env = component_env(args.empc_root)
     print(
         f"empc bench: workloads {','.join(args.workloads)}; windows"
         f" {','.join(map(str, args.windows))}; warm-up {args.warmup}; {args.repeat} runs each;"
         f" large body {len(LARGE_BODY)} chars ({len(_escape(LARGE_BODY).encode())} bytes"
-        f" escaped); {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
+        f" escaped); components {','.join(kinds)}; {os.cpu_count()} CPUs, load average"
+        f" {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     if "empc" in kinds:
@@ -1134,7 +1221,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"! {exc}", file=sys.stderr)
             return 2
     results: list[Result] = []
-    for n in range(1, args.repeat + 1):  # interleaved, so drift hits both alike
+    for n in range(1, args.repeat + 1):  # interleaved, so drift hits all alike
         for name in args.workloads:
             for kind in kinds:
                 workload = WORKLOADS[name]
@@ -1145,6 +1232,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(summary, print)
     print()
     print_ratios(summary, print)
+    print_breakdown(summary, print)
     if args.repeat > 1:
         print()
         print_spread(results, args.workloads, print)
