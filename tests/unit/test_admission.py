@@ -234,6 +234,17 @@ def test_rate_limiter_bound_holds_when_no_bucket_has_refilled() -> None:
         assert len(limiter) <= 100
 
 
+def test_rate_limiter_bound_holds_when_known_senders_come_back_between_new_ones() -> None:
+    limiter = RateLimiter(Clock(), rate=0.001, burst=100, max_senders=10)
+    known: list[JID] = []
+    for batch in range(50):
+        fresh = [JID.parse(f"user{batch}-{n}@example.org") for n in range(5)]
+        for sender in known + fresh:
+            limiter.allow(sender)
+            assert len(limiter) <= 10
+        known += fresh
+
+
 def test_refilled_buckets_are_forgotten() -> None:
     clock = Clock()
     limiter = RateLimiter(clock, rate=1, burst=5)  # refilled within 5 s

@@ -140,10 +140,14 @@ class RateLimiter:
         now = self._clock.seconds()
         if now >= self._turn_at:
             self._turn(now)
-        bucket = self._current.get(sender) or self._previous.get(sender)
+        bucket = self._current.get(sender)
         if bucket is None:
+            # A new sender, or one coming back from the older generation:
+            # either way one more entry in the newer generation.
+            bucket = self._previous.get(sender)
             if len(self._current) >= self._generation_size:
                 self._turn(now)
+        if bucket is None:
             tokens = self._burst
         else:
             tokens, then = bucket
