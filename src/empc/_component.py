@@ -123,7 +123,9 @@ class Component:
         """Serve a stanza the server delivered.
 
         A stanza for another domain is dropped with a warning: no reply to
-        it could be sent from there.
+        it could be sent from there. So is an IQ request that arrives once
+        the stream can carry no answer (after the component's own close):
+        its action is not run, since its outcome could never be told.
         """
         to = stanza.get("to") or ""
         if not in_domain(to, self.domain):
@@ -135,12 +137,19 @@ class Component:
                 domain=self.domain,
             )
             return
-        if (
-            stanza.tag == _IQ
-            and stanza.get("type") in ("result", "error")
-            and self._requests.resolve(stanza)
-        ):
-            return
+        if stanza.tag == _IQ:
+            iq_type = stanza.get("type")
+            if iq_type in ("result", "error") and self._requests.resolve(stanza):
+                return
+            if iq_type in ("get", "set") and self._link is None:
+                self.log.warn(
+                    "Not serving an IQ {type} from {sender} that arrived after {domain} "
+                    "closed its stream: no answer could go out",
+                    type=iq_type,
+                    sender=stanza.get("from"),
+                    domain=self.domain,
+                )
+                return
         self.router.dispatch(stanza)
 
     def send(self, stanza: etree._Element) -> None:

@@ -69,14 +69,12 @@ def _exit_status_1() -> None:
 
 
 def build_services(config: Config, reactor: Any) -> MultiService:
-    """One :class:`ComponentService` per component of ``config``, and the
-    thread pool for blocking actions.
+    """One :class:`ComponentService` per component of ``config``, children
+    of the thread pool for blocking actions, which stops after them.
 
     :raises usage.UsageError: for a component the config cannot build.
     """
-    services = MultiService()
     threads = ActionThreads(reactor, config.limits.threads, config.link.close_timeout)
-    threads.setServiceParent(services)
     for component_config in config.components:
         try:
             component = build_component(component_config, config, reactor, threads.run)
@@ -94,8 +92,8 @@ def build_services(config: Config, reactor: Any) -> MultiService:
             backoff=config.backoff,
             on_start_failure=lambda: _exit_after_failed_start(reactor),
         )
-        service.setServiceParent(services)
-    return services
+        service.setServiceParent(threads)
+    return threads
 
 
 def build_component(

@@ -52,9 +52,18 @@ from empc._component import Component
 from empc._config import load_config
 from empc._connection import ComponentProtocol, LinkSettings
 from empc._tap import build_component
+from empc._threads import call_with_copy
 from empc.handlers import BUILTINS
-from empc.protocol import NS_COMPONENT, NS_STREAMS, StreamError, StreamParser, parse_stream_error
-from empc.protocol._parser import ParserEvent, StreamFooter, StreamHeader
+from empc.protocol import (
+    NS_COMPONENT,
+    NS_STREAMS,
+    ParserEvent,
+    StreamError,
+    StreamFooter,
+    StreamHeader,
+    StreamParser,
+    parse_stream_error,
+)
 from empc.routing import NS_STANZAS, Handler, ThreadRunner
 
 __all__ = ["DEFAULT_SENDER", "NAMESPACES", "FakeServer", "LinkSettings"]
@@ -388,15 +397,17 @@ class _Connection(StringTransport):
 
 def _hand_off(clock: IReactorTime) -> ThreadRunner:
     """A thread runner without threads: the action runs in a later turn of
-    ``clock`` and its outcome fires the Deferred there, as production's
-    pool thread hands it back to the reactor thread."""
+    ``clock``, with a copy of the stanza of its own, and its outcome fires
+    the Deferred there, as production's pool thread hands it back to the
+    reactor thread."""
 
     def run(action: Callable[[etree._Element], object], stanza: etree._Element) -> Deferred[object]:
         outcome: Deferred[object] = Deferred()
+        parcel = etree.tostring(stanza)
 
         def work() -> None:
             try:
-                result = action(stanza)
+                result = call_with_copy(action, parcel)
             except Exception:
                 outcome.errback()
             else:

@@ -555,8 +555,8 @@ def test_tap_options_turn_a_config_error_into_a_usage_error_with_the_same_messag
 
 def test_limits_threads_sizes_the_thread_pool(write) -> None:  # type: ignore[no-untyped-def]
     config = load_config(write(MINIMAL + "limits:\n  threads: 3\n"), NO_ENV)
-    services = _tap.build_services(config, MemoryReactorClock())
-    [threads] = [service for service in services if isinstance(service, ActionThreads)]
+    threads = _tap.build_services(config, MemoryReactorClock())
+    assert isinstance(threads, ActionThreads)
     assert threads.size == 3
 
 

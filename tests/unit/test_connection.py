@@ -778,3 +778,13 @@ def test_max_depth_reaches_the_parser() -> None:
     link.feed(b"<message><a><b/></a></message>")
     written = link.written()
     assert b"<policy-violation" in written and written.endswith(CLOSE)
+
+
+def test_iq_request_arriving_after_our_close_is_not_run(logs: list[LogEvent]) -> None:
+    link, slow = slow_link()
+    link.protocol.close()
+    assert link.written() == CLOSE
+    link.feed(SLOW)
+    assert slow.waiting == []
+    assert link.written() == b""
+    assert any("closed its stream: no answer could go out" in formatEvent(e) for e in logs)

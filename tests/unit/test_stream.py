@@ -829,3 +829,19 @@ def test_send_result_refuses_once_closing() -> None:
     stream = closing()
     with pytest.raises(LocalProtocolError):
         stream.send_result("p1", "juliet@example.org", None)
+
+
+def test_nothing_the_server_sends_after_its_stream_error_is_delivered_even_once_closing() -> None:
+    stream = ready()
+    stream.receive(stream_error("system-shutdown"))
+    assert stream.receive(b"<message id='1'/>") == []
+    stream.close()
+    assert stream.state is State.CLOSING
+    assert stream.receive(b"<message id='2'/>") == []
+    assert stream.receive(CLOSE) == [StreamClosed()]
+
+
+def test_stanzas_after_a_stream_error_during_the_handshake_are_not_delivered() -> None:
+    stream = handshaking()
+    stream.receive(stream_error("conflict"))
+    assert stream.receive(b"<handshake/><message id='1'/>") == []

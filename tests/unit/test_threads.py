@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from lxml import etree
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.python.threadpool import ThreadPool
@@ -37,6 +40,7 @@ class FakePool(ThreadPool):
 
     def stop(self) -> None:
         self.stopped = True
+        self.joined = True
 
     def callInThreadWithCallback(
         self, onResult: Any, func: Callable[..., object], *args: Any, **kwargs: Any
@@ -95,3 +99,47 @@ def test_a_stuck_action_delays_the_stop_by_stop_timeout_and_is_named() -> None:
     assert not pool.stopped  # joining a stuck thread would hang the exit
     (event,) = logs
     assert "Weather.forecast (1)" in formatEvent(event)
+
+
+def test_the_action_gets_a_copy_of_the_stanza_parsed_where_it_runs() -> None:
+    threads, pool, _ = started()
+    given = make_stanza("iq", {"id": "q1"})
+    etree.SubElement(given, "{urn:example:weather}forecast", {"city": "Paris"})
+    seen: list[etree._Element] = []
+    threads.run(seen.append, given)
+    pool.queued.pop()()
+    (stanza,) = seen
+    assert stanza is not given
+    assert etree.tostring(stanza) == etree.tostring(given)
+    assert stanza.getroottree().getroot() is stanza
+
+
+class Draining(Service):
+    """A child whose stop takes until the test says so."""
+
+    def __init__(self) -> None:
+        self.stopped: Deferred[None] = Deferred()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return self.stopped
+
+
+def test_the_pool_stops_only_after_its_children_have_stopped() -> None:
+    threads, pool, _ = started()
+    child = Draining()
+    child.setServiceParent(threads)
+    stopping = threads.stopService()
+    assert not pool.stopped  # the child may still need a thread for its last replies
+    threads.run(Weather().forecast, make_stanza("iq"))
+    pool.queued.pop()()
+    child.stopped.callback(None)
+    successResultOf(stopping)
+    assert pool.stopped
+
+
+def test_run_after_the_pool_has_stopped_fails_at_once() -> None:
+    threads, _, _ = started()
+    successResultOf(threads.stopService())
+    with pytest.raises(RuntimeError):
+        threads.run(Weather().forecast, make_stanza("iq"))

@@ -22,7 +22,7 @@ from ._errors import (
     UnsupportedStanzaType,
 )
 from ._jid import JID, InvalidJID, in_domain
-from ._parser import StreamParser
+from ._parser import ParserEvent, StreamFooter, StreamHeader, StreamParser
 from ._stream import (
     NS_COMPONENT,
     NS_STREAMS,
@@ -58,6 +58,7 @@ __all__ = [
     "LocalProtocolError",
     "NotAuthorized",
     "NotWellFormed",
+    "ParserEvent",
     "PolicyViolation",
     "ProtocolViolation",
     "RestrictedXML",
@@ -67,6 +68,8 @@ __all__ = [
     "StreamClosed",
     "StreamError",
     "StreamErrorReceived",
+    "StreamFooter",
+    "StreamHeader",
     "StreamOpened",
     "StreamParser",
     "SystemShutdown",

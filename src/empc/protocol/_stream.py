@@ -28,7 +28,9 @@ replies. So the stream waits in DRAINING, where :meth:`send` still works
 and further input is ignored, until the caller calls :meth:`close`: only
 then do our stream error (if we found a breach) and our
 ``</stream:stream>`` go out, after the replies, as RFC 6120 §4.4 allows.
-Stanzas received in CLOSING, after our own close, are still delivered.
+Stanzas received in CLOSING, after our own close, are still delivered;
+nothing is, in any state, after a stream error from the server or a breach
+of the protocol.
 """
 
 from __future__ import annotations
@@ -159,6 +161,9 @@ class ComponentStream:
         self._outbox: list[bytes] = []
         self._close_sent = False
         self._server_closed = False
+        # The server ended the stream (its stream error, or a breach we
+        # found): nothing it sends afterwards is delivered, in any state.
+        self._server_ended = False
         self._pending_error: StreamError | None = None  # sent by close() when DRAINING
         self.authenticated = False  # stays True once READY was reached
         self.state = State.IDLE
@@ -275,8 +280,8 @@ class ComponentStream:
         for item in self._parser.feed(data):
             if isinstance(item, StreamFooter):
                 self._footer(events)
-            elif self.state is State.DRAINING:
-                continue  # the stream has ended: only the server's close matters
+            elif self._server_ended:
+                continue  # only the server's close matters now
             elif isinstance(item, etree._Element):
                 self._stanza(item, events)
             elif isinstance(item, StreamHeader):
@@ -321,6 +326,7 @@ class ComponentStream:
     def _stanza(self, stanza: etree._Element, events: list[Event]) -> None:
         tag = stanza.tag
         if tag == _ERROR_TAG:
+            self._server_ended = True
             events.append(StreamErrorReceived(parse_stream_error(stanza)))
             if self.state is State.READY:
                 self.state = State.DRAINING
@@ -339,6 +345,7 @@ class ComponentStream:
             self._violation(UnsupportedStanzaType(f"unexpected {tag}"), events)
 
     def _violation(self, error: StreamError, events: list[Event]) -> None:
+        self._server_ended = True
         if self.state is State.READY:
             self._pending_error = error
             self.state = State.DRAINING
