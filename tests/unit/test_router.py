@@ -779,3 +779,60 @@ def test_hung_blocking_actions_leave_the_other_routes_and_the_builtins_working()
         ("p2", "result"),
     ]
     assert len(hung) == 2
+
+
+class Counted(Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs = 0
+
+    @iq("get", FORECAST, blocking=True, timeout=5)
+    def forecast(self, stanza: etree._Element) -> None:
+        self.runs += 1
+
+
+def test_blocking_action_whose_deadline_passed_while_queued_is_never_run() -> None:
+    queued: list[tuple[object, etree._Element, Deferred[object]]] = []
+
+    def later(action: object, stanza: etree._Element) -> Deferred[object]:
+        queued.append((action, stanza, Deferred()))
+        return queued[-1][2]
+
+    handler = Counted()
+    sent: list[etree._Element] = []
+    clock = Clock()
+    router = Router(sent.append, clock, threads=later, limits=Limits(threads=1, blocking_queue=0))
+    router.add(handler)
+    router.dispatch(iq_get())
+    with capturedLogs():
+        clock.advance(5)
+        (answer,) = sent
+        assert condition(answer) == "remote-server-timeout"
+        action, stanza, work = queued.pop()
+        try:  # the thread takes it now
+            assert callable(action)
+            work.callback(action(stanza))
+        except Exception:
+            work.errback()
+    assert handler.runs == 0
+    router.dispatch(iq_get(id="q2"))  # its place in the budget is free again
+    assert len(queued) == 1
+
+
+def test_a_cancelled_idle_waiter_is_forgotten() -> None:
+    waiting: list[Deferred[None]] = []
+
+    class Pending(Handler):
+        @iq("get", FORECAST)
+        def forecast(self, stanza: etree._Element) -> Deferred[None]:
+            waiting.append(Deferred())
+            return waiting[-1]
+
+    harness = Harness(Pending())
+    harness.dispatch(iq_get())
+    idle = harness.router.when_idle()
+    idle.cancel()
+    idle.addErrback(lambda _: None)
+    assert harness.router._idle_waiters == []
+    waiting[0].callback(None)
+    assert harness.router.unanswered == 0

@@ -32,6 +32,7 @@ action (in a thread, for a blocking route) has its stanza to itself.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from functools import wraps
 from inspect import iscoroutine, iscoroutinefunction
 from typing import Any
 
@@ -179,7 +180,7 @@ class Router:
         replies have been handed to ``send``: at once if none is running."""
         if not self._unanswered:
             return succeed(None)
-        waiter: Deferred[None] = Deferred()
+        waiter: Deferred[None] = Deferred(self._idle_waiters.remove)  # cancelled: forgotten
         self._idle_waiters.append(waiter)
         return waiter
 
@@ -317,8 +318,7 @@ class Router:
             if not self._unanswered and self._idle_waiters:
                 waiters, self._idle_waiters = self._idle_waiters, []
                 for waiter in waiters:
-                    if not waiter.called:  # a waiter may have timed out
-                        waiter.callback(None)
+                    waiter.callback(None)
 
     def _release(self, route: Route) -> None:
         route.in_flight -= 1
@@ -333,14 +333,24 @@ class Router:
         The returned Deferred may time out, but the action's slot in the
         blocking budget is released only when its thread is done with it,
         so hung actions cannot pile up in the pool's queue past the budget.
+        An action still waiting for a thread when its deadline passes is
+        never run: its stanza has been answered ``remote-server-timeout``
+        (type ``wait``), and a sender who tries again must not see it run
+        twice.
         """
         assert self._threads is not None
-        work = self._threads(route.action, stanza)
-        outcome: Deferred[object] = Deferred()
+        expired: list[bool] = []
+        outcome: Deferred[object] = Deferred(lambda _: expired.append(True))
+        work = self._threads(_unless_expired(expired, route.action), stanza)
 
         def ended(result: object) -> None:
             self._release(route)
-            if not outcome.called:  # else it timed out: the result is dropped
+            if isinstance(result, Failure) and result.check(_Expired):
+                self.log.info(
+                    "{route} was not run: its deadline passed while it waited for a thread",
+                    route=route.name,
+                )
+            elif not outcome.called:  # else it timed out: the result is dropped
                 outcome.callback(result)
 
         work.addBoth(ended)
@@ -414,6 +424,25 @@ class Router:
             self.log.warn("Dropped a stanza to {to}: {why}", to=to, why=str(e))
         except Exception:
             self.log.failure("Could not send a stanza")
+
+
+class _Expired(Exception):
+    """A blocking action's deadline passed before a thread took it."""
+
+
+def _unless_expired(
+    expired: list[bool], action: Callable[[etree._Element], object]
+) -> Callable[[etree._Element], object]:
+    """``action``, unless ``expired`` has been set by the time a thread
+    takes it (a list: the reactor thread appends, the worker reads)."""
+
+    @wraps(action)
+    def run(stanza: etree._Element) -> object:
+        if expired:
+            raise _Expired()
+        return action(stanza)
+
+    return run
 
 
 def _error_reply(reply: Envelope, error: StanzaError) -> etree._Element:
