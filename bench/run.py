@@ -1165,13 +1165,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         or args.window
         or args.body_size
         or args.only
-        or args.components
+        or args.components is not None
     ):
         parser.error(
             "--targets runs the target cases: drop --workloads, --window(s), --body-size,"
             " --components and --only"
         )
-    if args.components and args.only:
+    if args.components is not None and args.only:
         parser.error("give --components or --only, not both")
     if args.workloads and args.body_size:
         parser.error("--body-size names a workload: give --workloads or --body-size")
@@ -1191,7 +1191,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("windows, --stanzas and --repeat must be at least 1")
     if args.warmup < 0 or args.timeout <= 0:
         parser.error("--warmup must be >= 0 and --timeout > 0")
-    chosen = [args.only] if args.only else args.components or DEFAULT_COMPONENTS
+    if args.only:
+        chosen = [args.only]
+    else:
+        chosen = list(DEFAULT_COMPONENTS if args.components is None else args.components)
     unknown = [c for c in chosen if c not in COMPONENTS]
     if unknown:
         parser.error(f"unknown component {unknown[0]!r}; known: {', '.join(COMPONENTS)}")
