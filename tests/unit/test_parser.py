@@ -425,6 +425,8 @@ def test_comment_after_a_cdata_section_is_restricted_xml() -> None:
         pytest.param(b"<message>\xff\xfe</message>", id="invalid-utf-8"),
         pytest.param(b"<foo:message/>", id="undeclared-prefix"),
         pytest.param(b"<message><foo:body/></message>", id="undeclared-prefix-nested"),
+        pytest.param(b"<message foo:bar='1'/>", id="undeclared-attribute-prefix"),
+        pytest.param(b"<message><body foo:bar='1'/></message>", id="undeclared-attribute-nested"),
     ],
 )
 def test_malformed_xml_is_not_well_formed(data: bytes) -> None:

@@ -327,8 +327,14 @@ class StreamParser:
                 if action == "start":
                     depth += 1
                     tag = element.tag
+                    # libxml2 keeps a name whose prefix is undeclared as it
+                    # came ("foo:bar"), where lxml writes a declared one as
+                    # "{uri}bar": sent back, it would not be well-formed.
                     if tag[0] != "{" and ":" in tag:
                         raise NotWellFormed(f"undeclared namespace prefix in <{tag}>")
+                    for name in element.keys():  # noqa: SIM118 (iterating an element gives its children)
+                        if name[0] != "{" and ":" in name:
+                            raise NotWellFormed(f"undeclared namespace prefix in {name}=")
                     if depth > max_depth:
                         raise PolicyViolation(f"elements nested deeper than {max_depth - 1}")
                     if depth == 1:
