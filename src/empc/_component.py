@@ -12,7 +12,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from empc.protocol import JID, NS_COMPONENT, InvalidJID, LocalProtocolError, in_domain
-from empc.routing import Envelope, Handler, Limits, PendingRequests, Router, ThreadRunner
+from empc.routing import (
+    Envelope,
+    Handler,
+    Limits,
+    PendingRequests,
+    Router,
+    StanzaError,
+    ThreadRunner,
+    make_error_reply,
+)
 
 _IQ = f"{{{NS_COMPONENT}}}iq"
 
@@ -123,9 +132,8 @@ class Component:
         """Serve a stanza the server delivered.
 
         A stanza for another domain is dropped with a warning: no reply to
-        it could be sent from there. So is an IQ request that arrives once
-        the stream can carry no answer (after the component's own close):
-        its action is not run, since its outcome could never be told.
+        it could be sent from there. An IQ request that arrives once the
+        stream is ending is not run (see :meth:`_refuse_while_closing`).
         """
         to = stanza.get("to") or ""
         if not in_domain(to, self.domain):
@@ -141,16 +149,30 @@ class Component:
             iq_type = stanza.get("type")
             if iq_type in ("result", "error") and self._requests.resolve(stanza):
                 return
-            if iq_type in ("get", "set") and self._link is None:
-                self.log.warn(
-                    "Not serving an IQ {type} from {sender} that arrived after {domain} "
-                    "closed its stream: no answer could go out",
-                    type=iq_type,
-                    sender=stanza.get("from"),
-                    domain=self.domain,
-                )
+            if iq_type in ("get", "set") and not self._open:
+                self._refuse_while_closing(stanza)
                 return
         self.router.dispatch(stanza)
+
+    def _refuse_while_closing(self, stanza: etree._Element) -> None:
+        """An IQ request that came once the stream was ending: answered at
+        once with an error while the stream still carries answers (its
+        action would keep the stream open), not run at all once it does
+        not (its outcome could never be told)."""
+        if self._link is None:
+            self.log.warn(
+                "Not serving an IQ {type} from {sender} that arrived after {domain} "
+                "closed its stream: no answer could go out",
+                type=stanza.get("type"),
+                sender=stanza.get("from"),
+                domain=self.domain,
+            )
+            return
+        error = StanzaError("resource-constraint", "the service is restarting", type="wait")
+        try:
+            self._send_reply(make_error_reply(stanza, error))
+        except LocalProtocolError as e:
+            self.log.warn("Dropped a stanza to {to}: {why}", to=stanza.get("from"), why=str(e))
 
     def send(self, stanza: etree._Element) -> None:
         """Send a stanza; ``from`` defaults to the component's domain.

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lxml import etree
-from twisted.internet.defer import Deferred, TimeoutError, succeed
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
@@ -106,6 +106,7 @@ class ComponentProtocol(Protocol):
         self._stream_error: StreamError | None = None
         self._closing = False  # we asked for the close
         self._draining = False  # the stream is ending: waiting for the replies
+        self._drained: Deferred[None] | None = None  # fires when they are out
         self._linked = False  # the component sends through this connection
         self._broken = False  # the server broke the protocol
         self._backlog: _Backlog | None = None  # while the write buffer is full
@@ -190,13 +191,14 @@ class ComponentProtocol(Protocol):
             return
         self._draining = True
         self._component.stop_sending(Failure(ConnectionLost(why)))
-        idle = self._component.router.when_idle()
-        idle.addTimeout(self._settings.close_timeout, self._clock)
-        idle.addErrback(self._drain_timed_out)
-        idle.addCallback(lambda _: self._end_stream())
+        self._drained = self._component.router.when_idle()
+        self._drained.addTimeout(self._settings.close_timeout, self._clock)
+        self._drained.addErrback(self._drain_timed_out)
+        self._drained.addCallback(lambda _: self._end_stream())
 
     def _drain_timed_out(self, failure: Failure) -> None:
-        failure.trap(TimeoutError)
+        if failure.trap(TimeoutError, CancelledError) is CancelledError:
+            return  # the connection is gone: nothing more to wait for
         self.log.warn(
             "Closing the stream of {domain} with {count} stanzas still unanswered after "
             "{timeout} seconds",
@@ -248,6 +250,8 @@ class ComponentProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
         self._lost = True
+        if self._drained is not None and not self._drained.called:
+            self._drained.cancel()
         for timer in self._timers:
             if timer.running:
                 timer.stop()
@@ -351,6 +355,10 @@ class ComponentProtocol(Protocol):
     def _ping_failed(self, failure: Failure) -> None:
         if failure.check(RequestTimeout):
             self._abort(f"no answer to a ping within {self._settings.ping_timeout} seconds")
+        elif failure.check(SendQueueFull):
+            # Reading is paused until the server reads: nothing else would
+            # ever tell a server that stopped reading from a slow one.
+            self._abort(f"the server does not read what is sent to it ({failure.value})")
 
     def _handshake_timed_out(self) -> None:
         self.refusal = HandshakeTimeout("no answer to the handshake from the server")

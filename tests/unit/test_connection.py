@@ -788,3 +788,43 @@ def test_iq_request_arriving_after_our_close_is_not_run(logs: list[LogEvent]) ->
     assert slow.waiting == []
     assert link.written() == b""
     assert any("closed its stream: no answer could go out" in formatEvent(e) for e in logs)
+
+
+def test_a_server_that_stops_reading_until_the_send_queue_is_full_is_dropped_at_the_next_ping() -> (
+    None
+):
+    link = Link(
+        LinkSettings(keepalive_interval=0, ping_interval=300, ping_timeout=60, max_send_queue=100)
+    )
+    link.handshake()
+    link.protocol.pauseProducing()
+    link.component.send(chat_to_user(1))
+    with capturedLogs():
+        link.clock.advance(300)
+    assert link.aborted
+
+
+def test_connection_lost_during_the_drain_leaves_no_timer_and_no_false_alarm(
+    logs: list[LogEvent],
+) -> None:
+    link, _ = slow_link()
+    link.feed(SLOW + CLOSE)
+    link.lose()
+    # Only the action's own deadline is left (the default 30 seconds).
+    assert [call.getTime() for call in link.clock.getDelayedCalls()] == [30.0]
+    link.clock.advance(link.settings.close_timeout)
+    assert not any("still unanswered" in formatEvent(event) for event in logs)
+
+
+def test_iq_request_arriving_during_our_drain_is_refused_at_once_with_wait() -> None:
+    link, slow = slow_link()
+    link.feed(SLOW.replace(b"slow-1", b"first"))
+    link.protocol.close()
+    link.feed(SLOW.replace(b"slow-1", b"late"))
+    (refused,) = parse(link.written())
+    assert (refused.get("id"), refused.get("type")) == ("late", "error")
+    error = refused.find(f"{C}error")
+    assert error is not None and error.get("type") == "wait"
+    assert len(slow.waiting) == 1  # only the first one runs
+    slow.waiting[0].callback(None)
+    assert link.written().endswith(CLOSE)

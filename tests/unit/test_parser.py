@@ -427,6 +427,10 @@ def test_comment_after_a_cdata_section_is_restricted_xml() -> None:
         pytest.param(b"<message><foo:body/></message>", id="undeclared-prefix-nested"),
         pytest.param(b"<message foo:bar='1'/>", id="undeclared-attribute-prefix"),
         pytest.param(b"<message><body foo:bar='1'/></message>", id="undeclared-attribute-nested"),
+        pytest.param(
+            b"<message xmlns:p='urn:a' xmlns:q='urn:a' p:x='1' q:x='2'/>",
+            id="namespaced-attribute-twice",
+        ),
     ],
 )
 def test_malformed_xml_is_not_well_formed(data: bytes) -> None:
@@ -724,3 +728,10 @@ def test_cdata_ending_with_an_ampersand_at_a_chunk_end_is_not_rescanned_as_a_ref
     assert _normalized(parse(HEADER + body[:split], body[split:])) == _normalized(
         parse(HEADER + body)
     )
+
+
+def test_distinct_qualified_attributes_pass() -> None:
+    events = parse(HEADER, b"<message xmlns:p='urn:a' p:x='1' p:y='2' xml:lang='en'/>")
+    stanza = events[-1]
+    assert isinstance(stanza, etree._Element)
+    assert stanza.get("{urn:a}x") == "1" and stanza.get("{urn:a}y") == "2"

@@ -332,9 +332,16 @@ class StreamParser:
                     # "{uri}bar": sent back, it would not be well-formed.
                     if tag[0] != "{" and ":" in tag:
                         raise NotWellFormed(f"undeclared namespace prefix in <{tag}>")
-                    for name in element.keys():  # noqa: SIM118 (iterating an element gives its children)
-                        if name[0] != "{" and ":" in name:
+                    names = element.keys()
+                    qualified = 0
+                    for name in names:
+                        if name[0] == "{":
+                            qualified += 1
+                        elif ":" in name:
                             raise NotWellFormed(f"undeclared namespace prefix in {name}=")
+                    # Two prefixes for one namespace can name one attribute twice.
+                    if qualified > 1 and len(set(names)) != len(names):
+                        raise NotWellFormed(f"an attribute given twice in <{tag}>")
                     if depth > max_depth:
                         raise PolicyViolation(f"elements nested deeper than {max_depth - 1}")
                     if depth == 1:
