@@ -11,6 +11,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from empc._threads import in_blocking_action
 from empc.protocol import JID, NS_COMPONENT, InvalidJID, LocalProtocolError, in_domain
 from empc.routing import (
     Envelope,
@@ -24,6 +25,12 @@ from empc.routing import (
 )
 
 _IQ = f"{{{NS_COMPONENT}}}iq"
+
+
+_SEND_IN_THREAD = (
+    "a blocking action runs in a thread of its own and can neither send nor ask: "
+    "return the stanzas to send instead"
+)
 
 
 class NotConnected(LocalProtocolError):
@@ -183,6 +190,8 @@ class Component:
         """
         if not self._open:
             raise NotConnected(f"{self.domain} is not connected")
+        if in_blocking_action():
+            raise LocalProtocolError(_SEND_IN_THREAD)
         self._send_reply(stanza)
 
     def _send_reply(self, stanza: etree._Element) -> None:
@@ -210,6 +219,8 @@ class Component:
         """
         if not self._open:
             return fail(NotConnected(f"{self.domain} is not connected"))
+        if in_blocking_action():
+            return fail(LocalProtocolError(_SEND_IN_THREAD))
         try:
             answer = self._requests.register(
                 iq, self.request_timeout if timeout is None else timeout

@@ -1,10 +1,16 @@
 """The thread pool that blocking actions run in, and how it lets go at exit.
 
-A worker gets a stanza of its own, parsed in its own thread: lxml keeps the
-names of a document in a dictionary per thread, and a worker that changed a
-stanza built with the reactor thread's dictionary would write into it while
-the reactor thread's parser does too. So the stanza crosses as bytes
-(:func:`call_with_copy`).
+Nothing built with one thread's lxml name dictionary is touched by the
+other: lxml keeps the names of a document in a dictionary per thread, and
+a thread that changed an element of the other's would write into that
+dictionary while the other's parser does too (a crash, seen). So what
+crosses, crosses as bytes: the stanza goes to the worker serialized and is
+parsed there (:func:`call_with_copy`); the elements the action returns,
+or names in a :class:`~empc.StanzaError`, come back serialized and are
+parsed in the reactor thread (:func:`unpacked`). A generator an action
+returns runs in the worker too. An action in a worker must not send: it
+returns what to send (:func:`in_blocking_action` lets the component say
+so).
 
 A blocking action may hang for ever (a database that never answers). The
 router keeps such actions within their own budget, so the rest of the
@@ -19,7 +25,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lxml import etree
@@ -27,7 +33,10 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
+
+from empc.routing import StanzaError
 
 
 class _DaemonThread(threading.Thread):
@@ -40,14 +49,91 @@ class _ActionPool(ThreadPool):
 
 
 def call_with_copy(action: Callable[[etree._Element], object], stanza: bytes) -> object:
-    """Call ``action`` with ``stanza`` (serialized) parsed in this thread."""
-    parser = getattr(_local, "parser", None)
-    if parser is None:
-        parser = _local.parser = etree.XMLParser(resolve_entities=False, no_network=True)
-    return action(etree.fromstring(stanza, parser))
+    """In a worker: ``action`` called with ``stanza`` (serialized) parsed in
+    this thread; its outcome with every element serialized (see
+    :func:`unpacked`)."""
+    _local.in_action = True
+    try:
+        return _pack(action(etree.fromstring(stanza, _parser())))
+    except StanzaError as error:
+        if error.application_condition is None:
+            raise
+        raise _PackedStanzaError(error) from None
+    finally:
+        _local.in_action = False
+
+
+def unpacked(outcome: Deferred[object]) -> Deferred[object]:
+    """In the reactor thread: ``outcome`` (of :func:`call_with_copy`) with
+    its elements parsed in this thread."""
+    return outcome.addCallbacks(_unpack, _unpack_error)
+
+
+def in_blocking_action() -> bool:
+    """Whether this thread is running a blocking action now."""
+    return getattr(_local, "in_action", False)
 
 
 _local = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    """This thread's parser for what crosses: empc's own serialization."""
+    parser: etree.XMLParser | None = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    return parser
+
+
+class _Packed:
+    """An element on its way to the other thread."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, element: etree._Element) -> None:
+        self.data = etree.tostring(element, with_tail=False)
+
+
+class _PackedStanzaError(Exception):
+    """A StanzaError whose application condition is on its way."""
+
+    def __init__(self, error: StanzaError) -> None:
+        assert error.application_condition is not None
+        super().__init__(str(error))
+        self.condition = error.condition
+        self.text = error.text
+        self.type = error.type
+        self.application_condition = _Packed(error.application_condition)
+
+
+def _pack(outcome: object) -> object:
+    if isinstance(outcome, etree._Element):
+        return _Packed(outcome)
+    if isinstance(outcome, Iterable) and not isinstance(outcome, str | bytes):
+        return [_pack(item) for item in outcome]  # a generator runs here
+    return outcome
+
+
+def _unpack(outcome: object) -> object:
+    if isinstance(outcome, _Packed):
+        return etree.fromstring(outcome.data, _parser())
+    if isinstance(outcome, list):
+        return [_unpack(item) for item in outcome]
+    return outcome
+
+
+def _unpack_error(failure: Failure) -> Failure:
+    packed = failure.value
+    if not isinstance(packed, _PackedStanzaError):
+        return failure
+    return Failure(
+        StanzaError(
+            packed.condition,
+            packed.text,
+            type=packed.type,
+            application_condition=etree.fromstring(packed.application_condition.data, _parser()),
+        )
+    )
 
 
 class ActionThreads(MultiService):
@@ -96,8 +182,10 @@ class ActionThreads(MultiService):
         if self._pool.joined:
             raise RuntimeError(f"the thread pool has stopped: {name} cannot run")
         self._running[name] += 1
-        outcome: Deferred[object] = deferToThreadPool(
-            self._reactor, self._pool, call_with_copy, action, etree.tostring(stanza)
+        outcome: Deferred[object] = unpacked(
+            deferToThreadPool(
+                self._reactor, self._pool, call_with_copy, action, etree.tostring(stanza)
+            )
         )
         outcome.addBoth(self._ended, name)
         return outcome

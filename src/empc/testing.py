@@ -52,7 +52,7 @@ from empc._component import Component
 from empc._config import load_config
 from empc._connection import ComponentProtocol, LinkSettings
 from empc._tap import build_component
-from empc._threads import call_with_copy
+from empc._threads import call_with_copy, unpacked
 from empc.handlers import BUILTINS
 from empc.protocol import (
     NS_COMPONENT,
@@ -397,9 +397,8 @@ class _Connection(StringTransport):
 
 def _hand_off(clock: IReactorTime) -> ThreadRunner:
     """A thread runner without threads: the action runs in a later turn of
-    ``clock``, with a copy of the stanza of its own, and its outcome fires
-    the Deferred there, as production's pool thread hands it back to the
-    reactor thread."""
+    ``clock``, and what crosses crosses as in production: a copy of the
+    stanza, and the outcome serialized and parsed back."""
 
     def run(action: Callable[[etree._Element], object], stanza: etree._Element) -> Deferred[object]:
         outcome: Deferred[object] = Deferred()
@@ -414,7 +413,7 @@ def _hand_off(clock: IReactorTime) -> ThreadRunner:
                 outcome.callback(result)
 
         clock.callLater(0, work)
-        return outcome
+        return unpacked(outcome)
 
     return run
 

@@ -35,7 +35,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from empc import Handler, LocalProtocolError, iq, make_stanza, message
 from empc.__main__ import main
 from empc.protocol import RestrictedXML
-from empc.testing import DEFAULT_SENDER, FakeServer, LinkSettings
+from empc.testing import DEFAULT_SENDER, NAMESPACES, FakeServer, LinkSettings
 
 _trial = SynchronousTestCase()
 failureResultOf = _trial.failureResultOf
@@ -568,3 +568,17 @@ def test_routes_with_a_missing_config_file_returns_1(
 ) -> None:
     assert main(["routes", "-c", str(tmp_path / "missing.yaml")]) == 1
     assert "cannot read the config file" in capsys.readouterr().err
+
+
+class SendsFromAThread(Handler):
+    @iq("get", "{urn:example:weather}forecast", blocking=True)
+    def forecast(self, stanza: etree._Element) -> None:
+        self.component.send(make_stanza("message", {"to": "juliet@example.org"}))
+
+
+def test_a_blocking_action_cannot_send_as_in_production() -> None:
+    server = FakeServer([SendsFromAThread()])
+    with capturedLogs() as logs:
+        (reply,) = server.deliver("<iq type='get'><forecast xmlns='urn:example:weather'/></iq>")
+    assert reply.find("c:error/stanzas:internal-server-error", NAMESPACES) is not None
+    assert any("can neither send nor ask" in str(event.get("log_failure")) for event in logs)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from lxml import etree
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase
 
-from empc._threads import ActionThreads
+from empc import StanzaError
+from empc._threads import ActionThreads, call_with_copy, in_blocking_action, unpacked
 from empc.routing import make_stanza
 
 _trial = SynchronousTestCase()
@@ -143,3 +145,58 @@ def test_run_after_the_pool_has_stopped_fails_at_once() -> None:
     successResultOf(threads.stopService())
     with pytest.raises(RuntimeError):
         threads.run(Weather().forecast, make_stanza("iq"))
+
+
+# What crosses between threads crosses as bytes
+
+
+def crossing(action: Callable[[etree._Element], object], stanza: etree._Element) -> object:
+    """What the reactor thread gets back from ``action`` run on ``stanza``."""
+    try:
+        outcome: Deferred[object] = succeed(call_with_copy(action, etree.tostring(stanza)))
+    except Exception:
+        outcome = fail()
+    result = unpacked(outcome)
+    return successResultOf(result) if not isinstance(result.result, Failure) else result.result
+
+
+def test_an_element_the_action_returns_comes_back_as_a_copy() -> None:
+    built: list[etree._Element] = []
+
+    def answer(stanza: etree._Element) -> etree._Element:
+        built.append(etree.SubElement(stanza, "{urn:example:weather}forecast", {"sky": "blue"}))
+        return built[0]
+
+    result = crossing(answer, make_stanza("iq"))
+    assert isinstance(result, etree._Element)
+    assert result is not built[0]
+    assert (result.tag, result.get("sky")) == ("{urn:example:weather}forecast", "blue")
+
+
+def test_a_generator_the_action_returns_runs_where_the_action_runs() -> None:
+    ran_in_action: list[bool] = []
+
+    def replies(stanza: etree._Element) -> Iterator[etree._Element]:
+        ran_in_action.append(in_blocking_action())
+        yield make_stanza("message", {"to": "juliet@example.org"})
+
+    result = crossing(replies, make_stanza("message"))
+    assert ran_in_action == [True]
+    assert isinstance(result, list) and result[0].get("to") == "juliet@example.org"
+    assert not in_blocking_action()
+
+
+def test_a_stanza_error_with_an_application_condition_comes_back_whole() -> None:
+    def refuse(stanza: etree._Element) -> None:
+        condition = etree.Element("{http://jabber.org/protocol/pubsub#errors}invalid-jid")
+        raise StanzaError("bad-request", "no", application_condition=condition)
+
+    failure = crossing(refuse, make_stanza("iq"))
+    assert isinstance(failure, Failure)
+    error = failure.value
+    assert isinstance(error, StanzaError)
+    assert (error.condition, error.text, error.type) == ("bad-request", "no", "modify")
+    assert error.application_condition is not None
+    assert (
+        error.application_condition.tag == "{http://jabber.org/protocol/pubsub#errors}invalid-jid"
+    )
