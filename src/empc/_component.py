@@ -134,6 +134,7 @@ class Component:
         """The stream can carry nothing more: replies are dropped too."""
         self.stop_sending(reason)
         self._link = None
+        self.router.abandon_requests()
 
     def receive(self, stanza: etree._Element) -> None:
         """Serve a stanza the server delivered.

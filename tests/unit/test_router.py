@@ -8,8 +8,10 @@ import pytest
 from lxml import etree
 from support import RecordingLink
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, capturedLogs, formatEvent
+from twisted.python.failure import Failure
 
 from empc import Component, Handler, StanzaError, iq, message, presence, route
 from empc.handlers import NS_PING, Disco, Ping
@@ -836,3 +838,53 @@ def test_a_cancelled_idle_waiter_is_forgotten() -> None:
     assert harness.router._idle_waiters == []
     waiting[0].callback(None)
     assert harness.router.unanswered == 0
+
+
+def test_blocking_iq_still_waiting_when_the_stream_closes_is_never_run() -> None:
+    queued: list[tuple[object, etree._Element, Deferred[object]]] = []
+
+    def later(action: object, stanza: etree._Element) -> Deferred[object]:
+        queued.append((action, stanza, Deferred()))
+        return queued[-1][2]
+
+    handler = Counted()
+    component = Component(DOMAIN, [handler], Clock(), threads=later)
+    component.link(RecordingLink())
+    component.receive(iq_get())
+    component.unlink(Failure(ConnectionLost()))
+    action, stanza, work = queued.pop()
+    assert callable(action)
+    with capturedLogs() as logs:
+        try:  # a thread takes it now
+            work.callback(action(stanza))
+        except Exception:
+            work.errback()
+    assert handler.runs == 0
+    assert any("the stream closed while it waited" in formatEvent(e) for e in logs)
+
+
+def test_a_blocking_message_still_waiting_when_the_stream_closes_still_runs() -> None:
+    class Posts(Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.posted: list[str | None] = []
+
+        @message("chat", blocking=True)
+        def post(self, stanza: etree._Element) -> None:
+            self.posted.append(stanza.findtext(f"{C}body"))
+
+    queued: list[tuple[object, etree._Element]] = []
+
+    def later(action: object, stanza: etree._Element) -> Deferred[object]:
+        queued.append((action, stanza))
+        return Deferred()
+
+    handler = Posts()
+    component = Component(DOMAIN, [handler], Clock(), threads=later)
+    component.link(RecordingLink())
+    component.receive(chat("keep me"))
+    component.unlink(Failure(ConnectionLost()))
+    action, stanza = queued.pop()
+    assert callable(action)
+    action(stanza)
+    assert handler.posted == ["keep me"]  # a message carries data: never dropped

@@ -113,6 +113,7 @@ class Router:
         self._blocking = 0
         self._blocking_budget = limits.threads + limits.blocking_queue
         self._unanswered = 0  # stanzas whose action has not completed
+        self._waiting_requests: set[_Ticket] = set()  # blocking IQ actions not done
         self._idle_waiters: list[Deferred[None]] = []
         self._routes: list[Route] = []
         # Candidate routes per (kind, type, payload), where a type or payload
@@ -276,7 +277,7 @@ class Router:
         if route.spec.blocking:
             self._blocking += 1
             try:
-                result = self._in_thread(route, stanza)
+                result = self._in_thread(route, stanza, reply is not None)
             except Exception:  # the runner itself failed: no thread holds the place
                 self._release(route)
                 self._complete(Failure(), route, reply)
@@ -327,34 +328,41 @@ class Router:
         else:
             self._in_flight -= 1
 
-    def _in_thread(self, route: Route, stanza: etree._Element) -> Deferred[object]:
+    def _in_thread(self, route: Route, stanza: etree._Element, request: bool) -> Deferred[object]:
         """Run a blocking action in the pool.
 
         The returned Deferred may time out, but the action's slot in the
         blocking budget is released only when its thread is done with it,
         so hung actions cannot pile up in the pool's queue past the budget.
-        An action still waiting for a thread when its deadline passes is
-        never run: its stanza has been answered ``remote-server-timeout``
-        (type ``wait``), and a sender who tries again must not see it run
-        twice.
+        An action still waiting for a thread when its answer can no longer
+        be given is never run: when its deadline has passed (its stanza was
+        answered ``remote-server-timeout``, type ``wait``, and a sender who
+        tries again must not see it run twice), or, for an IQ ``request``,
+        when the stream has closed (see :meth:`abandon_requests`).
         """
         assert self._threads is not None
-        expired: list[bool] = []
-        outcome: Deferred[object] = Deferred(lambda _: expired.append(True))
-        work = self._threads(_unless_expired(expired, route.action), stanza)
+        ticket = _Ticket()
+        outcome: Deferred[object] = Deferred(lambda _: ticket.drop(_DEADLINE_PASSED))
+        if request:
+            self._waiting_requests.add(ticket)
+        work = self._threads(ticket.guard(route.action), stanza)
 
         def ended(result: object) -> None:
+            self._waiting_requests.discard(ticket)
             self._release(route)
-            if isinstance(result, Failure) and result.check(_Expired):
-                self.log.info(
-                    "{route} was not run: its deadline passed while it waited for a thread",
-                    route=route.name,
-                )
+            if isinstance(result, Failure) and result.check(_Dropped):
+                self.log.info("{route} was not run: {why}", route=route.name, why=ticket.dropped)
             elif not outcome.called:  # else it timed out: the result is dropped
                 outcome.callback(result)
 
         work.addBoth(ended)
         return outcome
+
+    def abandon_requests(self) -> None:
+        """The stream can carry no answer any more: the IQ requests whose
+        blocking action still waits for a thread will not run."""
+        for ticket in self._waiting_requests:
+            ticket.drop("the stream closed while it waited for a thread")
 
     def _iq_reply(self, reply: Envelope, route: Route, outcome: object) -> etree._Element:
         """The answer ``reply`` addresses, carrying the outcome: a payload
@@ -426,23 +434,38 @@ class Router:
             self.log.failure("Could not send a stanza")
 
 
-class _Expired(Exception):
-    """A blocking action's deadline passed before a thread took it."""
+_DEADLINE_PASSED = "its deadline passed while it waited for a thread"
 
 
-def _unless_expired(
-    expired: list[bool], action: Callable[[etree._Element], object]
-) -> Callable[[etree._Element], object]:
-    """``action``, unless ``expired`` has been set by the time a thread
-    takes it (a list: the reactor thread appends, the worker reads)."""
+class _Dropped(Exception):
+    """A blocking action was dropped before a thread took it."""
 
-    @wraps(action)
-    def run(stanza: etree._Element) -> object:
-        if expired:
-            raise _Expired()
-        return action(stanza)
 
-    return run
+class _Ticket:
+    """A blocking action's place in the pool's queue, which the reactor
+    thread may give up (``drop``) until a worker takes it (``guard``)."""
+
+    __slots__ = ("dropped",)
+
+    def __init__(self) -> None:
+        self.dropped: str | None = None  # why; the worker only reads it
+
+    def drop(self, why: str) -> None:
+        if self.dropped is None:
+            self.dropped = why
+
+    def guard(
+        self, action: Callable[[etree._Element], object]
+    ) -> Callable[[etree._Element], object]:
+        """``action``, unless dropped by the time a thread takes it."""
+
+        @wraps(action)
+        def run(stanza: etree._Element) -> object:
+            if self.dropped is not None:
+                raise _Dropped(self.dropped)
+            return action(stanza)
+
+        return run
 
 
 def _error_reply(reply: Envelope, error: StanzaError) -> etree._Element:
