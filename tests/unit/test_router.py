@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from lxml import etree
@@ -783,6 +783,28 @@ def test_hung_blocking_actions_leave_the_other_routes_and_the_builtins_working()
     assert len(hung) == 2
 
 
+class Queued:
+    """A thread pool whose threads take the work when the test says so."""
+
+    def __init__(self) -> None:
+        self.work: list[tuple[Callable[[etree._Element], object], etree._Element, Deferred[object]]]
+        self.work = []
+
+    def __call__(
+        self, action: Callable[[etree._Element], object], stanza: etree._Element
+    ) -> Deferred[object]:
+        self.work.append((action, stanza, Deferred()))
+        return self.work[-1][2]
+
+    def take(self) -> None:
+        """A thread takes the oldest work and runs it."""
+        action, stanza, done = self.work.pop(0)
+        try:
+            done.callback(action(stanza))
+        except Exception:
+            done.errback()
+
+
 class Counted(Handler):
     def __init__(self) -> None:
         super().__init__()
@@ -794,31 +816,20 @@ class Counted(Handler):
 
 
 def test_blocking_action_whose_deadline_passed_while_queued_is_never_run() -> None:
-    queued: list[tuple[object, etree._Element, Deferred[object]]] = []
-
-    def later(action: object, stanza: etree._Element) -> Deferred[object]:
-        queued.append((action, stanza, Deferred()))
-        return queued[-1][2]
-
-    handler = Counted()
+    threads, handler = Queued(), Counted()
     sent: list[etree._Element] = []
     clock = Clock()
-    router = Router(sent.append, clock, threads=later, limits=Limits(threads=1, blocking_queue=0))
+    router = Router(sent.append, clock, threads=threads, limits=Limits(threads=1, blocking_queue=0))
     router.add(handler)
     router.dispatch(iq_get())
     with capturedLogs():
         clock.advance(5)
         (answer,) = sent
         assert condition(answer) == "remote-server-timeout"
-        action, stanza, work = queued.pop()
-        try:  # the thread takes it now
-            assert callable(action)
-            work.callback(action(stanza))
-        except Exception:
-            work.errback()
+        threads.take()
     assert handler.runs == 0
     router.dispatch(iq_get(id="q2"))  # its place in the budget is free again
-    assert len(queued) == 1
+    assert len(threads.work) == 1
 
 
 def test_a_cancelled_idle_waiter_is_forgotten() -> None:
@@ -841,24 +852,13 @@ def test_a_cancelled_idle_waiter_is_forgotten() -> None:
 
 
 def test_blocking_iq_still_waiting_when_the_stream_closes_is_never_run() -> None:
-    queued: list[tuple[object, etree._Element, Deferred[object]]] = []
-
-    def later(action: object, stanza: etree._Element) -> Deferred[object]:
-        queued.append((action, stanza, Deferred()))
-        return queued[-1][2]
-
-    handler = Counted()
-    component = Component(DOMAIN, [handler], Clock(), threads=later)
+    threads, handler = Queued(), Counted()
+    component = Component(DOMAIN, [handler], Clock(), threads=threads)
     component.link(RecordingLink())
     component.receive(iq_get())
     component.unlink(Failure(ConnectionLost()))
-    action, stanza, work = queued.pop()
-    assert callable(action)
     with capturedLogs() as logs:
-        try:  # a thread takes it now
-            work.callback(action(stanza))
-        except Exception:
-            work.errback()
+        threads.take()
     assert handler.runs == 0
     assert any("the stream closed while it waited" in formatEvent(e) for e in logs)
 
@@ -873,18 +873,10 @@ def test_a_blocking_message_still_waiting_when_the_stream_closes_still_runs() ->
         def post(self, stanza: etree._Element) -> None:
             self.posted.append(stanza.findtext(f"{C}body"))
 
-    queued: list[tuple[object, etree._Element]] = []
-
-    def later(action: object, stanza: etree._Element) -> Deferred[object]:
-        queued.append((action, stanza))
-        return Deferred()
-
-    handler = Posts()
-    component = Component(DOMAIN, [handler], Clock(), threads=later)
+    threads, handler = Queued(), Posts()
+    component = Component(DOMAIN, [handler], Clock(), threads=threads)
     component.link(RecordingLink())
     component.receive(chat("keep me"))
     component.unlink(Failure(ConnectionLost()))
-    action, stanza = queued.pop()
-    assert callable(action)
-    action(stanza)
+    threads.take()
     assert handler.posted == ["keep me"]  # a message carries data: never dropped
