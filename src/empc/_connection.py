@@ -167,8 +167,10 @@ class ComponentProtocol(Protocol):
     def close(self) -> Deferred[None]:
         """Close the stream cleanly; fires once the connection is gone.
 
-        The server has ``close_timeout`` seconds to close its side before
-        the connection is dropped anyway.
+        The replies still due go out first (for at most ``close_timeout``
+        seconds), then our ``</stream:stream>``; the server then has
+        ``close_timeout`` seconds to close its side before the connection
+        is dropped anyway.
         """
         if self._lost:
             return succeed(None)
