@@ -24,8 +24,9 @@ them: its threads are daemon threads, which a hung call cannot keep alive.
 from __future__ import annotations
 
 import threading
+import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from lxml import etree
@@ -55,10 +56,15 @@ def call_with_copy(action: Callable[[etree._Element], object], stanza: bytes) ->
     _local.in_action = True
     try:
         return _pack(action(etree.fromstring(stanza, _parser())))
-    except StanzaError as error:
-        if error.application_condition is None:
-            raise
-        raise _PackedStanzaError(error) from None
+    except BaseException as error:
+        # The traceback goes to the reactor thread: its frames must not
+        # keep this thread's elements alive there (the lines stay).
+        traceback.clear_frames(error.__traceback__)
+        if isinstance(error, StanzaError) and error.application_condition is not None:
+            packed = _PackedStanzaError(error)
+            packed.__context__ = None
+            raise packed from None
+        raise
     finally:
         _local.in_action = False
 
@@ -81,7 +87,10 @@ def _parser() -> etree.XMLParser:
     """This thread's parser for what crosses: empc's own serialization."""
     parser: etree.XMLParser | None = getattr(_local, "parser", None)
     if parser is None:
-        parser = _local.parser = etree.XMLParser(resolve_entities=False, no_network=True)
+        # huge_tree: what crosses was built by empc's own code, whatever its size.
+        parser = _local.parser = etree.XMLParser(
+            resolve_entities=False, no_network=True, huge_tree=True
+        )
     return parser
 
 
@@ -109,6 +118,11 @@ class _PackedStanzaError(Exception):
 def _pack(outcome: object) -> object:
     if isinstance(outcome, etree._Element):
         return _Packed(outcome)
+    if isinstance(outcome, Awaitable):  # a Deferred is one too
+        raise TypeError(
+            "a blocking action returns its outcome: a Deferred or a coroutine belongs "
+            "to a non-blocking route"
+        )
     if isinstance(outcome, Iterable) and not isinstance(outcome, str | bytes):
         return [_pack(item) for item in outcome]  # a generator runs here
     return outcome

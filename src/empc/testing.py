@@ -407,7 +407,7 @@ def _hand_off(clock: IReactorTime) -> ThreadRunner:
         def work() -> None:
             try:
                 result = call_with_copy(action, parcel)
-            except Exception:
+            except BaseException:  # as a pool thread catches them
                 outcome.errback()
             else:
                 outcome.callback(result)

@@ -861,6 +861,9 @@ def test_blocking_iq_still_waiting_when_the_stream_closes_is_never_run() -> None
         threads.take()
     assert handler.runs == 0
     assert any("the stream closed while it waited" in formatEvent(e) for e in logs)
+    # Done with, at once: no answer due later, on whatever stream comes next.
+    assert component.router.unanswered == 0
+    assert component.clock.getDelayedCalls() == []
 
 
 def test_a_blocking_message_still_waiting_when_the_stream_closes_still_runs() -> None:

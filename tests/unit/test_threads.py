@@ -200,3 +200,21 @@ def test_a_stanza_error_with_an_application_condition_comes_back_whole() -> None
     assert (
         error.application_condition.tag == "{http://jabber.org/protocol/pubsub#errors}invalid-jid"
     )
+
+
+def test_a_deferred_returned_by_a_blocking_action_is_refused_with_a_clear_error() -> None:
+    failure = crossing(lambda stanza: succeed(None), make_stanza("iq"))
+    assert isinstance(failure, Failure)
+    assert failure.check(TypeError)
+    assert "non-blocking route" in str(failure.value)
+
+
+def test_a_reply_of_any_size_crosses_back() -> None:
+    def big(stanza: etree._Element) -> etree._Element:
+        element = etree.Element("{urn:example:big}data")
+        element.text = "x" * (11 * 1024 * 1024)  # past libxml2's default text limit
+        return element
+
+    result = crossing(big, make_stanza("iq"))
+    assert isinstance(result, etree._Element)
+    assert len(result.text or "") == 11 * 1024 * 1024

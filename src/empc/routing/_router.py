@@ -308,7 +308,9 @@ class Router:
         if not route.spec.blocking:
             self._release(route)
         try:
-            if reply is None:
+            if outcome is _NOT_RUN:
+                pass  # dropped when the stream closed: nothing can be answered
+            elif reply is None:
                 self._send_stanzas(route, outcome)
             elif outcome is None:
                 self._guarded(self._send_result, reply)
@@ -343,16 +345,17 @@ class Router:
         assert self._threads is not None
         ticket = _Ticket()
         outcome: Deferred[object] = Deferred(lambda _: ticket.drop(_DEADLINE_PASSED))
+        work = self._threads(ticket.guard(route.action), stanza)
         if request:
             self._waiting_requests.add(ticket)
-        work = self._threads(ticket.guard(route.action), stanza)
 
         def ended(result: object) -> None:
             self._waiting_requests.discard(ticket)
             self._release(route)
             if isinstance(result, Failure) and result.check(_Dropped):
                 self.log.info("{route} was not run: {why}", route=route.name, why=ticket.dropped)
-            elif not outcome.called:  # else it timed out: the result is dropped
+                result = _NOT_RUN
+            if not outcome.called:  # else it timed out: the result is dropped
                 outcome.callback(result)
 
         work.addBoth(ended)
@@ -435,6 +438,7 @@ class Router:
 
 
 _DEADLINE_PASSED = "its deadline passed while it waited for a thread"
+_NOT_RUN = object()  # the outcome of an action dropped before a thread took it
 
 
 class _Dropped(Exception):
