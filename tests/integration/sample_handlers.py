@@ -31,6 +31,8 @@ NS_WHOAMI = "urn:example:whoami"
 CITIES = {"Paris": "sunny", "Oslo": "snow"}
 # Far longer than the 1 s timeout of the slow routes, far shorter than a hang.
 SLEEP = 10.0
+# Long enough for a SIGTERM to arrive while it runs; well within close_timeout.
+LINGER = 1.5
 
 
 def _element(namespace: str, name: str, **attributes: str) -> etree._Element:
@@ -78,6 +80,15 @@ class Blocking(Handler):
     def work(self, stanza: etree._Element) -> etree._Element:
         time.sleep(0.2)
         return _element(NS_BLOCKING, "work", thread=threading.current_thread().name)
+
+
+class Lingering(Handler):
+    """A blocking action still running when the component is told to stop."""
+
+    @iq("get", f"{{{NS_BLOCKING}}}linger", blocking=True)
+    def linger(self, stanza: etree._Element) -> etree._Element:
+        time.sleep(LINGER)
+        return _element(NS_BLOCKING, "linger", done="yes")
 
 
 class Admin(Handler):

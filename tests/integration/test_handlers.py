@@ -8,6 +8,8 @@ a client would see: results, their payloads, and stanza errors.
 from __future__ import annotations
 
 import re
+import signal
+import threading
 import time
 import xml.etree.ElementTree as ET
 
@@ -26,6 +28,7 @@ HANDLERS = [
     "sample_handlers:Weather",
     "sample_handlers:Slow",
     "sample_handlers:Blocking",
+    "sample_handlers:Lingering",
     "sample_handlers:Admin",
 ]
 
@@ -122,6 +125,21 @@ def test_blocking_action_runs_in_the_thread_pool(
     assert "empc-actions" in thread, reply.xml
     assert thread != "MainThread", reply.xml
     assert elapsed >= 0.2, f"answered after {elapsed:.2f} s, before the action's sleep ended"
+
+
+def test_an_iq_still_running_at_sigterm_is_answered_before_the_component_exits(
+    xmpp_server: XmppServer, component: ComponentProcess
+) -> None:
+    with _login(xmpp_server) as client:
+        stop = threading.Timer(0.5, component.send_signal, [signal.SIGTERM])
+        stop.start()
+        try:
+            reply = client.iq(DOMAIN, f"<linger xmlns='{NS_BLOCKING}'/>")
+        finally:
+            stop.join()
+    assert _payload(reply, NS_BLOCKING, "linger").get("done") == "yes", reply.xml
+    assert component.wait(15) == 0, component.output()
+    assert component.count("Stream closed cleanly") == 1, component.output()
 
 
 def test_access_list_allows_alice_and_forbids_bob(
