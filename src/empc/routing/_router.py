@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from functools import wraps
 from inspect import iscoroutine, iscoroutinefunction
-from typing import Any
+from typing import Any, TypeVar
 
 from lxml import etree
 from twisted.internet.defer import Deferred, TimeoutError, succeed
@@ -62,6 +62,7 @@ _ANSWER_TYPES = frozenset(("error", "result"))
 
 Send = Callable[[etree._Element], None]
 SendResult = Callable[[Envelope], None]
+T = TypeVar("T")
 Key = tuple[str, str | None, str | None]
 
 
@@ -313,7 +314,7 @@ class Router:
             elif reply is None:
                 self._send_stanzas(route, outcome)
             elif outcome is None:
-                self._guarded(self._send_result, reply)
+                self._guarded(self._send_result, reply, reply[1])
             else:
                 self._reply(self._iq_reply(reply, route, outcome))
         finally:
@@ -424,14 +425,14 @@ class Router:
             )
 
     def _reply(self, stanza: Any) -> None:
-        self._guarded(self._send, stanza)
+        self._guarded(self._send, stanza, stanza.get("to"))
 
-    def _guarded(self, send: Callable[[Any], None], what: Any) -> None:
-        """Send ``what`` (a stanza or an envelope): what cannot go is logged."""
+    def _guarded(self, send: Callable[[T], None], what: T, to: str | None) -> None:
+        """Send ``what`` (a stanza or an envelope) to ``to``: what cannot go
+        is logged."""
         try:
             send(what)
         except LocalProtocolError as e:
-            to = what[1] if isinstance(what, tuple) else what.get("to")
             self.log.warn("Dropped a stanza to {to}: {why}", to=to, why=str(e))
         except Exception:
             self.log.failure("Could not send a stanza")
