@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import cast
 
@@ -20,16 +21,20 @@ class Disco(Handler):
     its routes and handlers serve, so what it advertises is what it really
     does; disco#info of a node with the handler that has it
     (:meth:`Handler.disco_info`); disco#items with what the handlers offer
-    (:meth:`Handler.disco_items`)."""
+    (:meth:`Handler.disco_items`). Extended information forms (XEP-0128,
+    :meth:`Handler.disco_forms`) follow the features: every handler's at the
+    top, the claiming handler's at a node."""
 
     @iq("get", f"{{{NS_DISCO_INFO}}}query")
     async def info(self, stanza: etree._Element) -> etree._Element:
         node = stanza[0].get("node")
         if node:
-            identities, features = await self._node_info(node)
+            handler, (identities, features) = await self._node_info(node)
+            extending = [handler]
         else:
             identities = [self.component.identity]
             features = self.component.router.features()
+            extending = list(self.component.handlers)
         query = new_element(NS_DISCO_INFO, "query", {"node": node} if node else None)
         for category, kind, name in identities:
             attributes = {"category": category, "type": kind}
@@ -38,13 +43,18 @@ class Disco(Handler):
             new_element(NS_DISCO_INFO, "identity", attributes, query)
         for feature in features:
             new_element(NS_DISCO_INFO, "feature", {"var": feature}, query)
+        for handler in extending:
+            forms = cast(Sequence[etree._Element], await maybeDeferred(handler.disco_forms, node))
+            # A copy: appending would move a form the handler keeps out of
+            # its tree, and out of an earlier answer.
+            query.extend(copy.deepcopy(form) for form in forms)
         return query
 
-    async def _node_info(self, node: str) -> DiscoInfo:
+    async def _node_info(self, node: str) -> tuple[Handler, DiscoInfo]:
         for handler in self.component.handlers:
             info = cast(DiscoInfo | None, await maybeDeferred(handler.disco_info, node))
             if info is not None:
-                return info
+                return handler, info
         raise StanzaError("item-not-found")
 
     @iq("get", f"{{{NS_DISCO_ITEMS}}}query")

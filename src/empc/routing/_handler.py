@@ -6,6 +6,8 @@ import copy
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from lxml import etree
+
 if TYPE_CHECKING:
     from empc._component import Component
 
@@ -91,6 +93,18 @@ class Handler:
         None; may be a Deferred or a coroutine. A node no handler claims is
         ``item-not-found``, for disco#info and disco#items alike."""
         return None
+
+    def disco_forms(
+        self, node: str | None
+    ) -> Sequence[etree._Element] | Awaitable[Sequence[etree._Element]]:
+        """The extended information forms (XEP-0128) this handler adds to the
+        disco#info of ``node`` (None: the top; otherwise a node this
+        handler's :meth:`disco_info` claims); may be a Deferred or a
+        coroutine. Each is a ``<x xmlns='jabber:x:data' type='result'/>``
+        with a ``FORM_TYPE``, such as :meth:`empc.forms.Form.result` builds;
+        disco#info sends a copy, so the same element may be returned each
+        time."""
+        return ()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
