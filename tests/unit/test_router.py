@@ -883,3 +883,64 @@ def test_a_blocking_message_still_waiting_when_the_stream_closes_still_runs() ->
     component.unlink(Failure(ConnectionLost()))
     threads.take()
     assert handler.posted == ["keep me"]  # a message carries data: never dropped
+
+
+# XEP-0128: extended information forms in disco#info
+
+
+def extension(form_type: str) -> etree._Element:
+    x = etree.fromstring("<x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE'/></x>")
+    etree.SubElement(x[0], "{jabber:x:data}value").text = form_type
+    return x
+
+
+class Extended(Handler):
+    """Extension forms at the top and at its node ``extended``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.top = extension("urn:example:top")
+
+    def disco_info(self, node: str) -> tuple[list[tuple[str, str, str]], list[str]] | None:
+        return ([("hierarchy", "leaf", "")], []) if node == "extended" else None
+
+    def disco_forms(self, node: str | None) -> list[etree._Element]:
+        return [self.top] if node is None else [extension(f"urn:example:{node}")]
+
+
+def form_types(query: etree._Element) -> list[str | None]:
+    return [
+        x.findtext("{jabber:x:data}field/{jabber:x:data}value")
+        for x in query.iter("{jabber:x:data}x")
+    ]
+
+
+def test_disco_info_carries_no_extension_form_by_default() -> None:
+    component, sent = linked_component(Weather(), Disco())
+    assert form_types(disco_info(component, sent)) == []
+
+
+def test_disco_info_carries_every_handler_s_extension_forms_after_the_features() -> None:
+    component, sent = linked_component(Extended(), Weather(), Extended(), Disco())
+    query = disco_info(component, sent)
+    assert form_types(query) == ["urn:example:top", "urn:example:top"]
+    assert [etree.QName(child).localname for child in query][-3:] == ["feature", "x", "x"]
+
+
+def test_disco_info_of_a_node_carries_the_claiming_handler_s_forms_only() -> None:
+    component, sent = linked_component(Weather(), Extended(), Extended(), Disco())
+    stanza = iq_get(f"{{{NS_DISCO_INFO}}}query")
+    stanza[0].set("node", "extended")
+    component.receive(stanza)
+    query = sent[0].find(f"{{{NS_DISCO_INFO}}}query")
+    assert query is not None and form_types(query) == ["urn:example:extended"]
+
+
+def test_disco_info_sends_a_copy_of_a_form_the_handler_keeps() -> None:
+    extended = Extended()
+    component, sent = linked_component(extended, Disco())
+    first = disco_info(component, sent)
+    sent.clear()
+    second = disco_info(component, sent)
+    assert form_types(first) == form_types(second) == ["urn:example:top"]
+    assert extended.top.getparent() is None
