@@ -158,7 +158,8 @@ class TextSingle(_Single[str]):
     """A line of text (``text-single``): a ``str``, or None if left empty.
 
     :param regex: a regular expression the whole value must match
-        (XEP-0122 ``<regex/>``).
+        (XEP-0122 ``<regex/>``); checked with Python's :mod:`re`, so keep to
+        what it shares with XML Schema's syntax, which clients use.
     """
 
     type = "text-single"
@@ -423,7 +424,8 @@ class Form:
     :raises TypeError: (constructor) for a keyword that is not a field, or a
         value of the wrong type.
     :raises ValueError: (constructor) for a value the field's validation
-        refuses; (class statement) for two fields with the same ``var``.
+        refuses; (class statement) for two fields with the same ``var`` (or
+        a field named ``FORM_TYPE``), or a default the field refuses.
     """
 
     FORM_TYPE: ClassVar[str | None] = None
@@ -435,20 +437,22 @@ class Form:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        fields: dict[str, Field[Any]] = {}
+        # By attribute name first, so a subclass's field replaces its base's.
+        declared: dict[str, Field[Any]] = {}
         for klass in reversed(cls.__mro__):
-            for value in vars(klass).values():
-                if isinstance(value, Field) and value.var in fields | {"FORM_TYPE": None}:
-                    if fields.get(value.var) is not value:
-                        raise ValueError(f"{cls.__name__}: two fields named {value.var!r}")
-                elif isinstance(value, Field):
-                    fields[value.var] = value
-        for field in fields.values():
+            declared.update(
+                (name, value) for name, value in vars(klass).items() if isinstance(value, Field)
+            )
+        fields: dict[str, Field[Any]] = {}
+        for field in declared.values():
+            if field.var in fields or field.var == "FORM_TYPE":
+                raise ValueError(f"{cls.__name__}.{field.name}: var {field.var!r} is taken")
             if field.default is not None:  # a bad default fails here, not at the first form
                 try:
                     field.encode(field.default)
                 except (TypeError, ValueError) as error:
                     raise type(error)(f"{cls.__name__}.{field.name}: default {error}") from None
+            fields[field.var] = field
         cls.fields = fields
 
     def __init__(self, **values: Any) -> None:

@@ -221,11 +221,26 @@ def test_a_default_outside_the_options_is_refused_when_the_class_is_declared() -
 
 
 def test_two_fields_with_the_same_var_are_refused_when_the_class_is_declared() -> None:
-    with pytest.raises(ValueError, match="two fields named 'name'"):
+    with pytest.raises(ValueError, match=r"Bad\.other: var 'name' is taken"):
 
         class Bad(Form):
             name = TextSingle()
             other = TextSingle(var="name")
+
+
+def test_a_field_named_form_type_is_refused_when_the_class_is_declared() -> None:
+    with pytest.raises(ValueError, match="var 'FORM_TYPE' is taken"):
+
+        class Bad(Form):
+            FORM_TYPE = "urn:example:bad"
+            kind = Hidden(var="FORM_TYPE")
+
+
+def test_a_subclass_field_replaces_its_base_s_field_of_the_same_name() -> None:
+    class Older(Profile):
+        age = Integer("Age", minimum=18)
+
+    assert Older.fields["age"] is Older.age and list(Older.fields) == list(Profile.fields)
 
 
 def test_cancel_is_an_empty_form_of_type_cancel() -> None:
