@@ -1,4 +1,5 @@
-"""The README's code runs: its handlers import and its test-kit example passes."""
+"""The README's code runs: its handlers import, its data-forms example runs
+and its test-kit example passes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def python_blocks() -> list[str]:
 
 
 def test_readme_examples_run(tmp_path: Path) -> None:
-    echo, weather, tests = python_blocks()
+    echo, weather, settings, tests = python_blocks()
     (tmp_path / "echo.py").write_text(echo)
     (tmp_path / "weather.py").write_text(weather)
     (tmp_path / "test_weather.py").write_text(tests)
@@ -32,3 +33,9 @@ def test_readme_examples_run(tmp_path: Path) -> None:
         [sys.executable, "-c", "import echo"], cwd=tmp_path, capture_output=True, text=True
     )
     assert imported.returncode == 0, imported.stderr
+    (tmp_path / "settings.py").write_text(settings)
+    forms = subprocess.run(
+        [sys.executable, "settings.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert forms.returncode == 0, forms.stderr
+    assert forms.stdout.startswith("bob None True [JID(local='carol'"), forms.stdout
