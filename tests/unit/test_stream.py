@@ -19,6 +19,7 @@ from empc.protocol import (
     NotAuthorized,
     NotWellFormed,
     ProtocolViolation,
+    RestrictedContent,
     RestrictedXML,
     ServerClosed,
     StanzaReceived,
@@ -845,3 +846,21 @@ def test_stanzas_after_a_stream_error_during_the_handshake_are_not_delivered() -
     stream = handshaking()
     stream.receive(stream_error("conflict"))
     assert stream.receive(b"<handshake/><message id='1'/>") == []
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        pytest.param(etree.Comment("a note"), id="comment"),
+        pytest.param(etree.ProcessingInstruction("target", "data"), id="pi"),
+        pytest.param(etree.Entity("nbsp"), id="entity"),
+    ],
+)
+def test_send_refuses_what_a_stream_may_not_carry(node: etree._Element) -> None:
+    stream = ready()
+    stanza = message(to="juliet@example.org")
+    etree.SubElement(stanza, f"{{{NS_COMPONENT}}}body").append(node)
+    with pytest.raises(RestrictedContent):
+        stream.send(stanza)
+    assert stream.data_to_send() == b""
+    assert stream.state is State.READY

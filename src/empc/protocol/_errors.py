@@ -26,6 +26,12 @@ class LocalProtocolError(Exception):
     """
 
 
+class RestrictedContent(LocalProtocolError):
+    """A stanza to send holds a comment, a processing instruction or an
+    entity reference, which RFC 6120 §11.1 keeps out of a stream (the server
+    would close it)."""
+
+
 class StreamError(Exception):
     """A stream error: sent by a peer, or sent by us to a peer.
 

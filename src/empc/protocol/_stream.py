@@ -49,6 +49,7 @@ from ._errors import (
     BadFormat,
     InvalidNamespace,
     LocalProtocolError,
+    RestrictedContent,
     StreamError,
     UndefinedCondition,
     UnsupportedStanzaType,
@@ -198,7 +199,9 @@ class ComponentStream:
             DRAINING (replies to what the server sent before it ended the
             stream may still go out), the stanza is not a message, presence
             or iq, has no ``to``, or has a ``from`` outside the component's
-            domain. The stream is left untouched.
+            domain; :class:`RestrictedContent` if it holds a comment, a
+            processing instruction or an entity reference. The stream is
+            left untouched.
         """
         tag = stanza.tag
         if tag not in _STANZA_TAGS and tag not in _BARE_STANZA_TAGS:
@@ -206,6 +209,9 @@ class ComponentStream:
             raise LocalProtocolError(f"not a stanza: {tag}")
         sender = stanza.get("from")
         self._check_sendable(stanza.get("to"), sender)
+        restricted = next(stanza.iter(*_RESTRICTED_NODES), None)
+        if restricted is not None:
+            raise RestrictedContent(f"a stanza may not carry {etree.tostring(restricted)!r}")
         if sender is None:
             stanza.set("from", self.domain)
         self._outbox.append(etree.tostring(stanza, with_tail=False))
@@ -359,6 +365,8 @@ class ComponentStream:
             self._outbox.append(_CLOSE_TAG)
 
 
+# What RFC 6120 §11.1 keeps out of a stream, as lxml nodes.
+_RESTRICTED_NODES = (etree.Comment, etree.ProcessingInstruction, etree.Entity)
 _ATTRIBUTE_SPECIALS = re.compile(r'[&<"\t\n\r]')
 _ATTRIBUTE_ESCAPES = str.maketrans(
     {"&": "&amp;", "<": "&lt;", '"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}

@@ -42,7 +42,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from empc.protocol import JID, NS_COMPONENT, InvalidJID, LocalProtocolError
+from empc.protocol import JID, NS_COMPONENT, InvalidJID, LocalProtocolError, RestrictedContent
 
 from ._admission import AccessRule, Limits, RateLimiter
 from ._routes import IQ_REQUEST_TYPES, Route, declared_routes
@@ -316,7 +316,7 @@ class Router:
             elif outcome is None:
                 self._guarded(self._send_result, reply, reply[1])
             else:
-                self._reply(self._iq_reply(reply, route, outcome))
+                self._answer(route, reply, self._iq_reply(reply, route, outcome))
         finally:
             self._unanswered -= 1
             if not self._unanswered and self._idle_waiters:
@@ -423,6 +423,25 @@ class Router:
                 route=route.name,
                 kind=type(outcome).__name__,
             )
+
+    def _answer(self, route: Route, reply: Envelope, answer: etree._Element) -> None:
+        """Send an IQ's answer; one that carries what a stream may not (a
+        comment in the payload, say) becomes ``internal-server-error``, so
+        the IQ is still answered, and the stream is spared."""
+
+        def send(stanza: etree._Element) -> None:
+            try:
+                self._send(stanza)
+            except RestrictedContent as e:
+                self.log.error(
+                    "{route} answered with what a stanza may not carry ({why}); answered "
+                    "internal-server-error",
+                    route=route.name,
+                    why=str(e),
+                )
+                self._send(_error_reply(reply, StanzaError("internal-server-error")))
+
+        self._guarded(send, answer, reply[1])
 
     def _reply(self, stanza: Any) -> None:
         self._guarded(self._send, stanza, stanza.get("to"))
