@@ -735,3 +735,23 @@ def test_distinct_qualified_attributes_pass() -> None:
     stanza = events[-1]
     assert isinstance(stanza, etree._Element)
     assert stanza.get("{urn:a}x") == "1" and stanza.get("{urn:a}y") == "2"
+
+
+# -- ampersands where they are text or references, split anywhere ------------------
+
+
+def test_references_and_cdata_ampersands_split_anywhere_pass() -> None:
+    data = (
+        b"<message><body>&amp;&lt;&#65;&#x42;<![CDATA[ & &amp ]]> x &gt;</body></message>"
+        b"<message a='&quot;&#x43;'><body><![CDATA[&]]>&apos;</body></message>"
+    )
+    for cut in range(1, len(data)):
+        events = parse(HEADER, data[:cut], data[cut:])
+        assert not errors(events), cut
+        assert len([e for e in events if isinstance(e, etree._Element)]) == 2, cut
+
+
+def test_an_ampersand_in_a_comment_is_still_restricted_xml() -> None:
+    data = b"<message><!-- a & b --></message>"
+    for cut in range(1, len(data)):
+        assert_closed_with(parse(HEADER, data[:cut], data[cut:]), RestrictedXML)
