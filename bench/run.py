@@ -49,6 +49,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 from lxml import etree
 
@@ -119,13 +120,7 @@ LARGE_BODY = (_LARGE_CHUNK * (4096 // len(_LARGE_CHUNK) + 1))[:4096]
 
 
 def _escape(text: str) -> str:
-    return (
-        text.replace("&", "&amp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace("'", "&apos;")
-        .replace('"', "&quot;")
-    )
+    return escape(text, {"'": "&apos;", '"': "&quot;"})
 
 
 PING_HEAD = b"<iq type='get' id='p"

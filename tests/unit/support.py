@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import LogEvent
 
 from empc import Handler, LocalProtocolError, iq, make_stanza, message
-from empc.protocol import NS_COMPONENT
+from empc.protocol import NS_COMPONENT, StreamError, StreamFooter, StreamHeader
 from empc.routing import NS_STANZAS
 from empc.testing import DEFAULT_SENDER, FakeServer
 
@@ -168,3 +168,20 @@ class RecordingLink:
 
     def send_result(self, iq_id: str | None, to: str | None, sender: str | None) -> None:
         self.send(make_stanza("iq", {"type": "result", "id": iq_id, "to": to, "from": sender}))
+
+
+def parser_outcome(events: Sequence[Any]) -> list[Any]:
+    """StreamParser events as comparable values: whole and split feeds of
+    the same bytes must give the same list."""
+    out: list[Any] = []
+    for event in events:
+        if isinstance(event, etree._Element):
+            out.append(("stanza", etree.tostring(event)))
+        elif isinstance(event, StreamHeader):
+            out.append(("header", event.element.tag, dict(event.element.attrib)))
+        elif isinstance(event, StreamFooter):
+            out.append(("footer",))
+        else:
+            assert isinstance(event, StreamError), event
+            out.append(("error", type(event)))
+    return out
