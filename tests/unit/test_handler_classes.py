@@ -12,7 +12,7 @@ from lxml import etree
 from support import FORECAST, NS_WEATHER, C, Greeter, chat, chat_reply, error_of, one, weather
 from twisted.internet.defer import Deferred, succeed
 
-from empc import DiscoInfo, DiscoItem, Handler, iq, make_stanza, message, presence, route
+from empc import JID, DiscoInfo, DiscoItem, Handler, iq, make_stanza, message, presence, route
 from empc.handlers import Disco, Version
 from empc.protocol import new_element
 from empc.testing import FakeServer
@@ -193,19 +193,19 @@ class Events(Handler):
     def room_message(self, stanza: etree._Element) -> None:
         return None
 
-    def disco_items(self, node: str | None) -> Sequence[DiscoItem]:
+    def disco_items(self, node: str | None, requester: JID) -> Sequence[DiscoItem]:
         if node is None:
             return [("rooms.example.org", None, "Rooms"), ("example.org", "events", None)]
         if node == "events":
             return [("example.org", "events/today", "Today")]
         return []
 
-    def disco_info(self, node: str) -> DiscoInfo | None:
+    def disco_info(self, node: str, requester: JID) -> DiscoInfo | None:
         return ([("hierarchy", "branch", "")], []) if node == "events" else None
 
 
 class Stations(Handler):
-    def disco_items(self, node: str | None) -> Sequence[DiscoItem]:
+    def disco_items(self, node: str | None, requester: JID) -> Sequence[DiscoItem]:
         return [("stations.example.org", None, "Weather stations")] if node is None else []
 
 
@@ -266,14 +266,14 @@ class Feeds(Handler):
         super().__init__()
         self.pending: list[Deferred[object]] = []
 
-    def disco_info(self, node: str) -> Deferred[object] | None:
+    def disco_info(self, node: str, requester: JID) -> Deferred[object] | None:
         if not node.startswith("feed/"):
             return None
         answer: Deferred[object] = Deferred()
         self.pending.append(answer)
         return answer.addCallback(lambda _: ([("pubsub", "leaf", node)], ["urn:example:feed"]))
 
-    def disco_items(self, node: str | None) -> Deferred[Sequence[DiscoItem]]:
+    def disco_items(self, node: str | None, requester: JID) -> Deferred[Sequence[DiscoItem]]:
         return succeed([("feeds.example.org", "feed/alice", None)] if node is None else [])
 
 
@@ -320,6 +320,26 @@ def test_disco_items_on_a_node_asks_the_handlers_for_that_node() -> None:
     assert [dict(item.attrib) for item in query] == [
         {"jid": "example.org", "node": "events/today", "name": "Today"}
     ]
+
+
+class Private(Handler):
+    """Offers an item only to the one who may use it."""
+
+    def disco_items(self, node: str | None, requester: JID) -> Sequence[DiscoItem]:
+        return (
+            [("example.org", "secret", None)]
+            if requester.bare == JID.parse("alice@localhost")
+            else []
+        )
+
+
+def test_disco_items_are_asked_for_the_requester() -> None:
+    server = FakeServer([Private()])
+    request = f"<iq type='get' from='{{}}'><query xmlns='{NS_DISCO_ITEMS}'/></iq>"
+    alice = one(server.deliver(request.format("alice@localhost/phone")))
+    bob = one(server.deliver(request.format("bob@localhost/phone")))
+    assert [item.get("node") for item in alice[0]] == ["secret"]
+    assert len(bob[0]) == 0
 
 
 def test_disco_items_without_items_is_an_empty_result() -> None:

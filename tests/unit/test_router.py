@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogEvent, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
-from empc import Component, Handler, StanzaError, iq, message, presence, route
+from empc import JID, Component, Handler, StanzaError, iq, message, presence, route
 from empc.handlers import NS_PING, Disco, Ping
 from empc.protocol import NS_COMPONENT
 from empc.routing import NS_STANZAS, Limits, Router, make_stanza
@@ -901,7 +901,9 @@ class Extended(Handler):
         super().__init__()
         self.top = extension("urn:example:top")
 
-    def disco_info(self, node: str) -> tuple[list[tuple[str, str, str]], list[str]] | None:
+    def disco_info(
+        self, node: str, requester: JID
+    ) -> tuple[list[tuple[str, str, str]], list[str]] | None:
         return ([("hierarchy", "leaf", "")], []) if node == "extended" else None
 
     def disco_forms(self, node: str | None) -> list[etree._Element]:

@@ -9,7 +9,7 @@ from typing import cast
 from lxml import etree
 from twisted.internet.defer import maybeDeferred
 
-from empc.protocol import new_element
+from empc.protocol import JID, InvalidJID, new_element
 from empc.routing import DiscoInfo, DiscoItem, Handler, StanzaError, iq
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
@@ -29,7 +29,7 @@ class Disco(Handler):
     async def info(self, stanza: etree._Element) -> etree._Element:
         node = stanza[0].get("node")
         if node:
-            handler, (identities, features) = await self._node_info(node)
+            handler, (identities, features) = await self._node_info(node, _requester(stanza))
             extending = [handler]
         else:
             identities = [self.component.identity]
@@ -50,9 +50,9 @@ class Disco(Handler):
             query.extend(copy.deepcopy(form) for form in forms)
         return query
 
-    async def _node_info(self, node: str) -> tuple[Handler, DiscoInfo]:
+    async def _node_info(self, node: str, requester: JID) -> tuple[Handler, DiscoInfo]:
         for handler in self.component.handlers:
-            info = cast(DiscoInfo | None, await maybeDeferred(handler.disco_info, node))
+            info = cast(DiscoInfo | None, await maybeDeferred(handler.disco_info, node, requester))
             if info is not None:
                 return handler, info
         raise StanzaError("item-not-found")
@@ -60,11 +60,14 @@ class Disco(Handler):
     @iq("get", f"{{{NS_DISCO_ITEMS}}}query")
     async def items(self, stanza: etree._Element) -> etree._Element:
         node = stanza[0].get("node")
+        requester = _requester(stanza)
         if node:
-            await self._node_info(node)  # item-not-found unless a handler has it
+            await self._node_info(node, requester)  # item-not-found unless a handler has it
         query = new_element(NS_DISCO_ITEMS, "query", {"node": node} if node else None)
         for handler in self.component.handlers:
-            offered = cast(Sequence[DiscoItem], await maybeDeferred(handler.disco_items, node))
+            offered = cast(
+                Sequence[DiscoItem], await maybeDeferred(handler.disco_items, node, requester)
+            )
             for jid, item_node, name in offered:
                 attributes = {"jid": jid, "node": item_node, "name": name}
                 new_element(
@@ -74,3 +77,11 @@ class Disco(Handler):
                     query,
                 )
         return query
+
+
+def _requester(stanza: etree._Element) -> JID:
+    """Who asks: the server stamps every stanza's ``from``."""
+    try:
+        return JID.parse(stanza.get("from") or "")
+    except InvalidJID:
+        raise StanzaError("jid-malformed", "the request has no valid sender") from None

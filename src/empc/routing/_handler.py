@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from lxml import etree
 
+from empc.protocol import JID
+
 if TYPE_CHECKING:
     from empc._component import Component
 
@@ -82,16 +84,23 @@ class Handler:
         """Called once when the component stops; may return a Deferred."""
         return None
 
-    def disco_items(self, node: str | None) -> Sequence[DiscoItem] | Awaitable[Sequence[DiscoItem]]:
-        """The disco#items this handler offers at ``node`` (None: the top);
-        may be a Deferred or a coroutine (``async def``). A node must also
-        be claimed by :meth:`disco_info`, else it is ``item-not-found``."""
+    def disco_items(
+        self, node: str | None, requester: JID
+    ) -> Sequence[DiscoItem] | Awaitable[Sequence[DiscoItem]]:
+        """The disco#items this handler offers at ``node`` (None: the top)
+        to ``requester`` (the full JID that asks, so that a list can show
+        only what the requester may use); may be a Deferred or a coroutine
+        (``async def``). A node must also be claimed by :meth:`disco_info`,
+        else it is ``item-not-found``."""
         return ()
 
-    def disco_info(self, node: str) -> DiscoInfo | Awaitable[DiscoInfo | None] | None:
-        """The disco#info of ``node`` if it is one of this handler's, else
-        None; may be a Deferred or a coroutine. A node no handler claims is
-        ``item-not-found``, for disco#info and disco#items alike."""
+    def disco_info(
+        self, node: str, requester: JID
+    ) -> DiscoInfo | Awaitable[DiscoInfo | None] | None:
+        """The disco#info of ``node`` for ``requester`` if it is one of this
+        handler's, else None; may be a Deferred or a coroutine. A node no
+        handler claims is ``item-not-found``, for disco#info and disco#items
+        alike."""
         return None
 
     def disco_forms(

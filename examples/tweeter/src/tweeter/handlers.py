@@ -309,12 +309,12 @@ class Tweeter(Handler):
     # config, features from the routes and ``features``) and asks these two
     # methods for the rest.
 
-    def disco_info(self, node: str) -> DiscoInfo | None:
+    def disco_info(self, node: str, requester: JID) -> DiscoInfo | None:
         """disco#info of a feed node; None for a node that is no user's feed."""
         owner = self._owner_of(node)
         return None if owner is None else node_info(owner)
 
-    def disco_items(self, node: str | None) -> Deferred[Sequence[DiscoItem]]:
+    def disco_items(self, node: str | None, requester: JID) -> Deferred[Sequence[DiscoItem]]:
         """At the top: the feed node of every user who has posted; at a feed
         node: its items, newest first."""
         return Deferred.fromCoroutine(self._disco_items(node))
