@@ -31,6 +31,7 @@ from __future__ import annotations
 import builtins
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from copy import copy
 from typing import Any, ClassVar, Generic, Self, TypeVar, overload
 
 from lxml import etree
@@ -461,7 +462,7 @@ class Form:
         for name in values.keys() - by_name.keys():
             raise TypeError(f"{type(self).__name__} has no field {name!r}")
         for name, field in by_name.items():
-            value = values.get(name, field.default)
+            value = values[name] if name in values else copy(field.default)
             try:
                 field.__set__(self, value)
             except (TypeError, ValueError) as error:
@@ -578,14 +579,49 @@ class Form:
             field (when refused), a required field left empty, more than one
             value for a single-valued field, or a value the field refuses (a
             value outside the options, a malformed JID or integer, a value
-            out of range or not matching the regular expression).
+            out of range or not matching the regular expression, fewer or
+            more list values than the field's range allows).
         """
+        return cls._read(cls._submitted(cls._data_form(x, type)))
+
+    @classmethod
+    def parse_table(cls, x: etree._Element | None) -> list[Self]:
+        """The rows of the result table ``x`` (as :meth:`table` builds it),
+        one instance per ``<item/>``, each read as :meth:`parse` reads a form.
+
+        :raises StanzaError: ``bad-request``: no form, not a data form, a
+            form not of type ``result``, a missing or other ``FORM_TYPE``,
+            no ``<reported/>`` (a plain result, not a table), or an item
+            that :meth:`parse` would refuse as a form, the text then
+            starting with the item's number (``item 2: field 'age': ...``).
+        """
+        x = cls._data_form(x, "result")
+        cls._submitted(x)  # for its FORM_TYPE check
+        if x.find(f"{{{NS_DATA}}}reported") is None:
+            raise StanzaError("bad-request", "the form is not a table (no <reported/>)")
+        rows = []
+        for number, item in enumerate(x.iterchildren(f"{{{NS_DATA}}}item"), 1):
+            try:
+                rows.append(cls._read(cls._submitted(item, form_type=False)))
+            except StanzaError as error:
+                raise StanzaError("bad-request", f"item {number}: {error.text}") from None
+        return rows
+
+    @staticmethod
+    def _data_form(x: etree._Element | None, type: str) -> etree._Element:
+        """``x``, if it is a data form of type ``type``; else bad-request."""
         if x is None or x.tag != f"{{{NS_DATA}}}x":
             raise StanzaError("bad-request", "a data form (jabber:x:data) is required")
         if x.get("type") != type:
             raise StanzaError("bad-request", f"the form is of type {x.get('type')!r}, not {type!r}")
+        return x
+
+    @classmethod
+    def _submitted(cls, parent: etree._Element, *, form_type: bool = True) -> dict[str, list[str]]:
+        """The ``<value/>`` texts of the fields in ``parent`` by var, without
+        ``FORM_TYPE``, checked (when ``form_type``) to be the class's."""
         submitted: dict[str, list[str]] = {}
-        for element in x.iterchildren(f"{{{NS_DATA}}}field"):
+        for element in parent.iterchildren(f"{{{NS_DATA}}}field"):
             var = element.get("var")
             if not var:
                 continue
@@ -594,10 +630,15 @@ class Form:
             submitted[var] = [
                 value.text or "" for value in element.iterchildren(f"{{{NS_DATA}}}value")
             ]
-        form_type = submitted.pop("FORM_TYPE", None)
-        if cls.FORM_TYPE is not None and form_type != [cls.FORM_TYPE]:
-            given = "missing" if form_type is None else repr("\n".join(form_type))
-            raise StanzaError("bad-request", f"FORM_TYPE is {given}, expected {cls.FORM_TYPE!r}")
+        given = submitted.pop("FORM_TYPE", None)
+        if form_type and cls.FORM_TYPE is not None and given != [cls.FORM_TYPE]:
+            shown = "missing" if given is None else repr("\n".join(given))
+            raise StanzaError("bad-request", f"FORM_TYPE is {shown}, expected {cls.FORM_TYPE!r}")
+        return submitted
+
+    @classmethod
+    def _read(cls, submitted: Mapping[str, list[str]]) -> Self:
+        """An instance with the ``submitted`` texts by var, decoded."""
         unknown = [var for var in submitted if var not in cls.fields]
         if unknown and cls.refuse_unknown_fields:
             raise StanzaError("bad-request", f"unknown field {unknown[0]!r}")
@@ -605,7 +646,7 @@ class Form:
         instance._values = {}
         for var, field in cls.fields.items():
             texts = submitted.get(var, [])
-            value = field.default
+            value = copy(field.default)  # a list default is not shared between instances
             if isinstance(field, Fixed):
                 pass
             elif any(texts):

@@ -311,6 +311,81 @@ def test_table_of_a_form_with_form_type_carries_it_before_the_reported_fields() 
     assert fields_of(x)["FORM_TYPE"].findtext(f"{X}value") == "urn:example:rows"
 
 
+def test_parse_table_gives_one_instance_per_item_in_order() -> None:
+    rows = [Hit(jid=JID.parse("a@example.org"), name="A"), Hit(name="B")]
+    assert Hit.parse_table(Hit.table(rows)) == rows
+
+
+def test_parse_table_of_a_table_without_items_is_empty() -> None:
+    assert Hit.parse_table(Hit.table([])) == []
+
+
+def table_refusal(x: etree._Element | None, form: type[Form] = Hit) -> str | None:
+    """The text of the bad-request that reading the table ``x`` raises."""
+    with pytest.raises(StanzaError) as raised:
+        form.parse_table(x)
+    assert raised.value.condition == "bad-request"
+    return raised.value.text
+
+
+def test_parse_table_refuses_no_form() -> None:
+    assert table_refusal(None) == "a data form (jabber:x:data) is required"
+
+
+def test_parse_table_refuses_a_form_not_of_type_result() -> None:
+    assert table_refusal(Hit.form()) == "the form is of type 'form', not 'result'"
+
+
+def test_parse_table_refuses_a_result_without_reported_fields() -> None:
+    assert table_refusal(Hit.result({"name": "A"})) == "the form is not a table (no <reported/>)"
+
+
+def test_parse_table_refuses_another_form_type() -> None:
+    class Row(Form):
+        FORM_TYPE = "urn:example:rows"
+        name = TextSingle()
+
+    class Other(Row):
+        FORM_TYPE = "urn:example:other"
+
+    assert table_refusal(Other.table([]), Row) == (
+        "FORM_TYPE is 'urn:example:other', expected 'urn:example:rows'"
+    )
+
+
+def hits(*items: Sequence[str]) -> etree._Element:
+    """A table of :class:`Hit` whose items have ``items`` (fields as XML text)."""
+    reported = "<reported><field var='jid'/><field var='name'/></reported>"
+    rows = "".join(f"<item>{''.join(fields)}</item>" for fields in items)
+    return etree.fromstring(f"<x xmlns='{NS_DATA}' type='result'>{reported}{rows}</x>")
+
+
+def test_parse_table_reads_items_written_by_hand() -> None:
+    x = hits([field("name", "A")], [field("jid", "b@example.org")])
+    assert Hit.parse_table(x) == [Hit(name="A"), Hit(jid=JID("b", "example.org"))]
+
+
+def test_parse_table_refuses_a_bad_item_naming_its_number_and_field() -> None:
+    x = hits([field("name", "A")], [field("jid", "@example.org")])
+    assert table_refusal(x) == "item 2: field 'jid': invalid local part in JID '@example.org'"
+
+
+def test_parse_table_refuses_an_item_with_a_field_given_twice() -> None:
+    x = hits([field("name", "A"), field("name", "B")])
+    assert table_refusal(x) == "item 1: field 'name' is given twice"
+
+
+def test_parsed_forms_do_not_share_a_list_default() -> None:
+    first, second = Profile.parse_table(Profile.table([{"nick": "a"}, {"nick": "b"}]))
+    first.topics.append("xmpp")
+    assert second.topics == [] and Profile.topics.default == []
+
+
+def test_constructed_forms_do_not_share_a_list_default() -> None:
+    Profile().topics.append("xmpp")
+    assert Profile().topics == []
+
+
 # Parsing: typed values
 
 
@@ -576,6 +651,15 @@ def test_any_submitted_form_parses_back_to_the_same_values(given_values: dict[st
 def test_any_result_form_parses_back_to_the_same_values(given_values: dict[str, Any]) -> None:
     sent = etree.tostring(Anything.result(given_values))
     assert Anything.parse(etree.fromstring(sent), type="result") == Anything(**given_values)
+
+
+@settings(deadline=None, max_examples=50)
+@given(st.lists(values, max_size=4))
+def test_any_rows_built_as_a_table_parse_back_to_the_same_instances(
+    rows: list[dict[str, Any]],
+) -> None:
+    sent = etree.tostring(Anything.table(rows))
+    assert Anything.parse_table(etree.fromstring(sent)) == [Anything(**row) for row in rows]
 
 
 # XEP-0128: extended information in disco#info
