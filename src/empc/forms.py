@@ -21,9 +21,9 @@ a ``str | None``, ``auto`` a ``bool``), so mypy checks the code that reads
 them and a misspelt field is an error, not a silent ``None``.
 
 Also here: the hidden ``FORM_TYPE`` field (XEP-0068), validation elements
-(XEP-0122: ``xs:integer`` with a range, regular expressions), result
-tables (``<reported/>`` and ``<item/>``), and cancel forms. Forms are plain
-data: no reactor and no I/O.
+(XEP-0122: ``xs:integer`` with a range, regular expressions, open lists,
+how many values a list-multi takes), result tables (``<reported/>`` and
+``<item/>``), and cancel forms. Forms are plain data: no reactor and no I/O.
 """
 
 from __future__ import annotations
@@ -243,14 +243,8 @@ class Integer(_Single[int]):
     def _declare(self, field: etree._Element) -> None:
         super()._declare(field)
         validate = new_element(NS_VALIDATE, "validate", {"datatype": "xs:integer"}, field)
-        if self.minimum is not None or self.maximum is not None:
-            bounds = {"min": self.minimum, "max": self.maximum}
-            new_element(
-                NS_VALIDATE,
-                "range",
-                {key: str(bound) for key, bound in bounds.items() if bound is not None},
-                validate,
-            )
+        if bounds := _bounds(self.minimum, self.maximum):
+            new_element(NS_VALIDATE, "range", bounds, validate)
 
 
 class JidSingle(_Single[JID]):
@@ -264,7 +258,11 @@ class JidSingle(_Single[JID]):
 
 
 class ListSingle(_Single[str]):
-    """One of ``options`` (``list-single``): a ``str``, or None if left empty."""
+    """One of ``options`` (``list-single``): a ``str``, or None if left empty.
+
+    :param open: whether a value outside the options is accepted too
+        (declared as XEP-0122 ``<open/>``).
+    """
 
     type = "list-single"
     kind = str
@@ -278,19 +276,21 @@ class ListSingle(_Single[str]):
         required: bool = False,
         default: str | None = None,
         var: str | None = None,
+        open: bool = False,
     ) -> None:
         super().__init__(label, desc=desc, required=required, default=default, var=var)
         self.options = _options(options)
+        self.open = open
 
     def parse_text(self, text: str) -> str:
         return text
 
     def check(self, value: str) -> None:
-        _check_option(value, self.options)
+        _check_option(value, self.options, self.open)
 
     def _declare(self, field: etree._Element) -> None:
         super()._declare(field)
-        _declare_options(field, self.options)
+        _declare_choices(field, self.options, self.open)
 
 
 class Boolean(Field[bool]):
@@ -339,7 +339,14 @@ class TextMulti(Field[str | None]):
 
 
 class ListMulti(Field[list[str]]):
-    """Any of ``options`` (``list-multi``): a ``list[str]``, empty if none."""
+    """Any of ``options`` (``list-multi``): a ``list[str]``, empty if none.
+
+    :param open: whether values outside the options are accepted too
+        (declared as XEP-0122 ``<open/>``).
+    :param min_values: the fewest values that may be chosen, if any; 1 or
+        more makes the field required (XEP-0122 ``<list-range/>``).
+    :param max_values: the most values that may be chosen, if any.
+    """
 
     type = "list-multi"
 
@@ -352,14 +359,31 @@ class ListMulti(Field[list[str]]):
         required: bool = False,
         default: Sequence[str] = (),
         var: str | None = None,
+        open: bool = False,
+        min_values: int | None = None,
+        max_values: int | None = None,
     ) -> None:
-        super().__init__(label, desc=desc, required=required, default=list(default), var=var)
+        super().__init__(
+            label,
+            desc=desc,
+            required=required or bool(min_values),
+            default=list(default),
+            var=var,
+        )
         self.options = _options(options)
+        self.open = open
+        self.min_values = min_values
+        self.max_values = max_values
 
     def decode(self, texts: Sequence[str]) -> list[str]:
         values = [text for text in texts if text]
         for value in values:
-            _check_option(value, self.options)
+            _check_option(value, self.options, self.open)
+        # Left empty, the field is not decoded: its requirement applies instead.
+        if values and self.min_values is not None and len(values) < self.min_values:
+            raise ValueError(f"choose at least {self.min_values}, got {len(values)}")
+        if self.max_values is not None and len(values) > self.max_values:
+            raise ValueError(f"choose at most {self.max_values}, got {len(values)}")
         return values
 
     def encode(self, value: Any) -> list[str]:
@@ -368,7 +392,7 @@ class ListMulti(Field[list[str]]):
 
     def _declare(self, field: etree._Element) -> None:
         super()._declare(field)
-        _declare_options(field, self.options)
+        _declare_choices(field, self.options, self.open, _bounds(self.min_values, self.max_values))
 
 
 class JidMulti(Field[list[JID]]):
@@ -693,12 +717,30 @@ def _options(options: Options) -> dict[str, str | None]:
     }
 
 
-def _check_option(value: str, options: Mapping[str, str | None]) -> None:
-    if value not in options:
+def _check_option(value: str, options: Mapping[str, str | None], open: bool) -> None:
+    if not open and value not in options:
         raise ValueError(f"{value!r} is not one of the options")
 
 
-def _declare_options(field: etree._Element, options: Mapping[str, str | None]) -> None:
+def _bounds(minimum: int | None, maximum: int | None) -> dict[str, str]:
+    """The ``min`` and ``max`` attributes of an XEP-0122 range, those given."""
+    bounds = {"min": minimum, "max": maximum}
+    return {key: str(bound) for key, bound in bounds.items() if bound is not None}
+
+
+def _declare_choices(
+    field: etree._Element,
+    options: Mapping[str, str | None],
+    open: bool,
+    list_range: Mapping[str, str] | None = None,
+) -> None:
+    """Add a list field's XEP-0122 validation (if open or ranged) and options."""
+    if open or list_range:
+        validate = new_element(NS_VALIDATE, "validate", {"datatype": "xs:string"}, field)
+        if open:
+            new_element(NS_VALIDATE, "open", parent=validate)
+        if list_range:
+            new_element(NS_VALIDATE, "list-range", list_range, validate)
     for value, label in options.items():
         option = new_element(NS_DATA, "option", {"label": label} if label else None, field)
         new_element(NS_DATA, "value", parent=option).text = value

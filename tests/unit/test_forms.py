@@ -198,6 +198,60 @@ def test_regex_field_declares_its_regular_expression() -> None:
     assert validate.findtext(f"{{{NS_VALIDATE}}}regex") == "[a-z]+"
 
 
+class Event(Form):
+    """List fields open to values outside their options (XEP-0122)."""
+
+    category = ListSingle("Category", options=["holiday", "reminder"], open=True)
+    notify = ListMulti("Notify me by", options=["mail", "xmpp", "phone"], open=True)
+
+
+class Channels(Form):
+    """List fields with selection ranges (XEP-0122)."""
+
+    channels = ListMulti(options=["mail", "xmpp", "phone"], min_values=2, max_values=2)
+    extras = ListMulti(options=["mail", "xmpp", "phone"], max_values=1)
+
+
+def validation_of(x: etree._Element, var: str) -> list[tuple[str, dict[str, str]]]:
+    """The children of the field's ``<validate/>`` as (name, attributes)."""
+    validate = fields_of(x)[var].find(f"{{{NS_VALIDATE}}}validate")
+    assert validate is not None and validate.get("datatype") == "xs:string"
+    return [(etree.QName(child).localname, dict(child.attrib)) for child in validate]
+
+
+def test_open_list_single_declares_open_validation() -> None:
+    assert validation_of(Event.form(), "category") == [("open", {})]
+
+
+def test_open_list_multi_declares_open_validation() -> None:
+    assert validation_of(Event.form(), "notify") == [("open", {})]
+
+
+def test_list_multi_with_a_selection_range_declares_its_list_range() -> None:
+    assert validation_of(Channels.form(), "channels") == [("list-range", {"min": "2", "max": "2"})]
+
+
+def test_list_multi_with_a_maximum_only_declares_only_max() -> None:
+    assert validation_of(Channels.form(), "extras") == [("list-range", {"max": "1"})]
+
+
+def test_closed_list_without_range_declares_no_validation() -> None:
+    assert fields_of(Profile.form())["topics"].find(f"{{{NS_VALIDATE}}}validate") is None
+
+
+def test_a_minimum_of_values_makes_the_list_multi_required() -> None:
+    assert fields_of(Channels.form())["channels"].find(f"{X}required") is not None
+
+
+def test_open_list_single_accepts_a_value_outside_the_options() -> None:
+    assert Event.parse(submission(field("category", "party"), form_type=None)).category == "party"
+
+
+def test_open_list_multi_accepts_values_outside_the_options() -> None:
+    x = submission(field("notify", "mail", "pigeon"), form_type=None)
+    assert Event.parse(x).notify == ["mail", "pigeon"]
+
+
 def test_building_with_an_unknown_field_raises_type_error() -> None:
     with pytest.raises(TypeError, match="no field 'nickname'"):
         Profile.form({"nickname": "alice"})
@@ -532,6 +586,36 @@ BAD_VALUES = {
         "field 'color': takes one value, got 2",
     ),
 }
+
+
+RANGE_REFUSALS = {
+    "fewer values than the minimum": (
+        [field("channels", "mail")],
+        "field 'channels': choose at least 2, got 1",
+    ),
+    "more values than the maximum": (
+        [field("channels", "mail", "xmpp", "phone")],
+        "field 'channels': choose at most 2, got 3",
+    ),
+    "no value where a minimum is set": ([field("channels")], "field 'channels' is required"),
+    "more values than a maximum alone": (
+        [field("channels", "mail", "xmpp"), field("extras", "mail", "xmpp")],
+        "field 'extras': choose at most 1, got 2",
+    ),
+}
+
+
+@pytest.mark.parametrize(("submitted", "text"), RANGE_REFUSALS.values(), ids=RANGE_REFUSALS.keys())
+def test_a_list_multi_outside_its_selection_range_is_refused(
+    submitted: list[str], text: str
+) -> None:
+    assert refusal(submission(*submitted, form_type=None), Channels) == text
+
+
+def test_a_list_multi_within_its_selection_range_is_accepted() -> None:
+    x = submission(field("channels", "mail", "phone"), field("extras", "xmpp"), form_type=None)
+    parsed = Channels.parse(x)
+    assert (parsed.channels, parsed.extras) == (["mail", "phone"], ["xmpp"])
 
 
 @pytest.mark.parametrize(("submitted", "text"), BAD_VALUES.values(), ids=BAD_VALUES.keys())
