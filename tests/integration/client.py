@@ -16,16 +16,20 @@ import contextlib
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from slixmpp import ClientXMPP
+from slixmpp import ClientXMPP, Iq
 from slixmpp.exceptions import IqError, IqTimeout
-from slixmpp.xmlstream import StanzaBase
+from slixmpp.plugins.xep_0004 import Form as DataForm
+from slixmpp.plugins.xep_0030 import DiscoItems
+from slixmpp.plugins.xep_0050 import Command
+from slixmpp.plugins.xep_0077 import Register
+from slixmpp.xmlstream import ElementBase, StanzaBase
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
@@ -110,6 +114,88 @@ class DiscoInfo:
     reply: IqReply
     identities: list[dict[str, str]] = field(default_factory=list)
     features: set[str] = field(default_factory=set)
+
+
+# -- registration (XEP-0077) and ad-hoc commands (XEP-0050) ------------------------
+
+REGISTER_NS = "jabber:iq:register"
+XML_NS = "http://www.w3.org/XML/1998/namespace"
+CommandAction = Literal["next", "complete", "prev"]
+FormValues = Mapping[str, str | list[str]]
+"""Values to submit in a data form, by field var."""
+
+
+@dataclass(frozen=True)
+class FormField:
+    """A field of a data form as received; ``values`` are its ``<value/>`` texts."""
+
+    type: str
+    label: str
+    required: bool
+    values: list[str]
+
+
+@dataclass(frozen=True)
+class RegistrationAnswer:
+    """The answer to a registration query: whether the user is registered,
+    the instructions, the legacy field elements offered (name: text) and the
+    data form's fields by var; all empty when ``reply`` is an error."""
+
+    reply: IqReply
+    registered: bool = False
+    instructions: str | None = None
+    legacy: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, FormField] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CommandAnswer:
+    """The answer to an ad-hoc command request: its status, session, the
+    actions offered, the form's fields by var and the notes (type, text);
+    all empty when ``reply`` is an error."""
+
+    reply: IqReply
+    status: str | None = None
+    sessionid: str | None = None
+    actions: set[str] = field(default_factory=set)
+    fields: dict[str, FormField] = field(default_factory=dict)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _received(reply: IqReply) -> Iq:
+    """The answer as a slixmpp stanza, read through the plugins' interfaces."""
+    element = reply.element
+    # Read with an xml:lang (Prosody stamps one), a stanza's plugins look
+    # for sub-elements of that language and miss those already parsed.
+    element.attrib.pop(f"{{{XML_NS}}}lang", None)
+    return Iq(xml=element)
+
+
+def _submitted(values: FormValues, form_type: str | None = None) -> DataForm:
+    form = DataForm()
+    form["type"] = "submit"
+    if form_type is not None:
+        form.add_field(var="FORM_TYPE", ftype="hidden", value=form_type)
+    for var, value in values.items():
+        form.add_field(var=var, value=value)
+    return form
+
+
+def _form_fields(parent: ElementBase) -> dict[str, FormField]:
+    """The fields of the data form in ``parent`` (none if it has no form)."""
+    if parent.xml.find(f"{{{DataForm.namespace}}}x") is None:
+        return {}
+    fields = {}
+    for var, form_field in parent["form"].get_fields().items():
+        value = form_field.get_value(convert=False)
+        values = [] if value is None else [value] if isinstance(value, str) else list(value)
+        fields[var] = FormField(
+            form_field["type"], form_field["label"], bool(form_field["required"]), values
+        )
+    return fields
+
+
+# -- end of registration and ad-hoc commands ------------------------------------
 
 
 class XmppClient:
@@ -337,6 +423,116 @@ class XmppClient:
             timeout=timeout,
         )
 
+    # -- registration (XEP-0077) and ad-hoc commands (XEP-0050) --------------------
+
+    def register_form(self, to: str, timeout: float = DEFAULT_TIMEOUT) -> RegistrationAnswer:
+        """Ask ``to`` how to register (or what is on file, if registered)."""
+        reply = self.iq(to, str(Register()), timeout=timeout)
+        if reply.type != "result":
+            return RegistrationAnswer(reply)
+        register = _received(reply)["register"]
+        return RegistrationAnswer(
+            reply,
+            bool(register["registered"]),
+            register["instructions"] or None,
+            {name: register[name] for name in register["fields"]},
+            _form_fields(register),
+        )
+
+    def register(
+        self,
+        to: str,
+        values: FormValues,
+        *,
+        legacy: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> IqReply:
+        """Register with ``to``: ``values`` by var in a data form of
+        FORM_TYPE jabber:iq:register or, ``legacy``, as the legacy field
+        elements (by element name, text values only)."""
+        register = Register()
+        if legacy:
+            for name, value in values.items():
+                register[name] = value
+        else:
+            register.append(_submitted(values, REGISTER_NS))
+        return self.iq(to, str(register), "set", timeout)
+
+    def unregister(self, to: str, timeout: float = DEFAULT_TIMEOUT) -> IqReply:
+        """Cancel the registration with ``to`` (``<remove/>``)."""
+        register = Register()
+        register["remove"] = True
+        return self.iq(to, str(register), "set", timeout)
+
+    def command_list(self, to: str, timeout: float = DEFAULT_TIMEOUT) -> list[tuple[str, str]]:
+        """The ad-hoc commands ``to`` offers this user: (node, name) pairs.
+
+        Raise AssertionError (showing the answer) if ``to`` answers an error.
+        """
+        query = DiscoItems()
+        query["node"] = Command.namespace
+        reply = self.iq(to, str(query), timeout=timeout)
+        if reply.type != "result":
+            raise AssertionError(f"{to} refused the command list: {reply.xml}")
+        items = _received(reply)["disco_items"]["items"]
+        return [(node, name) for _jid, node, name in items]
+
+    def execute_command(
+        self, to: str, node: str, timeout: float = DEFAULT_TIMEOUT
+    ) -> CommandAnswer:
+        """Start the command ``node`` of ``to``."""
+        return self._command(to, node, "execute", None, {}, timeout)
+
+    def continue_command(
+        self,
+        to: str,
+        node: str,
+        sessionid: str,
+        values: FormValues,
+        action: CommandAction = "next",
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> CommandAnswer:
+        """Go on with a command's session, submitting ``values`` by var (give
+        the FORM_TYPE among them if the form has one; none: no form)."""
+        return self._command(to, node, action, sessionid, values, timeout)
+
+    def cancel_command(
+        self, to: str, node: str, sessionid: str, timeout: float = DEFAULT_TIMEOUT
+    ) -> CommandAnswer:
+        """Cancel a command's session."""
+        return self._command(to, node, "cancel", sessionid, {}, timeout)
+
+    def _command(
+        self,
+        to: str,
+        node: str,
+        action: str,
+        sessionid: str | None,
+        values: FormValues,
+        timeout: float,
+    ) -> CommandAnswer:
+        command = Command()
+        command["node"] = node
+        command["action"] = action
+        if sessionid is not None:
+            command["sessionid"] = sessionid
+        if values:
+            command.append(_submitted(values))
+        reply = self.iq(to, str(command), "set", timeout)
+        if reply.type != "result":
+            return CommandAnswer(reply)
+        answer = _received(reply)["command"]
+        return CommandAnswer(
+            reply,
+            answer["status"] or None,
+            answer["sessionid"] or None,
+            set(answer["actions"]),
+            _form_fields(answer),
+            list(answer["notes"]),
+        )
+
+    # -- end of registration and ad-hoc commands --------------------------------
+
     # -- loop side --------------------------------------------------------------
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
@@ -357,6 +553,8 @@ class XmppClient:
         xmpp.enable_plaintext = True
         xmpp.plugin["feature_mechanisms"].unencrypted_plain = True
         xmpp.plugin["feature_mechanisms"].unencrypted_scram = True
+        for plugin in ("xep_0004", "xep_0050", "xep_0077"):
+            xmpp.register_plugin(plugin)
 
         ready: asyncio.Future[None] = loop.create_future()
 
