@@ -23,7 +23,12 @@ them and a misspelt field is an error, not a silent ``None``.
 Also here: the hidden ``FORM_TYPE`` field (XEP-0068), validation elements
 (XEP-0122: ``xs:integer`` with a range, regular expressions, open lists,
 how many values a list-multi takes), result tables (``<reported/>`` and
-``<item/>``), and cancel forms. Forms are plain data: no reactor and no I/O.
+``<item/>``, read back with :meth:`Form.parse_table`), and cancel forms.
+
+For chat, :func:`as_text` renders a result form or table as plain text, and
+a form is asked one field at a time: :meth:`Field.prompt` is the question,
+:meth:`Field.from_chat` reads the answer, validated as :meth:`Form.parse`
+validates a submission. Forms are plain data: no reactor and no I/O.
 """
 
 from __future__ import annotations
@@ -65,6 +70,10 @@ class Field(Generic[T]):
 
     type: ClassVar[str]
     name: str
+    options: Mapping[str, str | None] = {}
+    """A list field's options as value: label (None: no label); none for others."""
+    chat_hint: ClassVar[str | None] = None
+    """How to answer the field in a chat, if it needs saying."""
 
     def __init__(
         self,
@@ -121,6 +130,53 @@ class Field(Generic[T]):
             built with it would not parse back.
         """
         raise NotImplementedError
+
+    def prompt(self) -> str:
+        """The question that asks for this field in a chat: its label (or
+        var) with how to answer, whether it is optional and its default;
+        then its description; then a list field's options, numbered."""
+        question = self.label or self.var
+        if self.chat_hint:
+            question += f" ({self.chat_hint})"
+        state = [] if self.required else ["optional"]
+        if offered := self._offered():
+            state.append(f"default: {_display(self.type, offered)}")
+        if state:
+            question += f" ({', '.join(state)})"
+        lines = [question, *([self.desc] if self.desc else [])]
+        lines += [
+            f"{n}. {label or value}" for n, (value, label) in enumerate(self.options.items(), 1)
+        ]
+        return "\n".join(lines)
+
+    def from_chat(self, text: str) -> T:
+        """The value of a chat user's answer ``text`` to :meth:`prompt`
+        (spaces around it ignored), validated as :meth:`Form.parse` does. An
+        empty answer takes the default (the value offered).
+
+        :raises ValueError: with a short text the chat user can act on: an
+            empty answer where one is required and nothing is offered, or an
+            answer the field refuses.
+        """
+        text = text.strip()
+        if text:
+            return self.decode(self.chat_texts(text))
+        if self.required and not self._offered():
+            raise ValueError("an answer is required")
+        value: T = copy(self.default)
+        return value
+
+    def chat_texts(self, text: str) -> list[str]:
+        """The ``<value/>`` texts a chat answer (stripped, not empty) stands
+        for: the text itself unless the field type reads answers otherwise.
+
+        :raises ValueError: if the answer cannot stand for any.
+        """
+        return [text]
+
+    def _offered(self) -> list[str]:
+        """The default's ``<value/>`` texts, empty if there is no default."""
+        return [] if self.default is None else [text for text in self.encode(self.default) if text]
 
     def _declare(self, field: etree._Element) -> None:
         """Add what a form (not a result) tells of the field beyond its values."""
@@ -288,6 +344,10 @@ class ListSingle(_Single[str]):
     def check(self, value: str) -> None:
         _check_option(value, self.options, self.open)
 
+    def chat_texts(self, text: str) -> list[str]:
+        """An option's number or value (or, if open, any value)."""
+        return [_choose(text, self.options, self.open)]
+
     def _declare(self, field: etree._Element) -> None:
         super()._declare(field)
         _declare_choices(field, self.options, self.open)
@@ -298,6 +358,7 @@ class Boolean(Field[bool]):
     otherwise; ``1``, ``0``, ``true`` and ``false`` are accepted."""
 
     type = "boolean"
+    chat_hint = "yes/no"
 
     def __init__(
         self,
@@ -322,6 +383,15 @@ class Boolean(Field[bool]):
     def encode(self, value: Any) -> list[str]:
         _check_type(value, bool)
         return ["1" if value else "0"]
+
+    def chat_texts(self, text: str) -> list[str]:
+        """Yes, no, y, n, true, false, 1 or 0, in any case."""
+        answer = text.lower()
+        if answer in ("yes", "y", "true", "1"):
+            return ["1"]
+        if answer in ("no", "n", "false", "0"):
+            return ["0"]
+        raise ValueError(f"{text!r} is not an answer: say yes or no")
 
 
 class TextMulti(Field[str | None]):
@@ -349,6 +419,7 @@ class ListMulti(Field[list[str]]):
     """
 
     type = "list-multi"
+    chat_hint = "several, separated by commas or spaces"
 
     def __init__(
         self,
@@ -386,6 +457,12 @@ class ListMulti(Field[list[str]]):
             raise ValueError(f"choose at most {self.max_values}, got {len(values)}")
         return values
 
+    def chat_texts(self, text: str) -> list[str]:
+        """Options' numbers or values (or, if open, any values), separated
+        by commas or spaces; an option whose value has either is chosen by
+        its number."""
+        return [_choose(answer, self.options, self.open) for answer in _several(text)]
+
     def encode(self, value: Any) -> list[str]:
         _check_type(value, list)
         return self.decode([str(_check_type(item, str)) for item in value])
@@ -399,6 +476,7 @@ class JidMulti(Field[list[JID]]):
     """Several JIDs (``jid-multi``): a ``list[JID]``, empty if none."""
 
     type = "jid-multi"
+    chat_hint = "several, separated by commas or spaces"
 
     def __init__(
         self,
@@ -413,6 +491,10 @@ class JidMulti(Field[list[JID]]):
 
     def decode(self, texts: Sequence[str]) -> list[JID]:
         return [JID.parse(text) for text in texts if text]
+
+    def chat_texts(self, text: str) -> list[str]:
+        """JIDs separated by commas or spaces."""
+        return _several(text)
 
     def encode(self, value: Any) -> list[str]:
         _check_type(value, list)
@@ -430,6 +512,18 @@ class Fixed(Field[str]):
 
     def encode(self, value: Any) -> list[str]:
         return [self.default]
+
+    def prompt(self) -> str:
+        """Its text: a fixed field asks nothing."""
+        text: str = self.default
+        return text
+
+    def from_chat(self, text: str) -> str:
+        """Never: a fixed field takes no answer.
+
+        :raises TypeError: always.
+        """
+        raise TypeError("a fixed field takes no answer")
 
 
 class Form:
@@ -651,9 +745,7 @@ class Form:
                 continue
             if var in submitted:
                 raise StanzaError("bad-request", f"field {var!r} is given twice")
-            submitted[var] = [
-                value.text or "" for value in element.iterchildren(f"{{{NS_DATA}}}value")
-            ]
+            submitted[var] = _texts(element)
         given = submitted.pop("FORM_TYPE", None)
         if form_type and cls.FORM_TYPE is not None and given != [cls.FORM_TYPE]:
             shown = "missing" if given is None else repr("\n".join(given))
@@ -722,6 +814,22 @@ def _check_option(value: str, options: Mapping[str, str | None], open: bool) -> 
         raise ValueError(f"{value!r} is not one of the options")
 
 
+def _choose(answer: str, options: Mapping[str, str | None], open: bool) -> str:
+    """The option a chat answer names: by its number first (as the prompt
+    shows them), then by its value; any value if the list is open."""
+    values = list(options)
+    if re.fullmatch(r"[0-9]+", answer) and 1 <= int(answer) <= len(values):
+        return values[int(answer) - 1]
+    if answer in options or open:
+        return answer
+    raise ValueError(f"{answer!r} is not one of the options: answer 1 to {len(values)}")
+
+
+def _several(text: str) -> list[str]:
+    """The answers in a chat text, separated by commas or spaces."""
+    return [answer for answer in re.split(r"[,\s]+", text) if answer]
+
+
 def _bounds(minimum: int | None, maximum: int | None) -> dict[str, str]:
     """The ``min`` and ``max`` attributes of an XEP-0122 range, those given."""
     bounds = {"min": minimum, "max": maximum}
@@ -746,6 +854,74 @@ def _declare_choices(
         new_element(NS_DATA, "value", parent=option).text = value
 
 
+def as_text(x: etree._Element) -> str:
+    """A result form or table ``x`` as plain text, for a chat message.
+
+    The title comes first. A form then has one line per field,
+    ``Label: value`` (the var if it has no label): several values joined by
+    ", ", a ``text-multi`` field's lines each on a line of its own after
+    ``Label:``, a boolean as yes or no, a fixed field as its text. A table
+    (with ``<reported/>``) then has a header line of the columns' labels
+    and one line per item, the columns separated by " | " (a ``text-multi``
+    cell's lines joined by ", " to keep the item on one line). Hidden fields
+    and ``FORM_TYPE`` are left out.
+
+    :raises ValueError: if ``x`` is not a data form.
+    """
+    if x.tag != f"{{{NS_DATA}}}x":
+        raise ValueError("not a data form (jabber:x:data)")
+    title = x.findtext(f"{{{NS_DATA}}}title")
+    lines = [title] if title else []
+    reported = x.find(f"{{{NS_DATA}}}reported")
+    if reported is None:
+        lines += [_field_text(field) for field in _shown_fields(x)]
+        return "\n".join(lines)
+    columns = _shown_fields(reported)
+    lines.append(" | ".join(column.get("label") or column.get("var") or "" for column in columns))
+    for item in x.iterchildren(f"{{{NS_DATA}}}item"):
+        cells = {
+            field.get("var"): _texts(field) for field in item.iterchildren(f"{{{NS_DATA}}}field")
+        }
+        shown = [
+            _display(column.get("type"), cells.get(column.get("var"), [])) for column in columns
+        ]
+        lines.append(" | ".join(shown))
+    return "\n".join(lines)
+
+
+def _shown_fields(parent: etree._Element) -> list[etree._Element]:
+    """The fields of ``parent`` a person is shown: not hidden, not FORM_TYPE."""
+    return [
+        field
+        for field in parent.iterchildren(f"{{{NS_DATA}}}field")
+        if field.get("type") != "hidden" and field.get("var") != "FORM_TYPE"
+    ]
+
+
+def _texts(field: etree._Element) -> list[str]:
+    """The texts of the field's ``<value/>`` elements."""
+    return [value.text or "" for value in field.iterchildren(f"{{{NS_DATA}}}value")]
+
+
+def _field_text(field: etree._Element) -> str:
+    """A field of a form as text: ``Label: value``, or a fixed field's text."""
+    kind, texts = field.get("type"), _texts(field)
+    if kind == "fixed":
+        return "\n".join(texts)
+    label = field.get("label") or field.get("var")
+    if kind == "text-multi":
+        return "\n".join([f"{label}:", *texts])
+    return f"{label}: {_display(kind, texts)}".rstrip()
+
+
+def _display(kind: str | None, texts: Sequence[str]) -> str:
+    """Values as a person reads them: a boolean as yes or no, several
+    joined by ", "."""
+    if kind == "boolean" and texts:
+        return "yes" if texts[0] in ("1", "true") else "no"
+    return ", ".join(texts)
+
+
 __all__ = [
     "NS_DATA",
     "NS_VALIDATE",
@@ -763,4 +939,5 @@ __all__ = [
     "TextMulti",
     "TextPrivate",
     "TextSingle",
+    "as_text",
 ]

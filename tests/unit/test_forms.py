@@ -16,6 +16,7 @@ from empc.forms import (
     NS_DATA,
     NS_VALIDATE,
     Boolean,
+    Field,
     Fixed,
     Form,
     Hidden,
@@ -27,6 +28,7 @@ from empc.forms import (
     TextMulti,
     TextPrivate,
     TextSingle,
+    as_text,
 )
 from empc.testing import FakeServer
 
@@ -744,6 +746,223 @@ def test_any_rows_built_as_a_table_parse_back_to_the_same_instances(
 ) -> None:
     sent = etree.tostring(Anything.table(rows))
     assert Anything.parse_table(etree.fromstring(sent)) == [Anything(**row) for row in rows]
+
+
+# Plain text for chat
+
+
+def text_lines(x: etree._Element) -> list[str]:
+    return as_text(x).split("\n")
+
+
+def test_as_text_of_a_result_starts_with_its_title() -> None:
+    assert text_lines(Profile.result({"nick": "alice"}))[0] == "Profile"
+
+
+def test_as_text_of_a_result_without_title_starts_with_its_first_field() -> None:
+    class Plain(Form):
+        name = TextSingle("Name")
+
+    assert as_text(Plain.result({"name": "alice"})) == "Name: alice"
+
+
+def test_as_text_shows_a_field_as_label_and_value() -> None:
+    assert "Display name: alice" in text_lines(Profile.result({"nick": "alice"}))
+
+
+def test_as_text_shows_a_field_without_label_by_its_var() -> None:
+    assert "text: x" in text_lines(Anything.result({"text": "x"}))
+
+
+def test_as_text_shows_an_empty_field_as_its_label_alone() -> None:
+    assert "Age:" in text_lines(Profile.result({"nick": "alice"}))
+
+
+def test_as_text_joins_several_values_with_commas() -> None:
+    x = Profile.result({"topics": ["xmpp", "python"]})
+    assert "Topics: xmpp, python" in text_lines(x)
+
+
+def test_as_text_keeps_a_text_multi_field_s_lines_on_their_own_lines() -> None:
+    x = Profile.result({"bio": "one\ntwo", "age": 3})
+    assert "\nBiography:\none\ntwo\nAge: 3\n" in as_text(x)
+
+
+@pytest.mark.parametrize(("value", "shown"), [(True, "yes"), (False, "no")])
+def test_as_text_shows_a_boolean_as_yes_or_no(value: bool, shown: str) -> None:
+    assert f"Accept followers: {shown}" in text_lines(Profile.result({"followers": value}))
+
+
+def test_as_text_shows_a_fixed_field_as_its_text() -> None:
+    assert text_lines(Profile.result({}))[1] == "About you"
+
+
+def test_as_text_leaves_out_hidden_fields_and_form_type() -> None:
+    shown = as_text(Profile.result({}))
+    assert "s-1" not in shown and "urn:example:profile" not in shown
+
+
+def test_as_text_of_a_table_has_a_header_line_then_one_line_per_item() -> None:
+    x = Hit.table([Hit(jid=JID("a", "example.org"), name="A"), Hit(name="B")], title="Search")
+    assert as_text(x) == "Search\nJID | Name\na@example.org | A\n | B"
+
+
+def test_as_text_of_a_table_shows_cells_as_a_form_s_values() -> None:
+    class Row(Form):
+        flag = Boolean("Flag")
+        lines = TextMulti("Lines")
+
+    assert text_lines(Row.table([Row(flag=True, lines="a\nb")]))[1] == "yes | a, b"
+
+
+def test_as_text_of_a_table_leaves_out_hidden_columns() -> None:
+    class Row(Form):
+        key = Hidden()
+        name = TextSingle("Name")
+
+    assert as_text(Row.table([Row(key="k", name="n")])) == "Name\nn"
+
+
+def test_as_text_of_an_element_that_is_not_a_data_form_raises_value_error() -> None:
+    with pytest.raises(ValueError, match="not a data form"):
+        as_text(etree.fromstring("<x xmlns='urn:other'/>"))
+
+
+class Ask(Form):
+    """A form asked one field at a time in a chat."""
+
+    intro = Fixed("Welcome")
+    name = TextSingle("Name", required=True)
+    city = TextSingle("City", required=True, desc="Where you live")
+    note = TextSingle()
+    code = TextSingle("Code", regex="[a-z]+")
+    bio = TextMulti("Bio")
+    age = Integer("Age", minimum=0, maximum=150, default=30)
+    agree = Boolean("Agree", default=True)
+    color = ListSingle("Color", options=[("red", "Red"), "blue"], required=True)
+    other = ListSingle("Other", options=["a"], open=True)
+    topics = ListMulti("Topics", options=["xmpp", "python", "web"], max_values=2)
+    friends = JidMulti("Friends")
+    level = Integer("Level", required=True, default=1)
+    rank = ListSingle("Rank", options=["3", "2", "1"])
+
+
+PROMPTS = {
+    "a required field's is its label": (Ask.name, "Name"),
+    "a field without label's is its var": (Ask.note, "note (optional)"),
+    "an optional field's says so": (Ask.bio, "Bio (optional)"),
+    "the description is on the next line": (Ask.city, "City\nWhere you live"),
+    "the default is shown": (Ask.age, "Age (optional, default: 30)"),
+    "a boolean's asks yes or no": (Ask.agree, "Agree (yes/no) (optional, default: yes)"),
+    "a list field's numbers its options": (Ask.color, "Color\n1. Red\n2. blue"),
+    "a multi-valued field's says how to give several": (
+        Ask.friends,
+        "Friends (several, separated by commas or spaces) (optional)",
+    ),
+    "a fixed field's is its text": (Ask.intro, "Welcome"),
+}
+
+
+@pytest.mark.parametrize(("asked", "question"), PROMPTS.values(), ids=PROMPTS.keys())
+def test_prompt_asks_for_the_field(asked: Field[Any], question: str) -> None:
+    assert asked.prompt() == question
+
+
+def test_from_chat_takes_the_answer_without_surrounding_spaces() -> None:
+    assert Ask.name.from_chat("  alice \n") == "alice"
+
+
+@pytest.mark.parametrize(("field_name", "value"), [("age", 30), ("note", None), ("topics", [])])
+def test_from_chat_takes_the_default_for_an_empty_answer(field_name: str, value: Any) -> None:
+    assert Ask.fields[field_name].from_chat(" ") == value
+
+
+def test_from_chat_refuses_an_empty_answer_to_a_required_field() -> None:
+    with pytest.raises(ValueError, match=r"^an answer is required$"):
+        Ask.name.from_chat("")
+
+
+@pytest.mark.parametrize(("answer", "value"), [("2", "blue"), ("red", "red"), ("blue", "blue")])
+def test_from_chat_takes_an_option_by_its_number_or_value(answer: str, value: str) -> None:
+    assert Ask.color.from_chat(answer) == value
+
+
+@pytest.mark.parametrize("answer", ["green", "3", "0", "Red"])
+def test_from_chat_refuses_an_answer_that_names_no_option(answer: str) -> None:
+    with pytest.raises(ValueError, match=f"^{answer!r} is not one of the options: answer 1 to 2$"):
+        Ask.color.from_chat(answer)
+
+
+def test_from_chat_reads_a_number_as_an_option_s_number_before_its_value() -> None:
+    assert Ask.rank.from_chat("1") == "3"
+
+
+def test_from_chat_takes_the_default_of_a_required_field_for_an_empty_answer() -> None:
+    assert Ask.level.from_chat("") == 1
+
+
+def test_from_chat_takes_any_value_for_an_open_list() -> None:
+    assert Ask.other.from_chat("zzz") == "zzz"
+
+
+@pytest.mark.parametrize("answer", ["1,python", "1, python", "1 python", " 1 ,  python "])
+def test_from_chat_takes_several_options_separated_by_commas_or_spaces(answer: str) -> None:
+    assert Ask.topics.from_chat(answer) == ["xmpp", "python"]
+
+
+def test_from_chat_refuses_more_options_than_the_field_takes() -> None:
+    with pytest.raises(ValueError, match=r"^choose at most 2, got 3$"):
+        Ask.topics.from_chat("1 2 3")
+
+
+@pytest.mark.parametrize(
+    ("answer", "value"),
+    [(a, True) for a in ["yes", "Y", "TRUE", "1"]]
+    + [(a, False) for a in ["no", "n", "False", "0"]],
+)
+def test_from_chat_takes_yes_no_true_false_1_0_in_any_case(answer: str, value: bool) -> None:
+    assert Ask.agree.from_chat(answer) is value
+
+
+def test_from_chat_refuses_a_boolean_answer_that_is_not_yes_or_no() -> None:
+    with pytest.raises(ValueError, match=r"^'maybe' is not an answer: say yes or no$"):
+        Ask.agree.from_chat("maybe")
+
+
+def test_from_chat_takes_several_jids_separated_by_commas_or_spaces() -> None:
+    assert Ask.friends.from_chat("a@example.org, b@example.org c@example.org") == [
+        JID("a", "example.org"),
+        JID("b", "example.org"),
+        JID("c", "example.org"),
+    ]
+
+
+def test_from_chat_refuses_a_malformed_jid() -> None:
+    with pytest.raises(ValueError, match=r"^invalid local part in JID '@example\.org'$"):
+        Ask.friends.from_chat("a@example.org @example.org")
+
+
+@pytest.mark.parametrize(
+    ("answer", "text"),
+    [("thirty", "'thirty' is not an integer"), ("200", "200 is above the maximum 150")],
+)
+def test_from_chat_validates_an_integer_as_parse_does(answer: str, text: str) -> None:
+    with pytest.raises(ValueError, match=f"^{text}$"):
+        Ask.age.from_chat(answer)
+
+
+def test_from_chat_validates_the_regex_as_parse_does() -> None:
+    with pytest.raises(ValueError, match=r"^'ABC' does not match \[a-z\]\+$"):
+        Ask.code.from_chat("ABC")
+
+
+def test_from_chat_keeps_the_lines_of_a_text_multi_answer() -> None:
+    assert Ask.bio.from_chat("one\ntwo") == "one\ntwo"
+
+
+def test_from_chat_of_a_fixed_field_raises_type_error() -> None:
+    with pytest.raises(TypeError, match="takes no answer"):
+        Ask.intro.from_chat("hello")
 
 
 # XEP-0128: extended information in disco#info
