@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 from empc._threads import in_blocking_action
 from empc.protocol import JID, NS_COMPONENT, InvalidJID, LocalProtocolError, in_domain
 from empc.routing import (
+    AccessRule,
     Envelope,
     Handler,
     Limits,
@@ -109,6 +110,15 @@ class Component:
     def connected(self) -> bool:
         """Whether handlers can send: the link is up and not ending."""
         return self._open
+
+    def access_rule(self, allow: Iterable[str] | None, deny: Iterable[str] | None) -> AccessRule:
+        """Who may use something, as a route's ``allow`` and ``deny`` say
+        (bare JIDs, domains, ``list:NAME`` from the component's lists):
+        for building blocks with access rules of their own.
+
+        :raises ValueError: for a list name the component does not know.
+        """
+        return self.router.access_rule(allow, deny)
 
     def start(self) -> Deferred[object]:
         """Run every handler's ``start`` hook; fires when all have finished."""

@@ -8,7 +8,7 @@ Reference (every key but ``components`` is optional)::
         secret: s3cret               # or secret_file: /etc/empc/echo.secret
         secret_env: EMPC_SECRET      # this variable, when set, wins
         identity: {category: component, type: generic, name: empc}
-        builtins: {ping: true, disco: true, version: true}
+        builtins: {ping: true, disco: true, version: true, commands: true}
         handlers:
           - mypackage.module:Handler
           - class: mypackage.module:Other

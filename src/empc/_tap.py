@@ -16,7 +16,7 @@ from empc._component import Component
 from empc._config import ComponentConfig, Config, ConfigError, load_config
 from empc._service import ComponentService
 from empc._threads import ActionThreads
-from empc.handlers import BUILTINS
+from empc.handlers import builtin_handlers
 from empc.routing import Handler, ThreadRunner
 
 log = Logger()
@@ -106,7 +106,7 @@ def build_component(
         rule naming an unknown list, for instance).
     """
     handlers: list[Handler] = list(component_config.handlers)
-    handlers += [cls() for name, cls in BUILTINS.items() if component_config.builtins.get(name)]
+    handlers += builtin_handlers(handlers, lambda name: component_config.builtins.get(name, True))
     component = Component(
         component_config.domain,
         handlers,

@@ -54,8 +54,8 @@ from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 
 from empc.forms import NS_DATA, Field, Fixed, Form
-from empc.protocol import JID, InvalidJID, LocalProtocolError, new_element
-from empc.routing import Handler, StanzaError, iq, make_stanza, presence
+from empc.protocol import JID, LocalProtocolError, new_element
+from empc.routing import Handler, StanzaError, iq, make_stanza, presence, sender_of
 
 NS_REGISTER = "jabber:iq:register"
 
@@ -283,10 +283,7 @@ class Registration(Handler, Generic[F]):
 
 def _user(stanza: etree._Element) -> JID:
     """The bare JID of the sender: whom a registration belongs to."""
-    try:
-        return JID.parse(stanza.get("from") or "").bare
-    except InvalidJID:
-        raise StanzaError("bad-request", "no valid sender") from None
+    return sender_of(stanza).bare
 
 
 def _fields_by_name(form: type[Form]) -> dict[str, Field[Any]]:

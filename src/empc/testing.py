@@ -53,7 +53,7 @@ from empc._config import load_config
 from empc._connection import ComponentProtocol, LinkSettings
 from empc._tap import build_component
 from empc._threads import call_with_copy, unpacked
-from empc.handlers import BUILTINS
+from empc.handlers import builtin_handlers
 from empc.protocol import (
     NS_COMPONENT,
     NS_STREAMS,
@@ -124,7 +124,7 @@ class FakeServer:
         self.clock = clock or Clock()
         handlers = list(handlers)
         if builtins:
-            handlers += [cls() for cls in BUILTINS.values()]
+            handlers += builtin_handlers(handlers)
         options.setdefault("threads", _hand_off(self.clock))
         self.component = Component(domain, handlers, self.clock, **options)
         self._start(_TEST_SECRET, link or _QUIET_LINK)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 from tweeter import MemoryStore, Post
-from tweeter_kit import ALICE, ALICE_ADDRESS, BOB, CAROL, DOMAIN, Tweets, text_of
+from tweeter.commands import PostForm, TimelineForm, UserForm
+from tweeter_kit import ADMIN, ALICE, ALICE_ADDRESS, BOB, CAROL, DOMAIN, Tweets, text_of
 from twisted.internet.defer import Deferred, fail
 
 
@@ -18,7 +19,12 @@ def test_help_lists_one_command_per_line(tweets: Tweets) -> None:
     lines = tweets.say(BOB, "help").splitlines()
     commands = [line.split()[0].rstrip(":") for line in lines[1:]]
     expected = ["post", "follow", "unfollow", "timeline", "posts", "following", "followers"]
-    assert commands == [*expected, "help"]
+    assert commands == [*expected, "help", "cancel"]
+
+
+def test_help_shows_the_admin_command_to_admins_only(tweets: Tweets) -> None:
+    assert "stats: Service statistics" in tweets.say(ADMIN, "help").splitlines()
+    assert "stats" not in tweets.say(BOB, "help")
 
 
 def test_commands_are_case_insensitive(tweets: Tweets) -> None:
@@ -66,10 +72,15 @@ def test_post_keeps_inner_lines(tweets: Tweets) -> None:
 
 
 @pytest.mark.parametrize("text", ["post", "post   ", "POST\n\t"])
-def test_post_without_text(tweets: Tweets, text: str) -> None:
-    answer = tweets.say(ALICE, text)
-    assert answer.startswith("Error: post what?")
-    assert "\n" not in answer
+def test_post_without_text_asks_for_it(tweets: Tweets, text: str) -> None:
+    assert tweets.say(ALICE, text) == PostForm.text.prompt()
+    assert tweets.say(ALICE, "Hello, world!") == "Posted #1 to 0 follower(s)."
+
+
+def test_a_question_may_be_canceled(tweets: Tweets) -> None:
+    tweets.say(ALICE, "post")
+    assert tweets.say(ALICE, "cancel") == "Canceled."
+    assert tweets.say(ALICE, "posts") == "You have not posted yet."
 
 
 def test_post_too_long(tweets: Tweets) -> None:
@@ -99,7 +110,6 @@ def test_follow_yourself(tweets: Tweets) -> None:
 @pytest.mark.parametrize(
     ("argument", "expected"),
     [
-        ("", "{c} whom? Send '{c} <jid>', e.g. {c} alice@localhost"),
         ("localhost", "'localhost' is a server, not a user: give a JID like alice@localhost."),
         ("alice@", "'alice@' is not a valid JID."),
         ("@localhost", "'@localhost' is not a valid JID."),
@@ -146,10 +156,17 @@ def test_timeline_default_and_maximum(tweets: Tweets) -> None:
 
 
 @pytest.mark.parametrize("argument", ["0", "-1", "abc", "2 3", "1.5", "٣"])
-def test_timeline_with_a_bad_number(tweets: Tweets, argument: str) -> None:
-    answer = tweets.say(BOB, f"timeline {argument}")
-    assert answer.startswith(f"Error: '{argument}' is not a number of posts")
-    assert "\n" not in answer
+def test_timeline_with_a_bad_number_asks_again(tweets: Tweets, argument: str) -> None:
+    error, *question = tweets.say(BOB, f"timeline {argument}").splitlines()
+    assert error.startswith("Error: ")
+    assert "\n".join(question) == TimelineForm.count.prompt()
+    assert tweets.say(BOB, "3") == "Your timeline is empty."
+
+
+@pytest.mark.parametrize("command", ["follow", "unfollow"])
+def test_follow_without_a_jid_asks_for_it(tweets: Tweets, command: str) -> None:
+    assert tweets.say(BOB, command) == UserForm.user.prompt()
+    assert tweets.say(BOB, "alice@localhost").endswith("alice@localhost.")
 
 
 def test_posts(tweets: Tweets) -> None:

@@ -47,6 +47,7 @@ class SQLiteStoreTests(TemporaryDatabase):
             [
                 "follows",
                 "posts",
+                "profiles",
                 "subscriptions",
             ],
         )
@@ -134,7 +135,9 @@ class HandlerOnSQLiteTests(TemporaryDatabase):
     """The component with its default store: what it acknowledges is stored."""
 
     async def start(self) -> FakeServer:
-        server = FakeServer([Tweeter({"database": self.path})], domain=DOMAIN)
+        server = FakeServer(
+            [Tweeter({"database": self.path})], domain=DOMAIN, access_lists={"admins": []}
+        )
         await server.started
         return server
 

@@ -19,6 +19,7 @@ DOMAIN = "tweeter.localhost"
 ALICE = "alice@localhost"
 BOB = "bob@localhost"
 CAROL = "carol@localhost"
+ADMIN = "root@localhost"
 ALICE_ADDRESS = "alice\\40localhost@tweeter.localhost"
 ALICE_NODE = "urn:xmpp:microblog:0:alice@localhost"
 
@@ -43,7 +44,10 @@ class Tweets:
         self.store = store if store is not None else MemoryStore()
         self.handler = Tweeter(store=self.store)
         self.server = FakeServer(
-            [self.handler], domain=DOMAIN, identity=("pubsub", "service", "Tweeter")
+            [self.handler],
+            domain=DOMAIN,
+            identity=("pubsub", "service", "Tweeter"),
+            access_lists={"admins": [ADMIN]},
         )
         assert self.server.started.called
 

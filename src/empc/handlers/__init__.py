@@ -1,10 +1,38 @@
 """Built-in handlers: what every component answers out of the box."""
 
+from collections.abc import Callable, Mapping, Sequence
+
+from empc.commands import Commands, declared_commands
+from empc.routing import Handler
+
 from ._disco import Disco
 from ._ping import NS_PING, Ping
 from ._version import Version
 
-BUILTINS = {"ping": Ping, "disco": Disco, "version": Version}
+BUILTINS: Mapping[str, type[Handler]] = {
+    "ping": Ping,
+    "disco": Disco,
+    "version": Version,
+    "commands": Commands,
+}
 """The built-in handlers by their name in the config's ``builtins``."""
 
-__all__ = ["BUILTINS", "NS_PING", "Disco", "Ping", "Version"]
+
+def builtin_handlers(
+    handlers: Sequence[Handler], enabled: Callable[[str], bool] = lambda name: True
+) -> list[Handler]:
+    """The built-in handlers a component with ``handlers`` gets: those
+    ``enabled`` by name and not among ``handlers`` already; ``commands``
+    only when a handler declares a command."""
+    given = {type(handler) for handler in handlers}
+    wanted = []
+    for name, cls in BUILTINS.items():
+        if not enabled(name) or cls in given:
+            continue
+        if cls is Commands and not any(declared_commands(handler) for handler in handlers):
+            continue
+        wanted.append(cls())
+    return wanted
+
+
+__all__ = ["BUILTINS", "NS_PING", "Commands", "Disco", "Ping", "Version", "builtin_handlers"]

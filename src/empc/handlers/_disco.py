@@ -9,8 +9,8 @@ from typing import cast
 from lxml import etree
 from twisted.internet.defer import maybeDeferred
 
-from empc.protocol import JID, InvalidJID, new_element
-from empc.routing import DiscoInfo, DiscoItem, Handler, StanzaError, iq
+from empc.protocol import JID, new_element
+from empc.routing import DiscoInfo, DiscoItem, Handler, StanzaError, iq, sender_of
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
@@ -29,7 +29,7 @@ class Disco(Handler):
     async def info(self, stanza: etree._Element) -> etree._Element:
         node = stanza[0].get("node")
         if node:
-            handler, (identities, features) = await self._node_info(node, _requester(stanza))
+            handler, (identities, features) = await self._node_info(node, sender_of(stanza))
             extending = [handler]
         else:
             identities = [self.component.identity]
@@ -60,7 +60,7 @@ class Disco(Handler):
     @iq("get", f"{{{NS_DISCO_ITEMS}}}query")
     async def items(self, stanza: etree._Element) -> etree._Element:
         node = stanza[0].get("node")
-        requester = _requester(stanza)
+        requester = sender_of(stanza)
         if node:
             await self._node_info(node, requester)  # item-not-found unless a handler has it
         query = new_element(NS_DISCO_ITEMS, "query", {"node": node} if node else None)
@@ -77,11 +77,3 @@ class Disco(Handler):
                     query,
                 )
         return query
-
-
-def _requester(stanza: etree._Element) -> JID:
-    """Who asks: the server stamps every stanza's ``from``."""
-    try:
-        return JID.parse(stanza.get("from") or "")
-    except InvalidJID:
-        raise StanzaError("jid-malformed", "the request has no valid sender") from None

@@ -14,6 +14,7 @@ from ._stanzas import (
     make_reply,
     make_stanza,
     parse_stanza_error,
+    sender_of,
 )
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "parse_stanza_error",
     "presence",
     "route",
+    "sender_of",
 ]

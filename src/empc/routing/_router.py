@@ -143,7 +143,7 @@ class Router:
             spec = route.spec
             if spec.allow is not None or spec.deny is not None:
                 try:
-                    route.access = AccessRule(spec.allow, spec.deny, self._access_lists)
+                    route.access = self.access_rule(spec.allow, spec.deny)
                 except ValueError as e:
                     raise ValueError(f"route {route.name}: {e}") from None
             if spec.blocking and self._threads is None:
@@ -160,6 +160,13 @@ class Router:
         self._candidates.clear()
         self._known_types = {t for r in self._routes for t in r.spec.types or ()}
         self._known_payloads = {r.spec.payload for r in self._routes if r.spec.payload}
+
+    def access_rule(self, allow: Iterable[str] | None, deny: Iterable[str] | None) -> AccessRule:
+        """An access rule on this router's named lists, as routes get.
+
+        :raises ValueError: for a list name the lists do not hold.
+        """
+        return AccessRule(allow, deny, self._access_lists)
 
     def features(self) -> list[str]:
         """The disco#info features the routes and handlers serve, sorted."""

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from lxml import etree
 
-from empc.protocol import NS_COMPONENT, new_element
+from empc.protocol import JID, NS_COMPONENT, InvalidJID, new_element
 
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
@@ -113,6 +113,17 @@ def make_reply(stanza: etree._Element, type: str | None = None) -> etree._Elemen
     """A reply to ``stanza``: same kind and id, ``to`` and ``from`` swapped."""
     kind = _KINDS.get(stanza.tag) or etree.QName(stanza).localname
     return addressed_reply(kind, type, envelope_of(stanza))
+
+
+def sender_of(stanza: etree._Element) -> JID:
+    """Who sent ``stanza``: the server stamps every stanza's ``from``.
+
+    :raises StanzaError: ``jid-malformed`` if it is missing or not a JID.
+    """
+    try:
+        return JID.parse(stanza.get("from") or "")
+    except InvalidJID:
+        raise StanzaError("jid-malformed", "the stanza has no valid sender") from None
 
 
 Envelope = tuple[str | None, str | None, str | None]

@@ -9,7 +9,6 @@ List it in the component's config::
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -22,7 +21,6 @@ from empc import (
     NS_COMPONENT,
     DiscoInfo,
     DiscoItem,
-    Handler,
     InvalidJID,
     StanzaError,
     iq,
@@ -34,12 +32,11 @@ from empc import (
 from empc import message as message_route
 from empc import presence as presence_route
 from tweeter.addresses import InvalidUser, node_of, user_of_address, user_of_node
-from tweeter.chat import run_command
+from tweeter.commands import TweeterCommands
 from tweeter.microblog import Microblog, PostRejected
 from tweeter.payloads import (
     NS_MICROBLOG,
     NS_PUBSUB,
-    body_of,
     entry_text,
     items_payload,
     node_info,
@@ -69,7 +66,7 @@ _UNSUPPORTED = {
 }
 
 
-class Tweeter(Handler):
+class Tweeter(TweeterCommands):
     """A microblog for the users of the XMPP server.
 
     Config: ``database``, the SQLite file (relative to the working
@@ -124,27 +121,19 @@ class Tweeter(Handler):
         return self.blog.store
 
     # -- chat -----------------------------------------------------------------
+    # Commands sent to the component itself are served by empc's Commands
+    # handler (see tweeter.commands); a user's address only relays posts.
 
-    @message_route("chat", xpath="c:body")
-    async def chat(self, stanza: etree._Element) -> etree._Element | None:
-        """A command sent to the component: answer it in the same chat."""
-        user = self._sender(stanza)
-        if user is None:
+    @message_route("chat", xpath="c:body and contains(@to, '@')")
+    def chat_to_address(self, stanza: etree._Element) -> etree._Element | None:
+        """A chat message to a user's address: say where commands go."""
+        if self._sender(stanza) is None:
             return None
         to = JID.parse(stanza.get("to") or self.component.domain)
-        if to.local is not None:
-            answer = self._not_a_command_address(str(to.bare))
-        else:
-            try:
-                answer = await run_command(self.blog, user, body_of(stanza) or "")
-            except Exception:
-                self.log.failure("A chat command from {user} failed", user=user)
-                answer = "Error: something went wrong on our side; please try again later."
         reply = make_reply(stanza, "chat")
-        new_element(NS_COMPONENT, "body", parent=reply).text = answer
-        thread = stanza.find(f"{{{NS_COMPONENT}}}thread")
-        if thread is not None:  # keep the conversation's thread
-            reply.append(copy.deepcopy(thread))
+        new_element(NS_COMPONENT, "body", parent=reply).text = self._not_a_command_address(
+            str(to.bare)
+        )
         return reply
 
     def _not_a_command_address(self, address: str) -> str:
@@ -325,9 +314,8 @@ class Tweeter(Handler):
             authors = await self.store.nodes()
             return [(domain, node_of(author), f"{author}'s microblog") for author in authors]
         owner = self._owner_of(node)
-        if owner is None:
-            # Disco would answer an empty list; XEP-0030 wants item-not-found.
-            raise StanzaError("item-not-found", f"no node {node!r} here")
+        if owner is None:  # another handler's node (Disco checked it is one)
+            return []
         return node_items(await self.store.posts_by(owner, MAX_ITEMS), domain)
 
     # -- helpers --------------------------------------------------------------------

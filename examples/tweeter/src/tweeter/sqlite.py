@@ -16,11 +16,11 @@ from typing import Any, Protocol, TypeVar
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred, succeed
 
-from tweeter.store import Post
+from tweeter.store import Post, Profile, Statistic
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: profiles
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS posts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, even after a delete
@@ -40,9 +40,24 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     subscriber TEXT NOT NULL,              -- a bare or full JID
     PRIMARY KEY (owner, subscriber)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS profiles (
+    user TEXT PRIMARY KEY,                 -- bare JID
+    name TEXT NOT NULL,
+    auto_accept INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 
 _POST_COLUMNS = "posts.id, posts.author, posts.text, posts.published"
+_STATISTICS = """
+WITH users(user) AS (
+    SELECT author FROM posts UNION SELECT follower FROM follows UNION SELECT followee FROM follows
+)
+SELECT user,
+    (SELECT COUNT(*) FROM posts WHERE author = user),
+    (SELECT COUNT(*) FROM follows WHERE followee = user),
+    (SELECT COUNT(*) FROM follows WHERE follower = user)
+FROM users ORDER BY user
+"""
 
 
 class Cursor(Protocol):
@@ -165,6 +180,36 @@ class SQLiteStore:
 
     def nodes(self) -> Deferred[list[str]]:
         return self._column("SELECT DISTINCT author FROM posts ORDER BY author", ())
+
+    def statistics(self) -> Deferred[list[Statistic]]:
+        def select(cursor: Cursor) -> list[Statistic]:
+            cursor.execute(_STATISTICS)
+            return [Statistic(*row) for row in cursor.fetchall()]
+
+        return self._run(select)
+
+    def profile(self, user: str) -> Deferred[Profile | None]:
+        def select(cursor: Cursor) -> Profile | None:
+            cursor.execute("SELECT user, name, auto_accept FROM profiles WHERE user = ?", (user,))
+            row = cursor.fetchone()
+            return None if row is None else Profile(row[0], row[1], bool(row[2]))
+
+        return self._run(select)
+
+    def set_profile(self, profile: Profile) -> Deferred[bool]:
+        def upsert(cursor: Cursor) -> bool:
+            cursor.execute("SELECT 1 FROM profiles WHERE user = ?", (profile.user,))
+            new = cursor.fetchone() is None
+            cursor.execute(
+                "INSERT OR REPLACE INTO profiles (user, name, auto_accept) VALUES (?, ?, ?)",
+                (profile.user, profile.name, int(profile.auto_accept)),
+            )
+            return new
+
+        return self._run(upsert)
+
+    def remove_profile(self, user: str) -> Deferred[bool]:
+        return self._change("DELETE FROM profiles WHERE user = ?", (user,))
 
     # -- helpers ------------------------------------------------------------
 

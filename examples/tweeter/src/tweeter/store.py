@@ -13,7 +13,7 @@ Users are bare JID strings (see :mod:`tweeter.addresses`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 
@@ -27,6 +27,24 @@ class Post:
     author: str
     text: str
     published: float
+
+
+class Statistic(NamedTuple):
+    """What the service knows of one user, in numbers."""
+
+    user: str
+    posts: int
+    followers: int
+    following: int
+
+
+class Profile(NamedTuple):
+    """What a user registered (XEP-0077): a display name, and whether new
+    followers are accepted without asking."""
+
+    user: str
+    name: str
+    auto_accept: bool = True
 
 
 class Store(Protocol):
@@ -79,6 +97,18 @@ class Store(Protocol):
     def nodes(self) -> Deferred[list[str]]:
         """The users who have posted (whose feed nodes have items), sorted."""
 
+    def statistics(self) -> Deferred[list[Statistic]]:
+        """One row per user who posts, follows or is followed, sorted."""
+
+    def profile(self, user: str) -> Deferred[Profile | None]:
+        """The profile ``user`` registered, if any."""
+
+    def set_profile(self, profile: Profile) -> Deferred[bool]:
+        """Keep ``profile``; whether the user had none before."""
+
+    def remove_profile(self, user: str) -> Deferred[bool]:
+        """Forget ``user``'s profile; whether there was one."""
+
 
 @dataclass
 class MemoryStore:
@@ -90,6 +120,7 @@ class MemoryStore:
     posts: list[Post] = field(default_factory=list)
     follows: set[tuple[str, str]] = field(default_factory=set)
     subscriptions: set[tuple[str, str]] = field(default_factory=set)
+    profiles: dict[str, Profile] = field(default_factory=dict)
     opened: bool = False
 
     def open(self) -> Deferred[None]:
@@ -139,6 +170,33 @@ class MemoryStore:
 
     def nodes(self) -> Deferred[list[str]]:
         return succeed(sorted({post.author for post in self.posts}))
+
+    def statistics(self) -> Deferred[list[Statistic]]:
+        users = {post.author for post in self.posts} | {
+            user for pair in self.follows for user in pair
+        }
+        return succeed(
+            [
+                Statistic(
+                    user,
+                    sum(post.author == user for post in self.posts),
+                    sum(followee == user for _, followee in self.follows),
+                    sum(follower == user for follower, _ in self.follows),
+                )
+                for user in sorted(users)
+            ]
+        )
+
+    def profile(self, user: str) -> Deferred[Profile | None]:
+        return succeed(self.profiles.get(user))
+
+    def set_profile(self, profile: Profile) -> Deferred[bool]:
+        new = profile.user not in self.profiles
+        self.profiles[profile.user] = profile
+        return succeed(new)
+
+    def remove_profile(self, user: str) -> Deferred[bool]:
+        return succeed(self.profiles.pop(user, None) is not None)
 
     def _latest(self, authors: set[str], limit: int) -> list[Post]:
         chosen = [post for post in self.posts if post.author in authors]

@@ -1,0 +1,154 @@
+"""The tweeter's commands: each one an ad-hoc command with a form (XEP-0050)
+and, from the same declaration, a chat command (``post Hello!``).
+
+A mistake is a stanza error whose text a chat user reads after ``Error:``.
+"""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from empc import Handler, StanzaError
+from empc.commands import Session, command
+from empc.forms import Form, Integer, TextMulti, TextSingle
+from tweeter.addresses import InvalidUser, parse_user
+from tweeter.microblog import MAX_POST_LENGTH, Microblog, PostRejected
+from tweeter.payloads import iso_time
+from tweeter.store import Post
+
+DEFAULT_TIMELINE = 10
+MAX_TIMELINE = 50
+
+
+class PostForm(Form):
+    title = "Post a status"
+    text = TextMulti("Text", required=True, desc=f"1 to {MAX_POST_LENGTH} characters")
+
+
+class UserForm(Form):
+    user = TextSingle("User", required=True, desc="A JID, e.g. alice@localhost")
+
+
+class TimelineForm(Form):
+    title = "Timeline"
+    count = Integer(
+        "Number of posts",
+        minimum=1,
+        default=DEFAULT_TIMELINE,
+        desc=f"The latest posts of the people you follow (at most {MAX_TIMELINE})",
+    )
+
+
+class AuthorForm(Form):
+    title = "Posts of a user"
+    user = TextSingle("User", desc="A JID, e.g. alice@localhost (default: you)")
+
+
+class Statistics(Form):
+    title = "Service statistics"
+    user = TextSingle("User")
+    posts = Integer("Posts")
+    followers = Integer("Followers")
+    following = Integer("Following")
+
+
+class TweeterCommands(Handler):
+    """The commands of the Tweeter handler (which it inherits)."""
+
+    @property
+    def blog(self) -> Microblog:
+        raise NotImplementedError
+
+    def user_of(self, session: Session) -> str:
+        """The requester as the tweeter knows users: a bare JID, local part
+        in lower case."""
+        requester = session.requester
+        return f"{(requester.local or '').lower()}@{requester.domain}"
+
+    @command("post", name="Post a status", usage="<text>")
+    async def post(self, session: Session) -> str:
+        form = await session.ask(PostForm, final=True)
+        try:
+            new, followers = await self.blog.post(self.user_of(session), form.text or "")
+        except PostRejected as e:
+            raise StanzaError("not-acceptable", f"{e}.") from None
+        return f"Posted #{new.id} to {followers} follower(s)."
+
+    @command("follow", name="Follow a user", usage="<jid>")
+    async def follow(self, session: Session) -> str:
+        user = self.user_of(session)
+        other = self._user_argument(await session.ask(UserForm, final=True), "follow")
+        if other == user:
+            raise StanzaError("not-allowed", "you cannot follow yourself.")
+        if await self.blog.store.follow(user, other):
+            return f"You now follow {other}."
+        return f"You already follow {other}."
+
+    @command("unfollow", name="Stop following a user", usage="<jid>")
+    async def unfollow(self, session: Session) -> str:
+        user = self.user_of(session)
+        other = self._user_argument(await session.ask(UserForm, final=True), "unfollow")
+        if await self.blog.store.unfollow(user, other):
+            return f"You no longer follow {other}."
+        return f"You do not follow {other}."
+
+    @command("timeline", name="Your timeline", usage="[n]")
+    async def timeline(self, session: Session) -> str:
+        form = await session.ask(TimelineForm, final=True)
+        count = min(form.count or DEFAULT_TIMELINE, MAX_TIMELINE)
+        posts = await self.blog.store.timeline(self.user_of(session), count)
+        if not posts:
+            return "Your timeline is empty."
+        return "\n".join([f"Timeline ({len(posts)} posts):", *map(_line, posts)])
+
+    @command("posts", name="Posts of a user", usage="[jid]")
+    async def posts(self, session: Session) -> str:
+        user = self.user_of(session)
+        form = await session.ask(AuthorForm, final=True)
+        author = self._user_argument(form, "posts") if form.user else user
+        found = await self.blog.store.posts_by(author, DEFAULT_TIMELINE)
+        if not found:
+            return "You have not posted yet." if author == user else f"{author} has not posted yet."
+        return "\n".join([f"Posts of {author} ({len(found)} posts):", *map(_line, found)])
+
+    @command("following", name="Whom you follow")
+    async def following(self, session: Session) -> str:
+        people = await self.blog.store.following(self.user_of(session))
+        if not people:
+            return "You follow nobody yet. Send 'follow <jid>' to follow someone."
+        return "\n".join([f"You follow {len(people)} user(s):", *people])
+
+    @command("followers", name="Who follows you")
+    async def followers(self, session: Session) -> str:
+        people = await self.blog.store.followers(self.user_of(session))
+        if not people:
+            return "Nobody follows you yet."
+        return "\n".join([f"{len(people)} user(s) follow you:", *people])
+
+    @command("stats", name="Service statistics", allow=["list:admins"])
+    async def stats(self, session: Session) -> etree._Element:
+        """For the config's ``admins`` list: users, posts and followers."""
+        rows = await self.blog.store.statistics()
+        posts = sum(row.posts for row in rows)
+        title = f"Service statistics: {len(rows)} users, {posts} posts"
+        return Statistics.table((row._asdict() for row in rows), title=title)
+
+    def _user_argument(self, form: UserForm | AuthorForm, name: str) -> str:
+        text = form.user or ""
+        if len(text.split()) > 1:
+            raise StanzaError(
+                "bad-request", f"give one JID: '{name} <jid>', e.g. {name} alice@localhost"
+            )
+        try:
+            return parse_user(text, self.component.domain)
+        except InvalidUser as e:
+            raise StanzaError("jid-malformed", f"{e}.") from None
+
+
+def _line(post: Post) -> str:
+    """One post on one line: ``<author>: <text> (#<id>, <ISO time>)``."""
+    text = " ".join(post.text.split())
+    return f"{post.author}: {text} (#{post.id}, {iso_time(post.published)})"
+
+
+__all__ = ["TweeterCommands"]
