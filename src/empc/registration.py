@@ -225,10 +225,12 @@ class Registration(Handler, Generic[F]):
         if current is None:
             self._announce(user, ("subscribe",))
 
-    @presence("subscribe", xpath="not(contains(@to, '@'))")
+    # Below the default priority: a handler's own subscribe routes win.
+    @presence("subscribe", xpath="not(contains(@to, '@'))", priority=-5)
     async def approve(self, stanza: etree._Element) -> etree._Element | None:
         """A user's subscription to the component itself (not to an address
-        in its domain): approved for registered users, when :attr:`subscribe`."""
+        in its domain): approved for registered users, when :attr:`subscribe`
+        (a route of the handler's own for ``subscribe`` presences wins)."""
         if not self.subscribe:
             return None
         user = _user(stanza)

@@ -625,7 +625,18 @@ def test_presence_to_odd_addresses(tweeter: Tweeter, users: dict[str, XmppClient
 
 # -- the same commands as ad-hoc commands (XEP-0050) ---------------------------------
 
-USER_COMMANDS = ["post", "follow", "unfollow", "timeline", "posts", "following", "followers"]
+USER_COMMANDS = [
+    "post",
+    "follow",
+    "unfollow",
+    "timeline",
+    "posts",
+    "following",
+    "followers",
+    "requests",
+    "accept",
+    "refuse",
+]
 
 
 def test_a_client_lists_the_commands_it_may_run(
@@ -689,3 +700,27 @@ def test_a_chat_command_asks_for_what_is_missing(
     assert command(alice, "cancel") == "Canceled."
     assert command(alice, "post").startswith("Text")
     assert command(alice, f"asked {token()}").startswith("Posted #")
+
+
+def test_a_registered_user_accepts_followers_by_hand(
+    tweeter: Tweeter, users: dict[str, XmppClient]
+) -> None:
+    alice, bob = users["alice"], users["bob"]
+    offered = alice.register_form(TWEETER)
+    assert not offered.registered
+    assert {"name", "auto_accept"} <= offered.fields.keys()
+    registered = alice.register(TWEETER, {"name": "Alice L.", "auto_accept": "0"})
+    assert registered.type == "result", registered.xml
+    try:
+        assert alice.register_form(TWEETER).registered
+        alice_jid, bob_jid = tweeter.jid("alice"), tweeter.jid("bob")
+        assert command(bob, f"follow {alice_jid}") == (
+            f"{alice_jid} accepts followers by hand: your request was sent."
+        )
+        alice.wait_for_message(TWEETER, lambda m: m.body is not None and "asks" in m.body, WAIT)
+        assert command(alice, f"accept {bob_jid}") == f"{bob_jid} now follows you."
+        bob.wait_for_message(TWEETER, lambda m: m.body is not None and "accepted" in m.body, WAIT)
+        assert alice_jid in command(bob, "following")
+    finally:
+        assert alice.unregister(TWEETER).type == "result"
+    assert not alice.register_form(TWEETER).registered

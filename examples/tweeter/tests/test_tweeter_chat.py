@@ -19,7 +19,8 @@ def test_help_lists_one_command_per_line(tweets: Tweets) -> None:
     lines = tweets.say(BOB, "help").splitlines()
     commands = [line.split()[0].rstrip(":") for line in lines[1:]]
     expected = ["post", "follow", "unfollow", "timeline", "posts", "following", "followers"]
-    assert commands == [*expected, "help", "cancel"]
+    answering = ["requests", "accept", "refuse"]
+    assert commands == [*expected, *answering, "help", "cancel"]
 
 
 def test_help_shows_the_admin_command_to_admins_only(tweets: Tweets) -> None:

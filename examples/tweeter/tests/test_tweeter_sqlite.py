@@ -45,6 +45,7 @@ class SQLiteStoreTests(TemporaryDatabase):
         self.assertEqual(
             [n for n in names if not n.startswith("sqlite_")],
             [
+                "follow_requests",
                 "follows",
                 "posts",
                 "profiles",

@@ -34,6 +34,10 @@ NS = {
     "a": "http://www.w3.org/2005/Atom",
     "di": "http://jabber.org/protocol/disco#info",
     "dit": "http://jabber.org/protocol/disco#items",
+    "r": "jabber:iq:register",
+    "x": "jabber:x:data",
+    "cmd": "http://jabber.org/protocol/commands",
+    "nick": "http://jabber.org/protocol/nick",
 }
 
 

@@ -87,7 +87,13 @@ def parse_user(text: str, component_domain: str | None = None) -> str:
         raise InvalidUser(f"{shown!r} is a server, not a user: give a JID like alice@localhost")
     if component_domain is not None and jid.domain == component_domain:
         return user_of_address(str(jid.bare), component_domain)
-    return f"{jid.local.lower()}@{jid.domain}"
+    return user_key(jid)
+
+
+def user_key(jid: JID) -> str:
+    """How the tweeter names the user of ``jid`` (which has a local part):
+    the bare JID, local part in lower case."""
+    return f"{(jid.local or '').lower()}@{jid.domain}"
 
 
 def shorten(text: str, limit: int = 30) -> str:

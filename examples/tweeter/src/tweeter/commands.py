@@ -10,9 +10,10 @@ from lxml import etree
 
 from empc import Handler, StanzaError
 from empc.commands import Session, command
-from empc.forms import Form, Integer, TextMulti, TextSingle
-from tweeter.addresses import InvalidUser, parse_user
-from tweeter.microblog import MAX_POST_LENGTH, Microblog, PostRejected
+from empc.forms import Boolean, Form, Integer, TextMulti, TextSingle
+from empc.registration import RegistrationForm
+from tweeter.addresses import InvalidUser, parse_user, user_key
+from tweeter.microblog import MAX_POST_LENGTH, Follow, Microblog, PostRejected
 from tweeter.payloads import iso_time
 from tweeter.store import Post
 
@@ -44,6 +45,15 @@ class AuthorForm(Form):
     user = TextSingle("User", desc="A JID, e.g. alice@localhost (default: you)")
 
 
+class ProfileForm(RegistrationForm):
+    """What a user registers with the tweeter (XEP-0077)."""
+
+    title = "Your tweeter profile"
+    instructions = "Choose the name your followers see, and who may follow you."
+    name = TextSingle("Display name", required=True)
+    auto_accept = Boolean("Accept new followers without asking", default=True)
+
+
 class Statistics(Form):
     title = "Service statistics"
     user = TextSingle("User")
@@ -60,10 +70,8 @@ class TweeterCommands(Handler):
         raise NotImplementedError
 
     def user_of(self, session: Session) -> str:
-        """The requester as the tweeter knows users: a bare JID, local part
-        in lower case."""
-        requester = session.requester
-        return f"{(requester.local or '').lower()}@{requester.domain}"
+        """The requester as the tweeter knows users."""
+        return user_key(session.requester)
 
     @command("post", name="Post a status", usage="<text>")
     async def post(self, session: Session) -> str:
@@ -80,7 +88,10 @@ class TweeterCommands(Handler):
         other = self._user_argument(await session.ask(UserForm, final=True), "follow")
         if other == user:
             raise StanzaError("not-allowed", "you cannot follow yourself.")
-        if await self.blog.store.follow(user, other):
+        outcome = await self.blog.follow(user, other)
+        if outcome is Follow.REQUESTED:
+            return f"{other} accepts followers by hand: your request was sent."
+        if outcome is Follow.FOLLOWING:
             return f"You now follow {other}."
         return f"You already follow {other}."
 
@@ -124,6 +135,27 @@ class TweeterCommands(Handler):
         if not people:
             return "Nobody follows you yet."
         return "\n".join([f"{len(people)} user(s) follow you:", *people])
+
+    @command("requests", name="Who asks to follow you")
+    async def requests(self, session: Session) -> str:
+        people = await self.blog.store.follow_requests(self.user_of(session))
+        if not people:
+            return "Nobody asks to follow you."
+        return "\n".join([f"{len(people)} user(s) ask to follow you:", *people])
+
+    @command("accept", name="Accept a follower", usage="<jid>")
+    async def accept(self, session: Session) -> str:
+        return await self._answer_request(session, "accept", True)
+
+    @command("refuse", name="Refuse a follower", usage="<jid>")
+    async def refuse(self, session: Session) -> str:
+        return await self._answer_request(session, "refuse", False)
+
+    async def _answer_request(self, session: Session, name: str, accept: bool) -> str:
+        follower = self._user_argument(await session.ask(UserForm, final=True), name)
+        if not await self.blog.answer_request(self.user_of(session), follower, accept):
+            return f"{follower} does not ask to follow you."
+        return f"{follower} now follows you." if accept else f"You refused {follower}."
 
     @command("stats", name="Service statistics", allow=["list:admins"])
     async def stats(self, session: Session) -> etree._Element:

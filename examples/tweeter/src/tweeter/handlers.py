@@ -31,9 +31,10 @@ from empc import (
 )
 from empc import message as message_route
 from empc import presence as presence_route
-from tweeter.addresses import InvalidUser, node_of, user_of_address, user_of_node
-from tweeter.commands import TweeterCommands
-from tweeter.microblog import Microblog, PostRejected
+from empc.registration import Registration
+from tweeter.addresses import InvalidUser, node_of, user_key, user_of_address, user_of_node
+from tweeter.commands import ProfileForm, TweeterCommands
+from tweeter.microblog import Follow, Microblog, PostRejected
 from tweeter.payloads import (
     NS_MICROBLOG,
     NS_PUBSUB,
@@ -45,13 +46,14 @@ from tweeter.payloads import (
     pubsub_error,
     subscription_payload,
 )
-from tweeter.store import Post, Store, open_store
+from tweeter.store import Post, Profile, Store, open_store
 
 MAX_ITEMS = 100
 """The most items one pubsub items request returns."""
 
 _PUBSUB = f"{{{NS_PUBSUB}}}pubsub"
 _P = {"p": NS_PUBSUB}
+NS_NICK = "http://jabber.org/protocol/nick"
 # What XEP-0060 calls the features this service lacks, by request element.
 _UNSUPPORTED = {
     "affiliations": "retrieve-affiliations",
@@ -66,7 +68,7 @@ _UNSUPPORTED = {
 }
 
 
-class Tweeter(TweeterCommands):
+class Tweeter(TweeterCommands, Registration[ProfileForm]):
     """A microblog for the users of the XMPP server.
 
     Config: ``database``, the SQLite file (relative to the working
@@ -74,6 +76,10 @@ class Tweeter(TweeterCommands):
     """
 
     defaults: ClassVar[Mapping[str, Any]] = {"database": "tweeter.sqlite3"}
+    # Registration (XEP-0077) keeps a profile: the display name followers
+    # see, and whether new followers are accepted without asking.
+    form = ProfileForm
+    legacy: ClassVar[Mapping[str, str]] = {"nick": "name"}
     # disco#info of the service: beyond the routes' features, items are kept
     # (in the store) and the nodes are microblogs.
     features: ClassVar[Sequence[str]] = (f"{NS_PUBSUB}#persistent-items", NS_MICROBLOG)
@@ -150,17 +156,17 @@ class Tweeter(TweeterCommands):
     # -- presence: following the XMPP way ---------------------------------------
 
     @presence_route("subscribe")
-    async def subscribe(self, stanza: etree._Element) -> list[etree._Element] | None:
+    async def presence_subscribe(self, stanza: etree._Element) -> list[etree._Element] | None:
         """Subscribing to a user's address follows the user."""
         return await self._presence(stanza, follow=True)
 
     @presence_route("unsubscribe")
-    async def unsubscribe(self, stanza: etree._Element) -> list[etree._Element] | None:
+    async def presence_unsubscribe(self, stanza: etree._Element) -> list[etree._Element] | None:
         """Unsubscribing from it unfollows."""
         return await self._presence(stanza, follow=False)
 
     @presence_route("probe")
-    async def probe(self, stanza: etree._Element) -> list[etree._Element] | None:
+    async def presence_probe(self, stanza: etree._Element) -> list[etree._Element] | None:
         """Every address is available; its status is the user's latest post."""
         return await self._presence(stanza, follow=None)
 
@@ -183,10 +189,10 @@ class Tweeter(TweeterCommands):
         if follow is None:
             return [await self._available(str(address), stanza.get("from") or user, author)]
         if author is not None:
-            if follow:
-                await self.store.follow(user, author)
-            else:
+            if not follow:
                 await self.store.unfollow(user, author)
+            elif await self.blog.follow(user, author) is Follow.REQUESTED:
+                return None  # answered when the author accepts or refuses
         attributes = {"from": str(address), "to": user}
         if follow:
             answers = [
@@ -201,11 +207,32 @@ class Tweeter(TweeterCommands):
         return answers
 
     async def _available(self, address: str, to: str, author: str | None) -> etree._Element:
+        """The presence of a user's address: the latest post as its status,
+        the display name as its nickname (XEP-0172)."""
         presence = make_stanza("presence", {"from": address, "to": to})
-        latest = [] if author is None else await self.store.posts_by(author, 1)
+        if author is None:
+            return presence
+        latest = await self.store.posts_by(author, 1)
         if latest:
             new_element(NS_COMPONENT, "status", parent=presence).text = latest[0].text
+        profile = await self.store.profile(author)
+        if profile is not None:
+            new_element(NS_NICK, "nick", parent=presence).text = profile.name
         return presence
+
+    # -- registration (XEP-0077): the user's profile -------------------------------
+
+    async def registered(self, user: JID) -> ProfileForm | None:
+        profile = await self.store.profile(user_key(user))
+        if profile is None:
+            return None
+        return ProfileForm(name=profile.name, auto_accept=profile.auto_accept)
+
+    async def register(self, user: JID, form: ProfileForm) -> None:
+        await self.store.set_profile(Profile(user_key(user), form.name or "", form.auto_accept))
+
+    async def unregister(self, user: JID) -> None:
+        await self.store.remove_profile(user_key(user))
 
     # -- pubsub (XEP-0060) ------------------------------------------------------
 
@@ -329,7 +356,7 @@ class Tweeter(TweeterCommands):
             return None
         if sender.local is None or sender.domain == self.component.domain:
             return None
-        return f"{sender.local.lower()}@{sender.domain}"
+        return user_key(sender)
 
     def _node_owner(self, request: etree._Element) -> str:
         """The owner of the feed node a pubsub request names.

@@ -7,18 +7,27 @@ come here, so a post made one way reaches everyone the same way.
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 
 from lxml import etree
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from empc import make_message
+from empc import make_message, make_stanza
 from tweeter.addresses import address_of
 from tweeter.payloads import event_message
 from tweeter.store import Post, Store
 
 MAX_POST_LENGTH = 280
 """The most characters a post may have, once stripped."""
+
+
+class Follow(Enum):
+    """What asking to follow someone did."""
+
+    FOLLOWING = "following"  # done
+    ALREADY = "already"  # nothing to do
+    REQUESTED = "requested"  # the followee accepts followers by hand: asked
 
 
 class PostRejected(ValueError):
@@ -86,6 +95,43 @@ class Microblog:
         for subscriber in subscribers:
             self._notify(event_message(post, self.domain, subscriber))
         return post, len(followers)
+
+    async def follow(self, follower: str, followee: str) -> Follow:
+        """Follow ``followee``, or ask to when the followee's profile says
+        new followers are accepted by hand (the followee is told by chat)."""
+        if followee in await self.store.following(follower):
+            return Follow.ALREADY
+        profile = await self.store.profile(followee)
+        if profile is None or profile.auto_accept:
+            await self.store.follow(follower, followee)
+            return Follow.FOLLOWING
+        if await self.store.request_follow(follower, followee):
+            self._notify(
+                make_message(
+                    followee,
+                    f"{follower} asks to follow you. "
+                    f"Send 'accept {follower}' or 'refuse {follower}'.",
+                    from_=self.domain,
+                )
+            )
+        return Follow.REQUESTED
+
+    async def answer_request(self, followee: str, follower: str, accept: bool) -> bool:
+        """Accept or refuse ``follower``'s request to follow ``followee``,
+        and tell the follower (by chat, and with the presence subscription
+        to the followee's address answered); False if there was none."""
+        if not await self.store.drop_request(follower, followee):
+            return False
+        if accept:
+            await self.store.follow(follower, followee)
+            text = f"{followee} accepted your request: you now follow {followee}."
+        else:
+            text = f"{followee} declined your request to follow them."
+        address = address_of(followee, self.domain)
+        answer = "subscribed" if accept else "unsubscribed"
+        self._notify(make_message(follower, text, from_=self.domain))
+        self._notify(make_stanza("presence", {"from": address, "to": follower, "type": answer}))
+        return True
 
     def _notify(self, stanza: etree._Element) -> None:
         try:

@@ -20,7 +20,7 @@ from tweeter.store import Post, Profile, Statistic
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2  # 2: profiles
+SCHEMA_VERSION = 2  # 2: profiles and follow requests
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS posts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, even after a delete
@@ -39,6 +39,11 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     owner TEXT NOT NULL,                   -- the feed node's owner, a bare JID
     subscriber TEXT NOT NULL,              -- a bare or full JID
     PRIMARY KEY (owner, subscriber)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS follow_requests (
+    follower TEXT NOT NULL,
+    followee TEXT NOT NULL,                -- who has to accept or refuse
+    PRIMARY KEY (followee, follower)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS profiles (
     user TEXT PRIMARY KEY,                 -- bare JID
@@ -210,6 +215,24 @@ class SQLiteStore:
 
     def remove_profile(self, user: str) -> Deferred[bool]:
         return self._change("DELETE FROM profiles WHERE user = ?", (user,))
+
+    def request_follow(self, follower: str, followee: str) -> Deferred[bool]:
+        return self._change(
+            "INSERT OR IGNORE INTO follow_requests (follower, followee) VALUES (?, ?)",
+            (follower, followee),
+        )
+
+    def follow_requests(self, followee: str) -> Deferred[list[str]]:
+        return self._column(
+            "SELECT follower FROM follow_requests WHERE followee = ? ORDER BY follower",
+            (followee,),
+        )
+
+    def drop_request(self, follower: str, followee: str) -> Deferred[bool]:
+        return self._change(
+            "DELETE FROM follow_requests WHERE follower = ? AND followee = ?",
+            (follower, followee),
+        )
 
     # -- helpers ------------------------------------------------------------
 

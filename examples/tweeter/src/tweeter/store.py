@@ -109,6 +109,15 @@ class Store(Protocol):
     def remove_profile(self, user: str) -> Deferred[bool]:
         """Forget ``user``'s profile; whether there was one."""
 
+    def request_follow(self, follower: str, followee: str) -> Deferred[bool]:
+        """Keep ``follower``'s request to follow ``followee``; whether it is new."""
+
+    def follow_requests(self, followee: str) -> Deferred[list[str]]:
+        """Who asks to follow ``followee``, sorted."""
+
+    def drop_request(self, follower: str, followee: str) -> Deferred[bool]:
+        """Forget a request to follow; whether there was one."""
+
 
 @dataclass
 class MemoryStore:
@@ -121,6 +130,7 @@ class MemoryStore:
     follows: set[tuple[str, str]] = field(default_factory=set)
     subscriptions: set[tuple[str, str]] = field(default_factory=set)
     profiles: dict[str, Profile] = field(default_factory=dict)
+    requests: set[tuple[str, str]] = field(default_factory=set)
     opened: bool = False
 
     def open(self) -> Deferred[None]:
@@ -197,6 +207,15 @@ class MemoryStore:
 
     def remove_profile(self, user: str) -> Deferred[bool]:
         return succeed(self.profiles.pop(user, None) is not None)
+
+    def request_follow(self, follower: str, followee: str) -> Deferred[bool]:
+        return succeed(_add(self.requests, (follower, followee)))
+
+    def follow_requests(self, followee: str) -> Deferred[list[str]]:
+        return succeed(sorted(follower for follower, user in self.requests if user == followee))
+
+    def drop_request(self, follower: str, followee: str) -> Deferred[bool]:
+        return succeed(_discard(self.requests, (follower, followee)))
 
     def _latest(self, authors: set[str], limit: int) -> list[Post]:
         chosen = [post for post in self.posts if post.author in authors]
