@@ -9,6 +9,7 @@ Reference (every key but ``components`` is optional)::
         secret_env: EMPC_SECRET      # this variable, when set, wins
         identity: {category: component, type: generic, name: empc}
         builtins: {ping: true, disco: true, version: true, commands: true}
+                                     # or a built-in's config: commands: {idle_timeout: 300}
         handlers:
           - mypackage.module:Handler
           - class: mypackage.module:Other
@@ -98,6 +99,7 @@ class ComponentConfig:
     handlers: list[Handler]
     identity: tuple[str, str, str] = ("component", "generic", "empc")
     builtins: Mapping[str, bool] = field(default_factory=dict)
+    builtin_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,18 @@ def _read_component(section: _Section, environ: Mapping[str, str]) -> ComponentC
         identity_section.string("name", "empc"),
     )
     builtins_section = section.section("builtins")
-    builtins = {name: builtins_section.boolean(name, True) for name in BUILTINS}
+    builtins: dict[str, bool] = {}
+    builtin_config: dict[str, Mapping[str, Any]] = {}
+    for name, cls in BUILTINS.items():
+        if isinstance(builtins_section.data.get(name), dict):  # on, with this config
+            options = builtins_section.section(name).data
+            try:
+                cls(options)
+            except Exception as e:
+                raise builtins_section.error(name, f"refused its config: {e}") from None
+            builtins[name], builtin_config[name] = True, options
+        else:
+            builtins[name] = builtins_section.boolean(name, True)
     handlers = [_read_handler(section, index, item) for index, item in section.items("handlers")]
     config = ComponentConfig(
         domain=domain.domain,
@@ -221,6 +234,7 @@ def _read_component(section: _Section, environ: Mapping[str, str]) -> ComponentC
         handlers=handlers,
         identity=identity,
         builtins=builtins,
+        builtin_config=builtin_config,
     )
     for part in (identity_section, builtins_section, section):
         part.refuse_unknown()

@@ -106,7 +106,11 @@ def build_component(
         rule naming an unknown list, for instance).
     """
     handlers: list[Handler] = list(component_config.handlers)
-    handlers += builtin_handlers(handlers, lambda name: component_config.builtins.get(name, True))
+    handlers += builtin_handlers(
+        handlers,
+        lambda name: component_config.builtins.get(name, True),
+        component_config.builtin_config,
+    )
     component = Component(
         component_config.domain,
         handlers,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from lxml import etree
-from support import ALICE, BOB, C, error_of, one
+from support import ALICE, BOB, C, error_of, one, write_config
 from twisted.internet.defer import Deferred, FirstError
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
@@ -39,8 +41,8 @@ class Stats(Form):
 class Tools(Handler):
     """Commands of every shape, with a record of what they saw."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(config)
         self.ended: list[str] = []
         self.runs = 0
         self.pending: Deferred[None] | None = None
@@ -534,3 +536,31 @@ def say_to_address(fake: FakeServer) -> list[etree._Element]:
     return fake.deliver(
         f"<message type='chat' from='{ALICE}' to='{to}'><body>help</body></message>"
     )
+
+
+# From the config file
+
+
+TOOLS_CONFIG = """
+components:
+  - domain: tools.example.org
+    secret: not-used-by-the-kit
+    builtins: {commands: {idle_timeout: 30, sessions_per_user: 1}}
+    handlers: [test_commands:Tools]
+access_lists:
+  admins: [root@example.org]
+"""
+
+
+def test_the_config_file_sets_the_sessions_bounds(tmp_path: Path) -> None:
+    fake = FakeServer.from_config(write_config(tmp_path, TOOLS_CONFIG))
+    greet_to_colour(fake)
+    assert error_of(execute(fake, "greet"))[0] == "resource-constraint"
+    fake.advance(30)
+    assert payload(execute(fake, "greet")).get("status") == "executing"
+
+
+def test_a_component_with_commands_switched_off_serves_none(tmp_path: Path) -> None:
+    config = TOOLS_CONFIG.replace("{idle_timeout: 30, sessions_per_user: 1}", "false")
+    fake = FakeServer.from_config(write_config(tmp_path, config))
+    assert error_of(execute(fake, "hello"))[0] == "service-unavailable"

@@ -225,6 +225,19 @@ def test_wrong_type_of_a_boolean_is_named_with_its_line(write) -> None:  # type:
     assert "expected true or false" in message
 
 
+def test_a_built_in_may_be_given_its_config(write) -> None:  # type: ignore[no-untyped-def]
+    path = write(MINIMAL + "    builtins: {commands: {idle_timeout: 300}}\n")
+    [component] = load_config(path, NO_ENV).components
+    assert component.builtins["commands"] is True
+    assert component.builtin_config == {"commands": {"idle_timeout": 300}}
+
+
+def test_a_built_in_s_bad_config_is_named_with_its_line(write) -> None:  # type: ignore[no-untyped-def]
+    message = error_of(write(MINIMAL + "    builtins: {commands: {idle_timeout: 0}}\n"))
+    assert "components[0].builtins.commands (line 4)" in message
+    assert "idle_timeout must be positive" in message
+
+
 def test_section_that_is_not_a_mapping_is_refused(write) -> None:  # type: ignore[no-untyped-def]
     message = error_of(write(MINIMAL + "limits: [1, 2]\n"))
     assert "limits (line 4)" in message

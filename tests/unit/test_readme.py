@@ -1,5 +1,5 @@
-"""The README's code runs: its handlers import, its data-forms example runs
-and its test-kit example passes."""
+"""The README's code runs: its handlers import, its examples of data forms,
+commands and registration run, and its test-kit example passes."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def python_blocks() -> list[str]:
 
 
 def test_readme_examples_run(tmp_path: Path) -> None:
-    echo, weather, settings, tests = python_blocks()
+    echo, weather, settings, commands, gateway, tests = python_blocks()
     (tmp_path / "echo.py").write_text(echo)
     (tmp_path / "weather.py").write_text(weather)
     (tmp_path / "test_weather.py").write_text(tests)
@@ -39,3 +39,13 @@ def test_readme_examples_run(tmp_path: Path) -> None:
     )
     assert forms.returncode == 0, forms.stderr
     assert forms.stdout.startswith("bob None True [JID(local='carol'"), forms.stdout
+
+
+def test_readme_building_block_examples_run(tmp_path: Path) -> None:
+    _, _, _, commands, gateway, _ = python_blocks()
+    for name, code in (("commands.py", commands), ("gateway.py", gateway)):
+        (tmp_path / name).write_text(code)
+        run = subprocess.run(
+            [sys.executable, name], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert run.returncode == 0, f"{name}: {run.stderr}"

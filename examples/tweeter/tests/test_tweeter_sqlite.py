@@ -11,6 +11,7 @@ from pathlib import Path
 from lxml import etree
 from tweeter import Post, Tweeter
 from tweeter.sqlite import SQLiteStore
+from tweeter.store import Profile, Statistic
 from tweeter_kit import ALICE, ALICE_NODE, BOB, CAROL, DOMAIN, async_test
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
@@ -105,6 +106,57 @@ class SQLiteStoreTests(TemporaryDatabase):
         self.assertTrue(await store.unsubscribe(ALICE, BOB))
         self.assertFalse(await store.unsubscribe(ALICE, BOB))
         self.assertEqual(await store.subscribers(ALICE), [])
+
+    @async_test
+    async def test_statistics_count_per_user(self) -> None:
+        store = await self.opened()
+        await store.add_post(ALICE, "one", 1.0)
+        await store.add_post(ALICE, "two", 2.0)
+        await store.follow(BOB, ALICE)
+        await store.follow(CAROL, ALICE)
+        await store.follow(CAROL, BOB)
+        self.assertEqual(
+            await store.statistics(),
+            [
+                Statistic(ALICE, 2, 2, 0),
+                Statistic(BOB, 0, 1, 1),
+                Statistic(CAROL, 0, 0, 2),
+            ],
+        )
+
+    @async_test
+    async def test_profiles_are_kept_replaced_and_removed(self) -> None:
+        store = await self.opened()
+        self.assertIsNone(await store.profile(ALICE))
+        self.assertTrue(await store.set_profile(Profile(ALICE, "Alice", False)))
+        self.assertFalse(await store.set_profile(Profile(ALICE, "Alice L.", True)))
+        self.assertEqual(await store.profile(ALICE), Profile(ALICE, "Alice L.", True))
+        self.assertTrue(await store.remove_profile(ALICE))
+        self.assertFalse(await store.remove_profile(ALICE))
+
+    @async_test
+    async def test_follow_requests_are_kept_until_dropped(self) -> None:
+        store = await self.opened()
+        self.assertTrue(await store.request_follow(BOB, ALICE))
+        self.assertFalse(await store.request_follow(BOB, ALICE))
+        await store.request_follow(CAROL, ALICE)
+        self.assertEqual(await store.follow_requests(ALICE), [BOB, CAROL])
+        self.assertTrue(await store.drop_request(BOB, ALICE))
+        self.assertFalse(await store.drop_request(BOB, ALICE))
+        self.assertEqual(await store.follow_requests(ALICE), [CAROL])
+
+    @async_test
+    async def test_a_version_1_database_gets_the_new_tables(self) -> None:
+        Path(self.path).parent.mkdir(parents=True)
+        connection = sqlite3.connect(self.path)
+        connection.execute("CREATE TABLE posts (id INTEGER PRIMARY KEY, author, text, published)")
+        connection.execute("INSERT INTO posts VALUES (1, 'alice@localhost', 'old', 1.0)")
+        connection.execute("PRAGMA user_version = 1")
+        connection.commit()
+        connection.close()
+        store = await self.opened()
+        self.assertEqual([post.text for post in await store.posts_by(ALICE, 5)], ["old"])
+        self.assertTrue(await store.set_profile(Profile(ALICE, "Alice", True)))
 
     @async_test
     async def test_in_memory(self) -> None:

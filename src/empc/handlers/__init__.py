@@ -1,6 +1,7 @@
 """Built-in handlers: what every component answers out of the box."""
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from empc.commands import Commands, declared_commands
 from empc.routing import Handler
@@ -19,11 +20,14 @@ BUILTINS: Mapping[str, type[Handler]] = {
 
 
 def builtin_handlers(
-    handlers: Sequence[Handler], enabled: Callable[[str], bool] = lambda name: True
+    handlers: Sequence[Handler],
+    enabled: Callable[[str], bool] = lambda name: True,
+    config: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Handler]:
     """The built-in handlers a component with ``handlers`` gets: those
-    ``enabled`` by name and not among ``handlers`` already; ``commands``
-    only when a handler declares a command."""
+    ``enabled`` by name and not among ``handlers`` already, each with its
+    ``config`` by name (the defaults if none); ``commands`` only when a
+    handler declares a command."""
     given = {type(handler) for handler in handlers}
     wanted = []
     for name, cls in BUILTINS.items():
@@ -31,7 +35,7 @@ def builtin_handlers(
             continue
         if cls is Commands and not any(declared_commands(handler) for handler in handlers):
             continue
-        wanted.append(cls())
+        wanted.append(cls((config or {}).get(name)))
     return wanted
 
 
