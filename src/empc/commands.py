@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from lxml import etree
-from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.defer import CancelledError, Deferred, fail, maybeDeferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -56,6 +56,7 @@ from empc.routing import (
     iq,
     make_message,
     make_reply,
+    marked_methods,
     message,
     sender_of,
 )
@@ -158,20 +159,12 @@ class Command:
     run: Callable[[Session], object]
     access: AccessRule
 
-    def permits(self, requester: JID) -> bool:
-        return self.access.permits(requester)
-
 
 def declared_commands(handler: Handler) -> list[tuple[CommandSpec, Callable[[Session], object]]]:
     """The commands declared on ``handler``'s methods, bound to them."""
-    cls = type(handler)
-    names = dict.fromkeys(name for klass in reversed(cls.__mro__) for name in vars(klass))
-    found = []
-    for name in names:
-        spec = getattr(getattr(cls, name, None), _COMMAND_ATTRIBUTE, None)
-        if isinstance(spec, CommandSpec):
-            found.append((spec, getattr(handler, name)))
-    return found
+    return [
+        (spec, getattr(handler, name)) for name, spec in marked_methods(handler, _COMMAND_ATTRIBUTE)
+    ]
 
 
 # What a step of a session ends with.
@@ -202,7 +195,9 @@ Step = Asked | Completed | Canceled
 
 class SessionEnded(Exception):
     """Raised into a command whose session ended (canceled, expired, or
-    gone back to an earlier form) while it waited for an answer."""
+    gone back to an earlier form) while it waited for an answer. The
+    command's run is over: what it awaits after this is canceled, and it
+    may not ask again."""
 
 
 def _commands_error(condition: str, specific: str, text: str | None = None) -> StanzaError:
@@ -213,28 +208,43 @@ def _commands_error(condition: str, specific: str, text: str | None = None) -> S
 class Session:
     """One run of a command for one requester (a full JID).
 
+    While it waits for an answer, its idle time counts: after
+    ``idle_timeout`` seconds without one, ``on_expire`` is called, then the
+    session ends.
+
     :ivar id: the session id, unpredictable.
     :ivar requester: who runs it.
     :ivar chat: whether it runs as a chat dialog rather than XEP-0050.
     """
 
     def __init__(
-        self, command: Command, requester: JID, chat: bool, on_end: Callable[[Session], None]
+        self,
+        command: Command,
+        requester: JID,
+        chat: bool,
+        clock: IReactorTime,
+        idle_timeout: float,
+        on_expire: Callable[[Session], None],
+        on_end: Callable[[Session], None],
     ) -> None:
         self.id = secrets.token_urlsafe(12)
         self.command = command
         self.requester = requester
         self.chat = chat
+        self._clock = clock
+        self._idle_timeout = idle_timeout
+        self._on_expire = on_expire
         self._on_end = on_end
-        self._answers: list[Form] = []  # one per form answered, in order
+        self._expiry: IDelayedCall | None = None
+        self._answers: list[Form] = []  # one per form answered, kept for prev
         self._replay: list[Form] = []
         self._prefill: Form | None = None
         self._run = 0  # which run of the command is the live one
+        self._outcome: Deferred[object] | None = None  # the live run
         self._step: Deferred[Step] | None = None  # the request being served
         self._asked: Asked | None = None
         self._answer: Deferred[Form] | None = None  # what the command awaits
         self.ended = False
-        self.expiry: IDelayedCall | None = None
 
     @property
     def asked(self) -> Asked | None:
@@ -250,7 +260,8 @@ class Session:
 
         Fires with the submitted form, parsed and valid (a bad submission
         is answered ``bad-request`` and the same form stays asked); fails
-        with :class:`SessionEnded` if the session ends first.
+        with :class:`SessionEnded` if the session ends first, or at once if
+        it has ended or a form is already asked.
 
         :param final: whether this is the last form: the user completes the
             command with it rather than going on to a next one.
@@ -266,13 +277,13 @@ class Session:
         prefill, self._prefill = self._prefill, None
         if isinstance(prefill, form):
             values = prefill
-        instance = form._instance(values or {})
         actions: tuple[str, ...] = ("complete",) if final else ("next",)
         if self._answers and self.command.spec.prev:
             actions += ("prev",)
-        self._asked = Asked(form, instance, actions)
+        self._asked = Asked(form, form._instance(values or {}), actions)
         answer: Deferred[Any] = Deferred()
         self._answer = answer
+        self.touch()
         self._fire(self._asked)
         return answer
 
@@ -284,21 +295,25 @@ class Session:
         run = self._run
         step = self._new_step()
         outcome = maybeDeferred(self.command.run, self)
+        self._outcome = outcome
         outcome.addCallbacks(
             lambda result: self._returned(run, result), lambda failure: self._failed(run, failure)
         )
         return step
 
     def submit(self, action: str, x: etree._Element | None) -> Deferred[Step]:
-        """Answer the form asked with ``action`` and the submitted form ``x``.
+        """Take ``action`` on the form asked, with the submitted form ``x``.
 
-        ``execute`` is the asked form's default action. Fires with the next
-        step; fails with :class:`~empc.StanzaError` ``bad-request``
-        (``bad-action``) for an action the form does not offer, or for a
-        bad submission (``bad-payload``, the session staying where it was),
-        and ``unexpected-request`` while the last answer is still being
-        handled.
+        ``execute`` is the asked form's default action; ``cancel`` ends the
+        session at any time. Fires with the next step; fails with
+        :class:`~empc.StanzaError` ``bad-request`` (``bad-action``) for an
+        action the form does not offer, ``bad-request`` (``bad-payload``)
+        for a bad submission (the form stays asked), and
+        ``unexpected-request`` while the last answer is still being handled.
         """
+        if action == "cancel":
+            self.end()
+            return succeed(Canceled())
         asked = self._asked
         if asked is None:
             return fail(
@@ -306,9 +321,6 @@ class Session:
             )
         if action == "execute":
             action = asked.actions[0]
-        if action == "cancel":
-            self.end()
-            return succeed(Canceled())
         if action not in asked.actions:
             return fail(
                 _commands_error("bad-request", "bad-action", f"{action!r} is not possible now")
@@ -323,22 +335,42 @@ class Session:
         waiting = self._answer
         assert waiting is not None
         self._asked = self._answer = None
-        self._answers.append(answer)
+        self._disarm()
+        if self.command.spec.prev:
+            self._answers.append(answer)
         step = self._new_step()
         waiting.callback(answer)
         return step
 
+    def touch(self) -> None:
+        """Count the idle time from now (an answer is being given)."""
+        self._disarm()
+        self._expiry = self._clock.callLater(self._idle_timeout, self._expire)
+
     def end(self) -> None:
-        """End the session: the command, if it waits, gets SessionEnded."""
+        """End the session: the command, if it waits, gets SessionEnded;
+        what it awaits otherwise is canceled."""
         if self.ended:
             return
         self.ended = True
+        self._disarm()
         self._stop_run()
         self._on_end(self)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        self._on_expire(self)
+        self.end()
+
+    def _disarm(self) -> None:
+        if self._expiry is not None and self._expiry.active():
+            self._expiry.cancel()
+        self._expiry = None
 
     def _back(self) -> Deferred[Step]:
         """Run the command again, replaying the answers before the last one,
         and ask the last form again, filled as it was."""
+        self._disarm()
         self._stop_run()
         *self._replay, self._prefill = self._answers
         self._answers = []
@@ -348,8 +380,11 @@ class Session:
         self._run += 1  # what the stopped run does from now on is ignored
         waiting, self._answer, self._asked = self._answer, None, None
         step, self._step = self._step, None
+        outcome, self._outcome = self._outcome, None
         if waiting is not None:
             waiting.errback(SessionEnded("the session has ended"))
+        if outcome is not None:
+            outcome.cancel()  # a run still busy (a step past its deadline) stops
         if step is not None:
             step.callback(Canceled())
 
@@ -380,23 +415,32 @@ class Session:
         if result is not None and not isinstance(result, str | Note | Form | etree._Element):
             self._failed(run, Failure(TypeError(f"a command returned a {type(result).__name__}")))
             return
+        self._outcome = None
         self._fire(Completed(result))
         self.end()
 
     def _failed(self, run: int, failure: Failure) -> None:
         if run != self._run:
             return
-        self._fire(failure)
+        self._outcome = None
+        error = failure.value
+        if isinstance(error, StanzaError) and self._answers:
+            # XEP-0050 §3.6: a command that fails once the user has filled
+            # in its forms completes with an error note, not an IQ error.
+            self._fire(Completed(Note(error.text or error.condition, "error")))
+        else:
+            self._fire(failure)
         self.end()
 
 
 @dataclass
 class _Dialog:
-    """A chat session between questions: the fields still to ask."""
+    """A chat session: between questions, the form asked, the values so
+    far and the fields still to ask."""
 
     session: Session
-    asked: Asked
-    values: dict[str, Any]
+    asked: Asked | None = None
+    values: dict[str, Any] = field(default_factory=dict)
     missing: list[Field[Any]] = field(default_factory=list)
 
 
@@ -431,7 +475,7 @@ class Commands(Handler):
         self._dialogs: dict[JID, _Dialog] = {}
         # Ids of sessions that expired, to answer session-expired rather
         # than bad-sessionid; bounded like the sessions themselves.
-        self._expired: OrderedDict[str, None] = OrderedDict()
+        self._expired_ids: OrderedDict[str, None] = OrderedDict()
 
     def start(self) -> None:
         """Gather the commands of every handler of the component.
@@ -482,23 +526,25 @@ class Commands(Handler):
             if action != "execute":
                 raise _commands_error("bad-request", "bad-sessionid", "no session to continue")
             session = self._open(self._command(node, requester), requester, chat=False)
-            step = self._drive(session, session.start)
+            step = session.start()
         else:
             found = self._sessions.get((requester, session_id))
             if found is None or found.chat or found.command.spec.node != node:
-                if session_id in self._expired:
+                if session_id in self._expired_ids:
                     raise _commands_error("not-allowed", "session-expired", "the session expired")
                 raise _commands_error("bad-request", "bad-sessionid", "no such session")
             session = found
             x = request.find(f"{{{NS_DATA}}}x")
-            step = self._drive(session, lambda: session.submit(action, x))
+            if x is not None and x.get("type") == "cancel":  # XEP-0004's way to cancel
+                action = "cancel"
+            step = session.submit(action, x)
         return step.addCallback(_command_payload, session)
 
     def _command(self, node: str, requester: JID) -> Command:
         found = self._commands.get(node)
         if found is None:
             raise StanzaError("item-not-found", f"no command {node!r}")
-        if not found.permits(requester):
+        if not found.access.permits(requester):
             raise StanzaError("forbidden", "you may not run this command")
         return found
 
@@ -512,33 +558,27 @@ class Commands(Handler):
             raise StanzaError(
                 "resource-constraint", "you have too many commands running; finish one first"
             )
-        session = Session(command, requester, chat, self._closed)
+        session = Session(
+            command,
+            requester,
+            chat,
+            self.component.clock,
+            self.config["idle_timeout"],
+            self._expired,
+            self._closed,
+        )
         self._sessions[(requester, session.id)] = session
         self._per_user[user] = self._per_user.get(user, 0) + 1
+        if chat:
+            self._dialogs[requester] = _Dialog(session)
         return session
 
-    def _drive(self, session: Session, go: Callable[[], Deferred[Step]]) -> Deferred[Step]:
-        """Take a step of ``session``; while it waits for an answer after
-        the step, its idle time counts."""
-        if session.expiry is not None and session.expiry.active():
-            session.expiry.cancel()
-        session.expiry = None
-
-        def arm(step: Step) -> Step:
-            if isinstance(step, Asked) and not session.ended:
-                session.expiry = self.component.clock.callLater(
-                    self.config["idle_timeout"], self._expire, session
-                )
-            return step
-
-        return go().addCallback(arm)
-
-    def _expire(self, session: Session) -> None:
-        self._expired[session.id] = None
-        while len(self._expired) > self.config["max_sessions"]:
-            self._expired.popitem(last=False)
-        session.expiry = None
-        session.end()
+    def _expired(self, session: Session) -> None:
+        """``session`` waited too long for an answer: remember its id, so
+        that a late answer hears so, and tell a chat user."""
+        self._expired_ids[session.id] = None
+        while len(self._expired_ids) > self.config["max_sessions"]:
+            self._expired_ids.popitem(last=False)
         if session.chat and self.component.connected:
             minutes = max(1, round(self.config["idle_timeout"] / 60))
             text = (
@@ -558,9 +598,6 @@ class Commands(Handler):
         dialog = self._dialogs.get(session.requester)
         if dialog is not None and dialog.session is session:
             del self._dialogs[session.requester]
-        if session.expiry is not None and session.expiry.active():
-            session.expiry.cancel()
-        session.expiry = None
 
     # -- service discovery ------------------------------------------------------
 
@@ -568,7 +605,7 @@ class Commands(Handler):
         if node == NS_COMMANDS:
             return ([("automation", "command-list", "Commands")], [NS_COMMANDS])
         found = self._commands.get(node)
-        if found is None or not found.permits(requester):
+        if found is None or not found.access.permits(requester):
             return None
         return ([("automation", "command-node", found.spec.name)], [NS_COMMANDS, NS_DATA])
 
@@ -579,7 +616,7 @@ class Commands(Handler):
         return [
             (domain, found.spec.node, found.spec.name)
             for found in self._commands.values()
-            if found.permits(requester)
+            if found.access.permits(requester)
         ]
 
     # -- chat ---------------------------------------------------------------------
@@ -602,9 +639,13 @@ class Commands(Handler):
                 answer = await self._run_chat(requester, text)
         except StanzaError as error:
             answer = f"Error: {error.text or error.condition}"
+        except CancelledError:
+            raise  # the action's deadline passed: the router says so
         except Exception:
             self.log.failure("A chat command from {requester} failed", requester=requester)
             answer = "Error: something went wrong on our side; please try again later."
+        if answer is None:
+            return None
         reply = make_reply(stanza, "chat")
         new_element(NS_COMPONENT, "body", parent=reply).text = answer
         thread = stanza.find(f"{{{NS_COMPONENT}}}thread")
@@ -616,14 +657,14 @@ class Commands(Handler):
         """The chat commands ``requester`` may run, one per line."""
         lines = ["Commands (send them to me, one per message):"]
         for word, found in self._words.items():
-            if found.permits(requester):
+            if found.access.permits(requester):
                 usage = f" {found.spec.usage}" if found.spec.usage else ""
                 lines.append(f"{word}{usage}: {found.spec.name}")
         lines.append("help: this list")
         lines.append("cancel: stop a command that asks you questions")
         return "\n".join(lines)
 
-    async def _run_chat(self, requester: JID, text: str) -> str:
+    async def _run_chat(self, requester: JID, text: str) -> str | None:
         words = text.split(None, 1)
         if not words:
             return "Error: this message is empty. Send 'help' for the list of commands."
@@ -633,7 +674,7 @@ class Commands(Handler):
         if word == "cancel":
             return "There is nothing to cancel."
         found = self._words.get(word)
-        if found is None or not found.permits(requester):
+        if found is None or not found.access.permits(requester):
             return (
                 f"Error: unknown command '{_shorten(words[0])}'. "
                 "Send 'help' for the list of commands."
@@ -642,52 +683,56 @@ class Commands(Handler):
         if arguments and not found.spec.usage:
             return f"Error: '{word}' takes no argument; send just '{word}'."
         session = self._open(found, requester, chat=True)
-        step = await self._drive(session, session.start)
-        return await self._chat_steps(session, step, arguments)
+        return await self._chat_steps(self._dialogs[requester], await session.start(), arguments)
 
-    async def _chat_steps(self, session: Session, step: Step, arguments: str) -> str:
+    async def _chat_steps(self, dialog: _Dialog, step: Step, arguments: str) -> str | None:
         """Go on until the command completes or asks a question."""
         for _ in range(MAX_AUTOMATIC_STEPS):
             if isinstance(step, Completed):
                 return _as_chat(step.result)
             if isinstance(step, Canceled):
-                return "Canceled."
-            dialog = _Dialog(session, step, _values_of(step.form, step.values))
-            errors = _fill(dialog, arguments)
+                return None  # the message that canceled it is answered
+            dialog.asked = step
+            dialog.values = _values_of(step.form, step.values)
+            errors = _fill(dialog, step.form, arguments)
             arguments = ""
             if dialog.missing:
-                self._dialogs[session.requester] = dialog
-                return "\n".join([*errors, dialog.missing[0].prompt()])
+                return "\n".join([*errors, _question(dialog.missing[0])])
             step = await self._submit(dialog)
-        session.end()
+        dialog.session.end()
         return "Error: this command asked too many forms in a row."
 
-    async def _answer(self, dialog: _Dialog, text: str) -> str:
+    async def _answer(self, dialog: _Dialog, text: str) -> str | None:
         session = dialog.session
         if text.lower() == "cancel":
             session.end()
             return "Canceled."
+        if dialog.asked is None or not dialog.missing:
+            return "Error: still working on your last message; send 'cancel' to stop it."
+        session.touch()
         field = dialog.missing[0]
         try:
             dialog.values[field.name] = field.from_chat(text)
         except ValueError as error:
-            return f"Error: {error}\n{field.prompt()}"
+            return f"Error: {error}\n{_question(field)}"
         dialog.missing.pop(0)
         if dialog.missing:
-            return dialog.missing[0].prompt()
-        del self._dialogs[session.requester]
-        return await self._chat_steps(session, await self._submit(dialog), "")
+            return _question(dialog.missing[0])
+        return await self._chat_steps(dialog, await self._submit(dialog), "")
 
     def _submit(self, dialog: _Dialog) -> Deferred[Step]:
-        x = dialog.asked.form.submit(dialog.values)
-        session = dialog.session
-        step = self._drive(session, lambda: session.submit(dialog.asked.actions[0], x))
+        """Submit the dialog's answers; a refusal ends the session (every
+        field was checked as it was answered, so it is not the user's)."""
+        asked, session = dialog.asked, dialog.session
+        assert asked is not None
+        dialog.asked, dialog.missing = None, []
+        x = asked.form.submit(dialog.values)
 
         def failed(failure: Failure) -> Failure:
             session.end()
             return failure
 
-        return step.addErrback(failed)
+        return session.submit(asked.actions[0], x).addErrback(failed)
 
 
 def _command_payload(step: Step, session: Session) -> etree._Element:
@@ -731,6 +776,14 @@ def _as_chat(result: Result) -> str:
     return as_text(result)
 
 
+CANCEL_HINT = "(send 'cancel' to stop)"
+
+
+def _question(field: Field[Any]) -> str:
+    """How a chat dialog asks for ``field``."""
+    return f"{field.prompt()}\n{CANCEL_HINT}"
+
+
 def _values_of(form: type[Form], instance: Form) -> dict[str, Any]:
     return {field.name: getattr(instance, field.name) for field in form.fields.values()}
 
@@ -740,12 +793,12 @@ def _askable(form: type[Form]) -> list[Field[Any]]:
     return [field for field in form.fields.values() if field.type not in ("fixed", "hidden")]
 
 
-def _fill(dialog: _Dialog, arguments: str) -> list[str]:
-    """Fill the fields from a command line's arguments, in order (the last
-    field takes the rest of the line), and list in ``dialog.missing`` the
-    required fields left empty and those whose argument was refused.
-    Returns the refusals, one line each."""
-    fields = _askable(dialog.asked.form)
+def _fill(dialog: _Dialog, form: type[Form], arguments: str) -> list[str]:
+    """Fill the fields of ``form`` from a command line's arguments, in
+    order (the last field takes the rest of the line), and list in
+    ``dialog.missing`` the required fields left empty and those whose
+    argument was refused. Returns the refusals, one line each."""
+    fields = _askable(form)
     parts = arguments.split(None, len(fields) - 1) if arguments and fields else []
     errors = []
     refused = set()
@@ -773,6 +826,7 @@ def _shorten(text: str, limit: int = 30) -> str:
 
 
 __all__ = [
+    "CANCEL_HINT",
     "NS_COMMANDS",
     "Commands",
     "Note",

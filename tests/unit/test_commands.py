@@ -13,8 +13,8 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from empc import Handler, StanzaError
-from empc.commands import NS_COMMANDS, Commands, Note, Session, SessionEnded, command
-from empc.forms import NS_DATA, Form, Integer, ListSingle, TextSingle, as_text
+from empc.commands import CANCEL_HINT, NS_COMMANDS, Commands, Note, Session, SessionEnded, command
+from empc.forms import NS_DATA, Field, Form, Integer, ListSingle, TextSingle, as_text
 from empc.testing import FakeServer
 
 ADMIN = "root@example.org/console"
@@ -144,6 +144,11 @@ def app_condition(reply: etree._Element) -> str | None:
     assert error is not None
     found = error.find(f"{CMD}*")
     return None if found is None else etree.QName(found).localname
+
+
+def question(field: Field[Any]) -> str:
+    """How a chat dialog asks for ``field``."""
+    return f"{field.prompt()}\n{CANCEL_HINT}"
 
 
 def greeting(*names: str) -> dict[str, list[str]]:
@@ -440,14 +445,14 @@ def test_a_command_runs_by_its_word_in_any_case() -> None:
 
 def test_arguments_fill_the_first_form_and_required_fields_left_are_asked() -> None:
     fake, _, _ = server()
-    assert say(fake, "greet Alice Liddell") == Colour.colour.prompt()
+    assert say(fake, "greet Alice Liddell") == question(Colour.colour)
     assert say(fake, "2") == "Hello, Alice Liddell, in blue!"
 
 
 def test_without_arguments_each_required_field_is_asked_in_turn() -> None:
     fake, _, commands = server()
-    assert say(fake, "greet") == Greeting.name.prompt()
-    assert say(fake, "Alice") == Colour.colour.prompt()
+    assert say(fake, "greet") == question(Greeting.name)
+    assert say(fake, "Alice") == question(Colour.colour)
     assert say(fake, "red") == "Hello, Alice, in red!"
     assert commands.sessions == 0
 
@@ -457,7 +462,7 @@ def test_a_refused_answer_is_explained_and_asked_again() -> None:
     say(fake, "greet Alice")
     answer = say(fake, "green").splitlines()
     assert answer[0].startswith("Error: ")
-    assert "\n".join(answer[1:]) == Colour.colour.prompt()
+    assert "\n".join(answer[1:]) == question(Colour.colour)
     assert say(fake, "blue") == "Hello, Alice, in blue!"
 
 
@@ -564,3 +569,105 @@ def test_a_component_with_commands_switched_off_serves_none(tmp_path: Path) -> N
     config = TOOLS_CONFIG.replace("{idle_timeout: 30, sessions_per_user: 1}", "false")
     fake = FakeServer.from_config(write_config(tmp_path, config))
     assert error_of(execute(fake, "hello"))[0] == "service-unavailable"
+
+
+# Sessions end whatever happens
+
+
+def test_a_session_answered_badly_still_expires() -> None:
+    fake, _, commands = server(idle_timeout=60.0)
+    session_id = payload(execute(fake, "greet")).get("sessionid")
+    execute(fake, "greet", session=session_id, values=greeting())  # bad-payload
+    execute(fake, "greet", session=session_id, action="complete", values=greeting("A"))
+    fake.advance(60)
+    assert commands.sessions == 0
+
+
+def test_each_chat_answer_restarts_the_idle_time() -> None:
+    fake, _, commands = server(idle_timeout=60.0)
+    say(fake, "greet")
+    fake.advance(50)
+    say(fake, "Alice")
+    fake.advance(50)
+    assert commands.sessions == 1
+    assert say(fake, "red") == "Hello, Alice, in red!"
+
+
+def test_a_refused_chat_answer_restarts_the_idle_time_too() -> None:
+    fake, _, commands = server(idle_timeout=60.0)
+    say(fake, "greet Alice")
+    fake.advance(50)
+    say(fake, "green")
+    fake.advance(50)
+    assert commands.sessions == 1
+
+
+def test_a_command_past_its_deadline_is_stopped() -> None:
+    fake, tools, _ = server()
+    fake.deliver(f"<iq type='set' from='{ALICE}'><command xmlns='{NS_COMMANDS}' node='slow'/></iq>")
+    fake.advance(30)
+    assert tools.pending is not None and tools.pending.called  # canceled, not left running
+
+
+def test_a_chat_command_past_its_deadline_is_not_logged_as_a_failure() -> None:
+    fake, _, commands = server()
+    with capturedLogs() as events:
+        fake.deliver(f"<message type='chat' from='{ALICE}'><body>slow</body></message>")
+        fake.advance(30)
+    assert [e for e in events if "log_failure" in e] == []
+    assert commands.sessions == 0
+
+
+def test_cancel_is_taken_while_a_step_runs() -> None:
+    fake, _, commands = server()
+    started = fake.deliver(
+        f"<iq type='set' from='{ALICE}'><command xmlns='{NS_COMMANDS}' node='slow'/></iq>"
+    )
+    assert started == []
+    session_id = next(iter(commands._sessions.values())).id
+    replies = fake.deliver(
+        f"<iq type='set' from='{ALICE}'><command xmlns='{NS_COMMANDS}' node='slow'"
+        f" sessionid='{session_id}' action='cancel'/></iq>"
+    )
+    assert sorted(payload(reply).get("status") for reply in replies) == ["canceled", "canceled"]
+    assert commands.sessions == 0
+
+
+def test_a_cancel_form_cancels() -> None:
+    fake, _, commands = server()
+    session_id = payload(execute(fake, "greet")).get("sessionid")
+    reply = one(
+        fake.deliver(
+            f"<iq type='set' from='{ALICE}'><command xmlns='{NS_COMMANDS}' node='greet'"
+            f" sessionid='{session_id}'><x xmlns='{NS_DATA}' type='cancel'/></command></iq>"
+        )
+    )
+    assert payload(reply).get("status") == "canceled"
+    assert commands.sessions == 0
+
+
+class Picky(Handler):
+    @command("pick", name="Pick a colour")
+    async def pick(self, session: Session) -> str:
+        colour = await session.ask(Colour, final=True)
+        raise StanzaError("not-acceptable", f"{colour.colour} is sold out")
+
+
+def test_a_command_failing_after_its_form_completes_with_an_error_note() -> None:
+    fake = FakeServer([Picky()])
+    session_id = payload(execute(fake, "pick")).get("sessionid")
+    done = payload(execute(fake, "pick", session=session_id, values={"colour": ["red"]}))
+    assert done.get("status") == "completed"
+    note = done.find(f"{CMD}note")
+    assert note is not None
+    assert (note.get("type"), note.text) == ("error", "red is sold out")
+
+
+def test_a_second_chat_command_waits_for_the_first() -> None:
+    fake, tools, _ = server()
+    fake.deliver(f"<message type='chat' from='{ALICE}'><body>slow</body></message>")
+    assert say(fake, "hello") == (
+        "Error: still working on your last message; send 'cancel' to stop it."
+    )
+    assert say(fake, "cancel") == "Canceled."
+    assert tools.pending is not None and tools.pending.called

@@ -16,7 +16,7 @@ def python_blocks() -> list[str]:
 
 
 def test_readme_examples_run(tmp_path: Path) -> None:
-    echo, weather, settings, commands, gateway, tests = python_blocks()
+    echo, weather, settings, _, _, tests = python_blocks()
     (tmp_path / "echo.py").write_text(echo)
     (tmp_path / "weather.py").write_text(weather)
     (tmp_path / "test_weather.py").write_text(tests)

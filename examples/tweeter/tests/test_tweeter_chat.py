@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from lxml import etree
 from tweeter import MemoryStore, Post
 from tweeter.commands import PostForm, TimelineForm, UserForm
 from tweeter_kit import ADMIN, ALICE, ALICE_ADDRESS, BOB, CAROL, DOMAIN, Tweets, text_of
 from twisted.internet.defer import Deferred, fail
+
+from empc.commands import CANCEL_HINT
+from empc.forms import Field
+
+
+def question(field: Field[Any]) -> str:
+    return f"{field.prompt()}\n{CANCEL_HINT}"
 
 
 @pytest.fixture
@@ -74,7 +83,7 @@ def test_post_keeps_inner_lines(tweets: Tweets) -> None:
 
 @pytest.mark.parametrize("text", ["post", "post   ", "POST\n\t"])
 def test_post_without_text_asks_for_it(tweets: Tweets, text: str) -> None:
-    assert tweets.say(ALICE, text) == PostForm.text.prompt()
+    assert tweets.say(ALICE, text) == question(PostForm.text)
     assert tweets.say(ALICE, "Hello, world!") == "Posted #1 to 0 follower(s)."
 
 
@@ -158,15 +167,15 @@ def test_timeline_default_and_maximum(tweets: Tweets) -> None:
 
 @pytest.mark.parametrize("argument", ["0", "-1", "abc", "2 3", "1.5", "٣"])
 def test_timeline_with_a_bad_number_asks_again(tweets: Tweets, argument: str) -> None:
-    error, *question = tweets.say(BOB, f"timeline {argument}").splitlines()
+    error, *asked = tweets.say(BOB, f"timeline {argument}").splitlines()
     assert error.startswith("Error: ")
-    assert "\n".join(question) == TimelineForm.count.prompt()
+    assert "\n".join(asked) == question(TimelineForm.count)
     assert tweets.say(BOB, "3") == "Your timeline is empty."
 
 
 @pytest.mark.parametrize("command", ["follow", "unfollow"])
 def test_follow_without_a_jid_asks_for_it(tweets: Tweets, command: str) -> None:
-    assert tweets.say(BOB, command) == UserForm.user.prompt()
+    assert tweets.say(BOB, command) == question(UserForm.user)
     assert tweets.say(BOB, "alice@localhost").endswith("alice@localhost.")
 
 

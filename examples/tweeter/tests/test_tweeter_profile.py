@@ -180,3 +180,15 @@ def test_the_statistics_are_forbidden_to_others(tweets: Tweets) -> None:
     assert reply.get("type") == "error"
     assert reply.find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}forbidden") is not None
     assert reply.get("from") == DOMAIN
+
+
+@pytest.mark.parametrize("sender", ["evil.example", DOMAIN, f"bob\\40evil.example@{DOMAIN}"])
+def test_a_server_or_an_address_at_the_component_runs_no_command(
+    tweets: Tweets, sender: str
+) -> None:
+    (reply,) = tweets.deliver(
+        f"<iq type='set' from='{sender}' id='c1'><command xmlns='{NS['cmd']}' node='post'/></iq>"
+    )
+    assert reply.find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}forbidden") is not None
+    assert isinstance(tweets.store, MemoryStore)
+    assert tweets.store.posts == []

@@ -4,7 +4,7 @@ from ._admission import AccessRule, Limits, RateLimiter
 from ._handler import DiscoInfo, DiscoItem, Handler, Identity
 from ._requests import PendingRequests, RequestTimeout
 from ._router import Router, ThreadRunner
-from ._routes import Route, RouteSpec, iq, message, presence, route
+from ._routes import Route, RouteSpec, iq, marked_methods, message, presence, route
 from ._stanzas import (
     NS_STANZAS,
     Envelope,
@@ -39,6 +39,7 @@ __all__ = [
     "make_message",
     "make_reply",
     "make_stanza",
+    "marked_methods",
     "message",
     "parse_stanza_error",
     "presence",

@@ -17,7 +17,7 @@ Routes are declared with decorators on the methods of a :class:`Handler`::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -199,14 +199,24 @@ def presence(
     return route(xpath, kind="presence", type=type, **options)
 
 
+def marked_methods(handler: object, marker: str) -> Iterator[tuple[str, Any]]:
+    """``(name, mark)`` for each method of ``handler``'s class that a
+    decorator marked with the attribute ``marker``, in declaration order,
+    base classes first."""
+    cls = type(handler)
+    names = dict.fromkeys(name for klass in reversed(cls.__mro__) for name in vars(klass))
+    for name in names:
+        mark = getattr(getattr(cls, name, None), marker, None)
+        if mark is not None:
+            yield name, mark
+
+
 def declared_routes(handler: object) -> list[Route]:
     """The routes declared on ``handler``'s methods, bound to them."""
     cls = type(handler)
-    names = dict.fromkeys(name for klass in reversed(cls.__mro__) for name in vars(klass))
     routes = []
-    for name in names:  # in declaration order, base classes first
-        specs = getattr(getattr(cls, name, None), _ROUTES_ATTRIBUTE, None)
-        for spec in specs or ():
+    for name, specs in marked_methods(handler, _ROUTES_ATTRIBUTE):
+        for spec in specs:
             spec = replace(
                 spec,
                 allow=_either(spec.allow, getattr(handler, "allow", None)),

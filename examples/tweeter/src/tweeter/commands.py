@@ -70,14 +70,22 @@ class TweeterCommands(Handler):
         raise NotImplementedError
 
     def user_of(self, session: Session) -> str:
-        """The requester as the tweeter knows users."""
-        return user_key(session.requester)
+        """The requester as the tweeter knows users.
+
+        :raises StanzaError: ``forbidden`` for a server or an address at the
+            component: only a server's users have microblogs.
+        """
+        requester = session.requester
+        if requester.local is None or requester.domain == self.component.domain:
+            raise StanzaError("forbidden", "only the users of a server may use the tweeter")
+        return user_key(requester)
 
     @command("post", name="Post a status", usage="<text>")
     async def post(self, session: Session) -> str:
+        user = self.user_of(session)
         form = await session.ask(PostForm, final=True)
         try:
-            new, followers = await self.blog.post(self.user_of(session), form.text or "")
+            new, followers = await self.blog.post(user, form.text or "")
         except PostRejected as e:
             raise StanzaError("not-acceptable", f"{e}.") from None
         return f"Posted #{new.id} to {followers} follower(s)."
@@ -105,9 +113,10 @@ class TweeterCommands(Handler):
 
     @command("timeline", name="Your timeline", usage="[n]")
     async def timeline(self, session: Session) -> str:
+        user = self.user_of(session)
         form = await session.ask(TimelineForm, final=True)
         count = min(form.count or DEFAULT_TIMELINE, MAX_TIMELINE)
-        posts = await self.blog.store.timeline(self.user_of(session), count)
+        posts = await self.blog.store.timeline(user, count)
         if not posts:
             return "Your timeline is empty."
         return "\n".join([f"Timeline ({len(posts)} posts):", *map(_line, posts)])
@@ -152,8 +161,9 @@ class TweeterCommands(Handler):
         return await self._answer_request(session, "refuse", False)
 
     async def _answer_request(self, session: Session, name: str, accept: bool) -> str:
+        user = self.user_of(session)
         follower = self._user_argument(await session.ask(UserForm, final=True), name)
-        if not await self.blog.answer_request(self.user_of(session), follower, accept):
+        if not await self.blog.answer_request(user, follower, accept):
             return f"{follower} does not ask to follow you."
         return f"{follower} now follows you." if accept else f"You refused {follower}."
 

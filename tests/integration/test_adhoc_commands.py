@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from client import CommandAction, CommandAnswer, FormValues, XmppClient, login, login_all
@@ -23,7 +24,14 @@ from command_handlers import Delivery, Order, Pizza, Salad, menu_table
 from component import ComponentProcess, ComponentStarter
 from servers import SERVER_CLASSES, XmppServer
 
-from empc.forms import Form, as_text
+from empc.commands import CANCEL_HINT
+from empc.forms import Field, Form, as_text
+
+
+def question(field: Field[Any]) -> str:
+    """How a chat dialog asks for ``field``."""
+    return f"{field.prompt()}\n{CANCEL_HINT}"
+
 
 pytestmark = pytest.mark.integration
 
@@ -393,9 +401,9 @@ def test_help_lists_the_chat_commands_each_user_may_run(kitchen: Service) -> Non
 def test_a_command_run_by_its_word_asks_the_rest_one_question_at_a_time(
     kitchen: Service, alice: XmppClient
 ) -> None:
-    assert say(alice, KITCHEN, "order pizza 2") == Pizza.size.prompt()
-    assert say(alice, KITCHEN, "2") == Pizza.toppings.prompt()
-    assert say(alice, KITCHEN, "ham, olives") == Delivery.address.prompt()
+    assert say(alice, KITCHEN, "order pizza 2") == question(Pizza.size)
+    assert say(alice, KITCHEN, "2") == question(Pizza.toppings)
+    assert say(alice, KITCHEN, "ham, olives") == question(Delivery.address)
     answer = say(alice, KITCHEN, "5 Station Road")
     assert ordered(answer) == "2 large pizza(s) with ham, olives, to 5 Station Road"
 
@@ -407,7 +415,7 @@ def test_a_single_step_command_answers_its_table_as_text(
 
 
 def test_cancel_in_the_middle_of_a_dialog_stops_it(kitchen: Service, alice: XmppClient) -> None:
-    assert say(alice, KITCHEN, "order salad") == Order.quantity.prompt()
+    assert say(alice, KITCHEN, "order salad") == question(Order.quantity)
     assert say(alice, KITCHEN, "cancel") == "Canceled."
     # The next message is a command again, not an answer.
     assert say(alice, KITCHEN, "menu") == as_text(menu_table())
@@ -429,9 +437,9 @@ def test_a_session_answered_badly_still_expires(hurried: Service, alice: XmppCli
 def test_each_chat_answer_restarts_the_idle_time(hurried: Service, alice: XmppClient) -> None:
     # Two questions for one form, each answered well within the idle time,
     # both together after it.
-    assert say(alice, HURRIED, "order") == Order.dish.prompt()
+    assert say(alice, HURRIED, "order") == question(Order.dish)
     time.sleep(IDLE_TIMEOUT * 0.6)
-    assert say(alice, HURRIED, "salad") == Order.quantity.prompt()
+    assert say(alice, HURRIED, "salad") == question(Order.quantity)
     time.sleep(IDLE_TIMEOUT * 0.6)
-    assert say(alice, HURRIED, "1") == Salad.dressing.prompt()
+    assert say(alice, HURRIED, "1") == question(Salad.dressing)
     assert say(alice, HURRIED, "cancel") == "Canceled."
