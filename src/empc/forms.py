@@ -158,9 +158,9 @@ class Field(Generic[T]):
             empty answer where one is required and nothing is offered, or an
             answer the field refuses.
         """
-        text = text.strip()
-        if text:
-            return self.decode(self.chat_texts(text))
+        texts = [part for part in self.chat_texts(text.strip()) if part] if text.strip() else []
+        if texts:  # as parse reads a submission: values all empty are no value
+            return self.decode(texts)
         if self.required and not self._offered():
             raise ValueError("an answer is required")
         value: T = copy(self.default)
@@ -240,7 +240,11 @@ class TextSingle(_Single[str]):
 
     def check(self, value: str) -> None:
         if self.regex is not None and not self.regex.fullmatch(value):
-            raise ValueError(f"{value!r} does not match {self.regex.pattern}")
+            raise ValueError(f"{self._shown(value)} does not match {self.regex.pattern}")
+
+    def _shown(self, value: str) -> str:
+        """``value`` as an error message may quote it."""
+        return repr(value)
 
     def _declare(self, field: etree._Element) -> None:
         super()._declare(field)
@@ -250,9 +254,13 @@ class TextSingle(_Single[str]):
 
 
 class TextPrivate(TextSingle):
-    """A secret line of text, such as a password (``text-private``)."""
+    """A secret line of text, such as a password (``text-private``): never
+    quoted in an error, nor shown by :func:`as_text` or :meth:`prompt`."""
 
     type = "text-private"
+
+    def _shown(self, value: str) -> str:
+        return "the value"
 
 
 class Hidden(TextSingle):
@@ -915,11 +923,13 @@ def _field_text(field: etree._Element) -> str:
 
 
 def _display(kind: str | None, texts: Sequence[str]) -> str:
-    """Values as a person reads them: a boolean as yes or no, several
-    joined by ", "."""
+    """Values as a person reads them, on one line: a boolean as yes or no,
+    a secret as stars, several joined by ", "."""
     if kind == "boolean" and texts:
         return "yes" if texts[0] in ("1", "true") else "no"
-    return ", ".join(texts)
+    if kind == "text-private" and texts:
+        return "********"
+    return ", ".join(" ".join(text.split("\n")) for text in texts)
 
 
 __all__ = [

@@ -46,6 +46,7 @@ their bare JID: every resource of an account shares one registration.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
@@ -53,7 +54,7 @@ from lxml import etree
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 
-from empc.forms import NS_DATA, Field, Fixed, Form
+from empc.forms import NS_DATA, Field, Fixed, Form, TextPrivate
 from empc.protocol import JID, LocalProtocolError, new_element
 from empc.routing import Handler, StanzaError, iq, make_stanza, presence, sender_of
 
@@ -221,7 +222,7 @@ class Registration(Handler, Generic[F]):
             return
         current = await self._registration(user)
         self._check_open(current)
-        await maybeDeferred(self.register, user, self._submitted(query))
+        await maybeDeferred(self.register, user, self._submitted(query, current))
         if current is None:
             self._announce(user, ("subscribe",))
 
@@ -246,19 +247,31 @@ class Registration(Handler, Generic[F]):
         if current is None and not self.open:
             raise StanzaError("not-allowed", "registration is closed")
 
-    def _submitted(self, query: etree._Element) -> F:
-        """The form a ``set`` submits: its data form, else its legacy fields."""
+    def _submitted(self, query: etree._Element, current: F | None) -> F:
+        """The form a ``set`` submits: its data form, else its legacy fields.
+
+        An update (``current`` is the registration on file) keeps what it
+        does not change: a secret (``text-private``) field left empty in the
+        data form, as the form sent does not show it, and, from a legacy
+        client, an empty element and every field the legacy elements do not
+        carry (XEP-0077 §3.3).
+        """
         x = query.find(f"{{{NS_DATA}}}x")
         if x is not None or not self.legacy:
+            if x is not None and current is not None:
+                x = _keep_secrets(x, self.form, current)
             return self.form.parse(x)
         fields = _fields_by_name(self.form)
-        values: dict[str, Any] = {}
+        values = {} if current is None else _values_of(self.form, current)
         for name in _legacy_order(self.legacy):
+            field = fields[self.legacy[name]]
             text = query.findtext(f"{{{NS_REGISTER}}}{name}")
             if not text:
+                if current is not None:
+                    continue
                 raise StanzaError("not-acceptable", f"<{name}/> is required")
             try:
-                values[self.legacy[name]] = fields[self.legacy[name]].decode([text])
+                values[field.name] = field.decode([text])
             except ValueError as error:
                 raise StanzaError("bad-request", f"<{name}/>: {error}") from None
         return self.form(**values)
@@ -286,6 +299,27 @@ class Registration(Handler, Generic[F]):
 def _user(stanza: etree._Element) -> JID:
     """The bare JID of the sender: whom a registration belongs to."""
     return sender_of(stanza).bare
+
+
+def _keep_secrets(x: etree._Element, form: type[Form], current: Form) -> etree._Element:
+    """A copy of the submitted form ``x`` whose empty secret fields hold
+    their values in ``current``."""
+    x = copy.deepcopy(x)
+    for field in form.fields.values():
+        if not isinstance(field, TextPrivate) or getattr(current, field.name) is None:
+            continue
+        submitted = x.find(f"{{{NS_DATA}}}field[@var='{field.var}']")
+        if submitted is None:
+            submitted = new_element(NS_DATA, "field", {"var": field.var}, x)
+        if not any(value.text for value in submitted.iterchildren(f"{{{NS_DATA}}}value")):
+            for value in list(submitted):
+                submitted.remove(value)
+            new_element(NS_DATA, "value", parent=submitted).text = _text(field, current)
+    return x
+
+
+def _values_of(form: type[Form], values: Form) -> dict[str, Any]:
+    return {field.name: getattr(values, field.name) for field in form.fields.values()}
 
 
 def _fields_by_name(form: type[Form]) -> dict[str, Field[Any]]:

@@ -988,3 +988,36 @@ def test_a_handler_s_extended_information_form_appears_in_disco_info() -> None:
     forms = reply.findall(f"{{{NS_DISCO_INFO}}}query/{X}x")
     assert len(forms) == 1
     assert Contact.parse(forms[0], type="result").admins == [JID("admin", "example.org")]
+
+
+class Secrets(Form):
+    pin = TextPrivate("PIN", default="1234", regex="[0-9]{4}")
+    tags = ListMulti("Tags", options=["a", "b"], required=True)
+    name = TextSingle("Name")
+
+
+def test_as_text_hides_a_secret() -> None:
+    assert as_text(Secrets.result({"pin": "9876", "tags": ["a"]})).split("\n")[0] == (
+        "PIN: ********"
+    )
+
+
+def test_prompt_hides_a_secret_default() -> None:
+    assert Secrets.pin.prompt() == "PIN (optional, default: ********)"
+
+
+def test_a_refused_secret_is_not_quoted() -> None:
+    with pytest.raises(ValueError) as refused:
+        Secrets.pin.from_chat("12ab")
+    assert "12ab" not in str(refused.value)
+
+
+def test_as_text_keeps_a_single_line_value_on_one_line() -> None:
+    shown = as_text(Secrets.result({"name": "bob\nAdmin: yes", "tags": ["a"]}))
+    assert shown.split("\n")[-1] == "Name: bob Admin: yes"
+
+
+@pytest.mark.parametrize("answer", [",", " , ,"])
+def test_a_chat_answer_of_separators_alone_is_no_answer(answer: str) -> None:
+    with pytest.raises(ValueError, match="an answer is required"):
+        Secrets.tags.from_chat(answer)

@@ -509,3 +509,54 @@ def test_legacy_values_come_back_as_submitted(password: str, email: str) -> None
     answer = payload(server.deliver(query(type="get"))[0])
     assert (answer.findtext(f"{R}password"), answer.findtext(f"{R}email")) == (password, email)
     assert form_values(answer)["email"] == [email]
+
+
+# Updates keep what they do not change
+
+
+def test_a_legacy_update_keeps_the_fields_legacy_clients_cannot_send() -> None:
+    server, handler = serving()
+    server.deliver(
+        query(data_form("romeo", "juliet", "<field var='age'><value>16</value></field>"))
+    )
+    assert one(server.deliver(query(legacy(email="new@example.org")))).get("type") == "result"
+    account = handler.accounts[USER]
+    assert (account.email, account.age) == ("new@example.org", 16)
+
+
+def test_an_empty_legacy_element_in_an_update_keeps_the_value_on_file() -> None:
+    server, handler = serving()
+    registered(server, handler)
+    update = "<username>romeo</username><password/><email>new@example.org</email>"
+    assert one(server.deliver(query(update))).get("type") == "result"
+    assert handler.accounts[USER].password == "juliet"
+    assert handler.accounts[USER].email == "new@example.org"
+
+
+def test_an_empty_legacy_element_in_a_first_registration_is_not_acceptable() -> None:
+    server, _ = serving()
+    reply = one(server.deliver(query("<username>romeo</username><password/><email>e</email>")))
+    assert error_of(reply)[0] == "not-acceptable"
+
+
+def test_a_data_form_update_with_the_secret_left_empty_keeps_it() -> None:
+    server, handler = serving()
+    registered(server, handler)
+    assert one(server.deliver(query(data_form("romeo", "")))).get("type") == "result"
+    assert handler.accounts[USER].password == "juliet"
+
+
+def test_a_refused_secret_is_not_quoted_back() -> None:
+    class Strict(RegistrationForm):
+        username = TextSingle("User name", required=True)
+        password = TextPrivate("Password", required=True, regex=".{8,}")
+
+    class StrictGateway(Gateway):
+        form = Strict  # type: ignore[assignment]
+        legacy: ClassVar[Mapping[str, str]] = {}
+
+    server = FakeServer([StrictGateway()])
+    reply = one(server.deliver(query(data_form("romeo", "hunter2"))))
+    condition, _, text = error_of(reply)
+    assert condition == "bad-request"
+    assert text is not None and "hunter2" not in text

@@ -101,11 +101,13 @@ def test_accepting_a_request_makes_a_follower_and_tells_him(tweets: Tweets) -> N
     assert [text_of(s, "c:body") for s in sent_to(stanzas, ALICE)] == [
         "bob@localhost now follows you."
     ]
-    told, subscribed = sent_to(stanzas, BOB)
+    told, subscribed, available = sent_to(stanzas, BOB)
     assert text_of(told, "c:body") == (
         "alice@localhost accepted your request: you now follow alice@localhost."
     )
     assert (subscribed.get("type"), subscribed.get("from")) == ("subscribed", ALICE_ADDRESS)
+    assert (available.get("type"), available.get("from")) == (None, ALICE_ADDRESS)
+    assert text_of(available, "nick:nick") == "Alice"
     assert tweets.say(BOB, "following") == "You follow 1 user(s):\nalice@localhost"
     assert tweets.say(ALICE, "requests") == "Nobody asks to follow you."
 
@@ -192,3 +194,42 @@ def test_a_server_or_an_address_at_the_component_runs_no_command(
     assert reply.find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}forbidden") is not None
     assert isinstance(tweets.store, MemoryStore)
     assert tweets.store.posts == []
+
+
+def test_unfollowing_withdraws_a_pending_request(tweets: Tweets) -> None:
+    register(tweets, ALICE, "Alice", auto_accept=False)
+    tweets.chat(BOB, "follow alice@localhost")
+    assert tweets.say(BOB, "unfollow alice@localhost") == (
+        "Your request to follow alice@localhost is withdrawn."
+    )
+    assert tweets.say(ALICE, "requests") == "Nobody asks to follow you."
+
+
+def test_an_unsubscribe_withdraws_a_pending_request(tweets: Tweets) -> None:
+    register(tweets, ALICE, "Alice", auto_accept=False)
+    tweets.deliver(f"<presence type='subscribe' from='{BOB}' to='{ALICE_ADDRESS}'/>")
+    tweets.deliver(f"<presence type='unsubscribe' from='{BOB}' to='{ALICE_ADDRESS}'/>")
+    assert tweets.say(ALICE, "requests") == "Nobody asks to follow you."
+
+
+def test_accepting_followers_without_asking_accepts_those_waiting(tweets: Tweets) -> None:
+    register(tweets, ALICE, "Alice", auto_accept=False)
+    tweets.chat(BOB, "follow alice@localhost")
+    register(tweets, ALICE, "Alice", auto_accept=True)
+    assert tweets.say(BOB, "following") == "You follow 1 user(s):\nalice@localhost"
+    assert tweets.say(ALICE, "requests") == "Nobody asks to follow you."
+
+
+def test_a_server_cannot_register(tweets: Tweets) -> None:
+    form = PROFILE_FORM.format(name="Server", auto="1")
+    (reply,) = tweets.deliver(
+        f"<iq type='set' from='localhost' id='r1'>{REGISTER.format(form)}</iq>"
+    )
+    assert reply.find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}forbidden") is not None
+
+
+def test_another_spelling_of_a_user_s_address_is_refused(tweets: Tweets) -> None:
+    (reply,) = tweets.deliver(
+        f"<presence type='subscribe' from='{BOB}' to='alice\\40localhost\\2fphone@{DOMAIN}'/>"
+    )
+    assert reply.get("type") == "error"

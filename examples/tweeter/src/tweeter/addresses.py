@@ -125,6 +125,10 @@ def user_of_address(address: str, component_domain: str) -> str:
         raise refusal from None
     if user.partition("@")[2] == component_domain:
         raise refusal
+    # One address per user: another spelling (a resource in it, say) would
+    # get answers from an address its server does not know it asked.
+    if address_of(user, component_domain).lower() != str(jid.bare).lower():
+        raise refusal
     return user
 
 

@@ -13,7 +13,7 @@ from empc.commands import Session, command
 from empc.forms import Boolean, Form, Integer, TextMulti, TextSingle
 from empc.registration import RegistrationForm
 from tweeter.addresses import InvalidUser, parse_user, user_key
-from tweeter.microblog import MAX_POST_LENGTH, Follow, Microblog, PostRejected
+from tweeter.microblog import MAX_POST_LENGTH, Follow, Microblog, PostRejected, Unfollow
 from tweeter.payloads import iso_time
 from tweeter.store import Post
 
@@ -50,7 +50,9 @@ class ProfileForm(RegistrationForm):
 
     title = "Your tweeter profile"
     instructions = "Choose the name your followers see, and who may follow you."
-    name = TextSingle("Display name", required=True)
+    name = TextSingle(
+        "Display name", required=True, regex=r"[^\n]{1,64}", desc="1 to 64 characters"
+    )
     auto_accept = Boolean("Accept new followers without asking", default=True)
 
 
@@ -107,8 +109,11 @@ class TweeterCommands(Handler):
     async def unfollow(self, session: Session) -> str:
         user = self.user_of(session)
         other = self._user_argument(await session.ask(UserForm, final=True), "unfollow")
-        if await self.blog.store.unfollow(user, other):
+        outcome = await self.blog.unfollow(user, other)
+        if outcome is Unfollow.UNFOLLOWED:
             return f"You no longer follow {other}."
+        if outcome is Unfollow.WITHDRAWN:
+            return f"Your request to follow {other} is withdrawn."
         return f"You do not follow {other}."
 
     @command("timeline", name="Your timeline", usage="[n]")

@@ -53,7 +53,6 @@ MAX_ITEMS = 100
 
 _PUBSUB = f"{{{NS_PUBSUB}}}pubsub"
 _P = {"p": NS_PUBSUB}
-NS_NICK = "http://jabber.org/protocol/nick"
 # What XEP-0060 calls the features this service lacks, by request element.
 _UNSUPPORTED = {
     "affiliations": "retrieve-affiliations",
@@ -187,17 +186,17 @@ class Tweeter(TweeterCommands, Registration[ProfileForm]):
             error = StanzaError("not-allowed", "you cannot follow yourself")
             return [make_error_reply(stanza, error)]
         if follow is None:
-            return [await self._available(str(address), stanza.get("from") or user, author)]
+            return [await self.blog.presence(author, stanza.get("from") or user)]
         if author is not None:
             if not follow:
-                await self.store.unfollow(user, author)
+                await self.blog.unfollow(user, author)
             elif await self.blog.follow(user, author) is Follow.REQUESTED:
                 return None  # answered when the author accepts or refuses
         attributes = {"from": str(address), "to": user}
         if follow:
             answers = [
                 make_stanza("presence", {**attributes, "type": "subscribed"}),
-                await self._available(str(address), user, author),
+                await self.blog.presence(author, user),
             ]
         else:
             answers = [
@@ -205,20 +204,6 @@ class Tweeter(TweeterCommands, Registration[ProfileForm]):
                 make_stanza("presence", {**attributes, "type": "unavailable"}),
             ]
         return answers
-
-    async def _available(self, address: str, to: str, author: str | None) -> etree._Element:
-        """The presence of a user's address: the latest post as its status,
-        the display name as its nickname (XEP-0172)."""
-        presence = make_stanza("presence", {"from": address, "to": to})
-        if author is None:
-            return presence
-        latest = await self.store.posts_by(author, 1)
-        if latest:
-            new_element(NS_COMPONENT, "status", parent=presence).text = latest[0].text
-        profile = await self.store.profile(author)
-        if profile is not None:
-            new_element(NS_NICK, "nick", parent=presence).text = profile.name
-        return presence
 
     # -- registration (XEP-0077): the user's profile -------------------------------
 
@@ -229,10 +214,17 @@ class Tweeter(TweeterCommands, Registration[ProfileForm]):
         return ProfileForm(name=profile.name, auto_accept=profile.auto_accept)
 
     async def register(self, user: JID, form: ProfileForm) -> None:
-        await self.store.set_profile(Profile(user_key(user), form.name or "", form.auto_accept))
+        if user.local is None or user.domain == self.component.domain:
+            raise StanzaError("forbidden", "only the users of a server may register")
+        key = user_key(user)
+        await self.store.set_profile(Profile(key, form.name or "", form.auto_accept))
+        if form.auto_accept:
+            await self.blog.accept_all(key)
 
     async def unregister(self, user: JID) -> None:
-        await self.store.remove_profile(user_key(user))
+        key = user_key(user)
+        await self.store.remove_profile(key)
+        await self.blog.accept_all(key)  # no profile: followers are accepted
 
     # -- pubsub (XEP-0060) ------------------------------------------------------
 

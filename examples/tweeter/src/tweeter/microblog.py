@@ -13,10 +13,12 @@ from lxml import etree
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from empc import make_message, make_stanza
+from empc import NS_COMPONENT, make_message, make_stanza, new_element
 from tweeter.addresses import address_of
 from tweeter.payloads import event_message
 from tweeter.store import Post, Store
+
+NS_NICK = "http://jabber.org/protocol/nick"
 
 MAX_POST_LENGTH = 280
 """The most characters a post may have, once stripped."""
@@ -28,6 +30,14 @@ class Follow(Enum):
     FOLLOWING = "following"  # done
     ALREADY = "already"  # nothing to do
     REQUESTED = "requested"  # the followee accepts followers by hand: asked
+
+
+class Unfollow(Enum):
+    """What asking to stop following someone did."""
+
+    UNFOLLOWED = "unfollowed"
+    WITHDRAWN = "withdrawn"  # a request to follow, not yet answered
+    NOT_FOLLOWING = "not following"
 
 
 class PostRejected(ValueError):
@@ -100,9 +110,11 @@ class Microblog:
         """Follow ``followee``, or ask to when the followee's profile says
         new followers are accepted by hand (the followee is told by chat)."""
         if followee in await self.store.following(follower):
+            await self.store.drop_request(follower, followee)  # one left from before
             return Follow.ALREADY
         profile = await self.store.profile(followee)
         if profile is None or profile.auto_accept:
+            await self.store.drop_request(follower, followee)
             await self.store.follow(follower, followee)
             return Follow.FOLLOWING
         if await self.store.request_follow(follower, followee):
@@ -116,22 +128,59 @@ class Microblog:
             )
         return Follow.REQUESTED
 
+    async def unfollow(self, follower: str, followee: str) -> Unfollow:
+        """Stop following ``followee``, or withdraw the request to."""
+        if await self.store.unfollow(follower, followee):
+            return Unfollow.UNFOLLOWED
+        if await self.store.drop_request(follower, followee):
+            return Unfollow.WITHDRAWN
+        return Unfollow.NOT_FOLLOWING
+
     async def answer_request(self, followee: str, follower: str, accept: bool) -> bool:
         """Accept or refuse ``follower``'s request to follow ``followee``,
-        and tell the follower (by chat, and with the presence subscription
-        to the followee's address answered); False if there was none."""
+        and tell the follower (by chat, and by answering the presence
+        subscription to the followee's address); False if there was none."""
         if not await self.store.drop_request(follower, followee):
             return False
+        address = address_of(followee, self.domain)
         if accept:
             await self.store.follow(follower, followee)
             text = f"{followee} accepted your request: you now follow {followee}."
+            presences = [
+                make_stanza("presence", {"from": address, "to": follower, "type": "subscribed"}),
+                await self.presence(followee, follower),
+            ]
         else:
             text = f"{followee} declined your request to follow them."
-        address = address_of(followee, self.domain)
-        answer = "subscribed" if accept else "unsubscribed"
+            presences = [
+                make_stanza("presence", {"from": address, "to": follower, "type": "unsubscribed"})
+            ]
         self._notify(make_message(follower, text, from_=self.domain))
-        self._notify(make_stanza("presence", {"from": address, "to": follower, "type": answer}))
+        for presence in presences:
+            self._notify(presence)
         return True
+
+    async def accept_all(self, followee: str) -> None:
+        """Accept every request to follow ``followee`` (who now accepts
+        followers without asking, or has no profile any more)."""
+        for follower in await self.store.follow_requests(followee):
+            await self.answer_request(followee, follower, accept=True)
+
+    async def presence(self, author: str | None, to: str) -> etree._Element:
+        """The presence of ``author``'s address (the component's own if
+        None): the latest post as its status, the display name as its
+        nickname (XEP-0172)."""
+        sender = self.domain if author is None else address_of(author, self.domain)
+        presence = make_stanza("presence", {"from": sender, "to": to})
+        if author is None:
+            return presence
+        latest = await self.store.posts_by(author, 1)
+        if latest:
+            new_element(NS_COMPONENT, "status", parent=presence).text = latest[0].text
+        profile = await self.store.profile(author)
+        if profile is not None:
+            new_element(NS_NICK, "nick", parent=presence).text = profile.name
+        return presence
 
     def _notify(self, stanza: etree._Element) -> None:
         try:

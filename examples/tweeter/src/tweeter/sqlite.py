@@ -20,7 +20,7 @@ from tweeter.store import Post, Profile, Statistic
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2  # 2: profiles and follow requests
+SCHEMA_VERSION = 3  # 2: profiles; 3: follow requests
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS posts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, even after a delete
