@@ -63,6 +63,9 @@ from empc.routing import (
 
 NS_COMMANDS = "http://jabber.org/protocol/commands"
 ACTIONS = ("execute", "next", "prev", "complete", "cancel")
+MAX_CHAT_TEXT = 10_000
+"""The most characters a chat answer has: a message well within any
+server's stanza limit (Prosody's is 512 KiB), and readable."""
 MAX_AUTOMATIC_STEPS = 20
 """Forms a chat message may submit without a question (all fields given)."""
 
@@ -763,17 +766,34 @@ def _command_payload(step: Step, session: Session) -> etree._Element:
 
 
 def _as_chat(result: Result) -> str:
-    """A command's result as the text of a chat message."""
+    """A command's result as the text of a chat message, cut to
+    :data:`MAX_CHAT_TEXT` characters at a line's end."""
     if result is None:
         return "Done."
     if isinstance(result, str):
-        return result
-    if isinstance(result, Note):
+        text = result
+    elif isinstance(result, Note):
         prefix = {"info": "", "warn": "Warning: ", "error": "Error: "}[result.type]
-        return prefix + result.text
-    if isinstance(result, Form):
-        result = type(result).result(result)
-    return as_text(result)
+        text = prefix + result.text
+    else:
+        text = as_text(type(result).result(result) if isinstance(result, Form) else result)
+    return _cut(text)
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_CHAT_TEXT:
+        return text
+    lines = text.split("\n")
+    kept: list[str] = []
+    size = 0
+    for line in lines:
+        if size + len(line) + 1 > MAX_CHAT_TEXT - 40:  # room for the last line
+            break
+        kept.append(line)
+        size += len(line) + 1
+    if not kept:  # one huge line
+        return text[: MAX_CHAT_TEXT - 40] + "... (cut)"
+    return "\n".join([*kept, f"... and {len(lines) - len(kept)} more line(s)"])
 
 
 CANCEL_HINT = "(send 'cancel' to stop)"
@@ -827,6 +847,7 @@ def _shorten(text: str, limit: int = 30) -> str:
 
 __all__ = [
     "CANCEL_HINT",
+    "MAX_CHAT_TEXT",
     "NS_COMMANDS",
     "Commands",
     "Note",

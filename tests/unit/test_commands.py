@@ -13,7 +13,16 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from empc import Handler, StanzaError
-from empc.commands import CANCEL_HINT, NS_COMMANDS, Commands, Note, Session, SessionEnded, command
+from empc.commands import (
+    CANCEL_HINT,
+    MAX_CHAT_TEXT,
+    NS_COMMANDS,
+    Commands,
+    Note,
+    Session,
+    SessionEnded,
+    command,
+)
 from empc.forms import NS_DATA, Field, Form, Integer, ListSingle, TextSingle, as_text
 from empc.testing import FakeServer
 
@@ -671,3 +680,35 @@ def test_a_second_chat_command_waits_for_the_first() -> None:
     )
     assert say(fake, "cancel") == "Canceled."
     assert tools.pending is not None and tools.pending.called
+
+
+class Verbose(Handler):
+    @command("dump", name="Dump")
+    def dump(self, session: Session) -> str:
+        return "\n".join(f"line {n}" for n in range(5000))
+
+    @command("blob", name="Blob")
+    def blob(self, session: Session) -> str:
+        return "x" * 50_000
+
+
+def test_a_long_chat_answer_is_cut_at_a_line_s_end() -> None:
+    fake = FakeServer([Verbose()])
+    answer = say(fake, "dump")
+    assert len(answer) <= MAX_CHAT_TEXT
+    *shown, last = answer.split("\n")
+    assert shown[-1] == f"line {len(shown) - 1}"
+    assert last == f"... and {5000 - len(shown)} more line(s)"
+
+
+def test_a_huge_line_is_cut_too() -> None:
+    fake = FakeServer([Verbose()])
+    answer = say(fake, "blob")
+    assert len(answer) <= MAX_CHAT_TEXT
+    assert answer.endswith("... (cut)")
+
+
+def test_ad_hoc_notes_are_not_cut() -> None:
+    fake = FakeServer([Verbose()])
+    note = payload(execute(fake, "dump")).findtext(f"{CMD}note")
+    assert note is not None and note.endswith("line 4999")
