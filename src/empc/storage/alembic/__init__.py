@@ -1,0 +1,1 @@
+"""The Alembic environment of empc schemas (run by path, not imported)."""
