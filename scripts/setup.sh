@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what empc needs on a fresh Debian machine (run as root):
-# the XMPP servers from Debian's packages and a virtual environment in .venv
+# the XMPP servers and PostgreSQL from Debian's packages and a virtual environment in .venv
 # with empc, its test tools and the tweeter example. Safe to run again:
 # it skips what is there.
 set -euo pipefail
@@ -18,6 +18,18 @@ if ((${#need_apt[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q "${need_apt[@]}"
+fi
+# PostgreSQL for the storage tests, which run clusters of their own: the
+# package's system cluster must not start (invoke-rc.d asks policy-rc.d).
+if [[ ! -x /usr/lib/postgresql/15/bin/initdb ]]; then
+    export DEBIAN_FRONTEND=noninteractive
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    apt-get update -q
+    apt-get install -y -q postgresql
 fi
 
 if [[ ! -x .venv/bin/python ]]; then

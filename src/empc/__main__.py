@@ -1,6 +1,9 @@
-"""``python -m empc routes -c config.yaml``: print each component's route table.
+"""``python -m empc``: commands that run no component.
 
-Routes are listed in the order they are tried: the first match wins.
+``routes -c config.yaml`` prints each component's route table, in the
+order routes are tried (the first match wins). ``migrate -c config.yaml``
+runs the storage's migrations (every schema the handlers declare) and
+exits, as ``twistd empc`` would at start-up.
 """
 
 from __future__ import annotations
@@ -10,33 +13,61 @@ import sys
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 
-from empc._config import ConfigError, load_config
-from empc._tap import build_component
+from empc._component import Component
+from empc._config import Config, ConfigError, load_config
+from empc._tap import build_component, build_database
+from empc.storage import InlineRunner, StorageError
 
 
 def _no_threads(action: object, stanza: object) -> Deferred[object]:
     return fail(RuntimeError("python -m empc runs no action"))
 
 
+def _components(config: Config) -> list[Component]:
+    # A clock that never runs and no threads: nothing is run here.
+    return [build_component(c, config, Clock(), _no_threads) for c in config.components]
+
+
+def _routes(config: Config) -> int:
+    for component in _components(config):
+        print(f"{component.domain}:")
+        for number, route in enumerate(component.router.routes, 1):
+            print(f"  {number:3}. {route.describe()}")
+    return 0
+
+
+def _migrate(config: Config) -> int:
+    database = build_database(config, _components(config), Clock(), InlineRunner())
+    if database is None:
+        print("no storage: the config has no storage section and no handler declares schemas")
+        return 0
+    outcome: list[object] = []
+    # The inline runner: open() and close() have finished when they return.
+    database.open().addBoth(outcome.append)
+    if isinstance(outcome[0], Failure):
+        raise StorageError(str(outcome[0].value))
+    for name, revisions in database.revisions.items():
+        print(f"{database.safe_url}: schema {name} at revision {', '.join(revisions) or '(none)'}")
+    database.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m empc")
     commands = parser.add_subparsers(dest="command", required=True)
     routes = commands.add_parser("routes", help="print the route table of each component")
-    routes.add_argument("-c", "--config", default="config.yaml", help="the config file")
+    migrate = commands.add_parser("migrate", help="run the storage's migrations and exit")
+    for command in (routes, migrate):
+        command.add_argument("-c", "--config", default="config.yaml", help="the config file")
     options = parser.parse_args(argv)
     try:
         config = load_config(options.config)
-        for component_config in config.components:
-            # A clock that never runs and no threads: nothing is run here.
-            component = build_component(component_config, config, Clock(), _no_threads)
-            print(f"{component.domain}:")
-            for number, route in enumerate(component.router.routes, 1):
-                print(f"  {number:3}. {route.describe()}")
-    except (ConfigError, ValueError) as e:
+        return _routes(config) if options.command == "routes" else _migrate(config)
+    except (ConfigError, StorageError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

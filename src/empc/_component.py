@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lxml import etree
 from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred
@@ -24,6 +24,9 @@ from empc.routing import (
     ThreadRunner,
     make_error_reply,
 )
+
+if TYPE_CHECKING:
+    from empc.storage import Database
 
 _IQ = f"{{{NS_COMPONENT}}}iq"
 
@@ -66,6 +69,10 @@ class Component:
     :param access_lists: the named lists that access rules may use.
     :param threads: runs the actions of blocking routes (see
         :func:`thread_runner`).
+    :param storage: the process's database for the handlers
+        (``self.component.storage``), or None. The component neither opens
+        nor closes it: the process opens it before its components start,
+        with every handler's ``schemas``, and closes it after they stop.
     """
 
     log = Logger()
@@ -82,8 +89,10 @@ class Component:
         limits: Limits = Limits(),  # noqa: B008
         access_lists: Mapping[str, Iterable[str]] | None = None,
         threads: ThreadRunner | None = None,
+        storage: Database | None = None,
     ) -> None:
         self.domain = JID.parse(domain).domain
+        self.storage = storage
         self.clock = clock
         self.identity = identity
         self.request_timeout = request_timeout

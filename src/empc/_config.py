@@ -39,6 +39,15 @@ Reference (every key but ``components`` is optional)::
       max_delay: 60
       permanent_error_delay: 300     # after a wrong secret, an unknown domain
       stable_after: 60               # a link lost sooner counts as a failure
+    storage:                         # the handlers' database; when absent, none,
+                                     # unless a handler declares schemas: then
+                                     # sqlite:///empc.sqlite3 (working directory)
+      url: sqlite:///var/lib/empc/state.sqlite3   # or postgresql://user@host:5432/db
+      password_file: /etc/empc/db.password        # PostgreSQL's password, or
+      password_env: EMPC_DB_PASSWORD              # this variable, when set, wins
+      pool_size: 5                   # connections (and threads) at most
+      timeout: 10                    # seconds for a connection, a pool wait, a statement
+      max_waiting: 100               # calls waiting for a connection; more: wait errors
 """
 
 from __future__ import annotations
@@ -59,9 +68,11 @@ from empc._service import Backoff
 from empc.handlers import BUILTINS
 from empc.protocol import JID, InvalidJID
 from empc.routing import Handler, Limits
+from empc.storage import StorageError, parse_url
 
 DEFAULT_SERVER = "tcp:host=127.0.0.1:port=5347"
 DEFAULT_SECRET_ENV = "EMPC_SECRET"
+DEFAULT_STORAGE_URL = "sqlite:///empc.sqlite3"
 HANDLER_ENTRY_POINTS = "empc.handlers"
 
 # lxml refuses deeper documents itself (at 256); stay clear of its limit.
@@ -103,6 +114,17 @@ class ComponentConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """The ``storage`` section: what :class:`~empc.storage.Database` takes."""
+
+    url: str = DEFAULT_STORAGE_URL
+    password: Secret | None = None
+    pool_size: int = 5
+    timeout: float = 10.0
+    max_waiting: int = 100
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     components: list[ComponentConfig]
@@ -111,6 +133,8 @@ class Config:
     action_timeout: float
     limits: Limits = Limits()  # noqa: RUF009
     access_lists: Mapping[str, list[str]] = field(default_factory=dict)
+    storage: StorageConfig | None = None
+    """None when the file has no ``storage`` section."""
 
 
 def load_config(path: str, environ: Mapping[str, str] = os.environ) -> Config:
@@ -162,6 +186,7 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
         permanent_error_delay=reconnect.number("permanent_error_delay", 300.0, minimum=0.01),
         stable_after=reconnect.number("stable_after", 60.0),
     )
+    storage = _read_storage(root, environ)
     components = [
         _read_component(entry, environ) for entry in root.sections("components", required=True)
     ]
@@ -169,7 +194,49 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
         raise root.error("components", "list at least one component")
     for section in (limits, keepalive, reconnect, root):
         section.refuse_unknown()
-    return Config(root.path, components, link, backoff, action_timeout, load, access_lists)
+    return Config(root.path, components, link, backoff, action_timeout, load, access_lists, storage)
+
+
+def _read_storage(root: _Section, environ: Mapping[str, str]) -> StorageConfig | None:
+    if root.data.get("storage") is None:
+        root.used.add("storage")
+        return None
+    section = root.section("storage")
+    url = section.string("url", DEFAULT_STORAGE_URL)
+    try:
+        parsed = parse_url(url)
+    except StorageError as e:
+        raise section.error("url", str(e)) from None
+    if parsed.password is not None:
+        raise section.error(
+            "url", "holds a password: give it in password_file or password_env instead"
+        )
+    password = _read_password(section, environ)
+    if password is not None and parsed.get_backend_name() == "sqlite":
+        raise section.error("password_file", "a SQLite database takes no password")
+    config = StorageConfig(
+        url=url,
+        password=password,
+        pool_size=section.integer("pool_size", 5, minimum=1, maximum=1000),
+        timeout=section.number("timeout", 10.0, minimum=0.1),
+        max_waiting=section.integer("max_waiting", 100, minimum=0),
+    )
+    section.refuse_unknown()
+    return config
+
+
+def _read_password(section: _Section, environ: Mapping[str, str]) -> Secret | None:
+    """The database password: the variable ``password_env`` names when it is
+    set, else the content of ``password_file``, else none."""
+    variable = section.optional_string("password_env")
+    password_file = section.optional_string("password_file")
+    if variable is not None and environ.get(variable):
+        return Secret(environ[variable])
+    if password_file is not None:
+        return _read_secret_file(section, "password_file", password_file)
+    if variable is not None:
+        raise section.error("password_env", f"the environment variable {variable} is not set")
+    return None
 
 
 def _read_jid(section: _Section, key: str) -> str | None:
@@ -250,18 +317,22 @@ def _read_secret(section: _Section, environ: Mapping[str, str]) -> Secret:
     if environ.get(variable):
         return Secret(environ[variable])
     if secret_file is not None:
-        try:
-            value = Path(secret_file).read_text(encoding="utf-8").strip()
-        except OSError as e:
-            raise section.error("secret_file", f"cannot read {secret_file}: {e.strerror}") from None
-        if not value:
-            raise section.error("secret_file", f"{secret_file} is empty")
-        return Secret(value)
+        return _read_secret_file(section, "secret_file", secret_file)
     if inline:
         return Secret(inline)
     raise section.error(
         "secret", f"no secret: set secret, secret_file or the environment variable {variable}"
     )
+
+
+def _read_secret_file(section: _Section, key: str, path: str) -> Secret:
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise section.error(key, f"cannot read {path}: {e.strerror}") from None
+    if not value:
+        raise section.error(key, f"{path} is empty")
+    return Secret(value)
 
 
 def _read_handler(section: _Section, index: int, item: Any) -> Handler:

@@ -26,6 +26,7 @@ from typing import cast
 from OpenSSL import SSL
 from service_identity import VerificationError
 from twisted.application.internet import ClientService
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import DNSLookupError
 from twisted.internet.interfaces import IProtocol, IReactorTime, IStreamClientEndpoint
@@ -43,6 +44,7 @@ from empc.protocol import (
     NotAuthorized,
     StreamError,
 )
+from empc.storage import Database
 
 
 @dataclass(frozen=True)
@@ -257,3 +259,50 @@ class _RecordingEndpoint:
 
     def __repr__(self) -> str:
         return repr(self._endpoint)
+
+
+class StorageService(MultiService):
+    """Opens the process's database (running its migrations) before its
+    children start, and closes it once they have stopped: the components
+    (under the pool of blocking actions) never run without it.
+
+    If the database cannot be opened, the children never start, the error
+    is logged and ``on_open_failure`` is called (``twistd empc`` stops
+    the process).
+    """
+
+    log = Logger()
+
+    def __init__(self, database: Database, on_open_failure: Callable[[], object]) -> None:
+        super().__init__()
+        self.database = database
+        self._on_open_failure = on_open_failure
+        self._children_started = False
+
+    def startService(self) -> None:
+        Service.startService(self)  # the children wait for the database
+        self.database.open().addCallbacks(self._opened, self._open_failed)
+
+    def _opened(self, _: object) -> None:
+        if self.running:
+            self._children_started = True
+            for service in self:
+                service.startService()
+
+    def _open_failed(self, failure: Failure) -> None:
+        self.log.error(
+            "Cannot open the storage {url}: {why}; stopping",
+            url=self.database.safe_url,
+            why=str(failure.value),
+        )
+        self._on_open_failure()
+
+    def stopService(self) -> Deferred[None]:
+        stopped: Deferred[None]
+        if self._children_started:
+            self._children_started = False
+            stopped = super().stopService()
+        else:
+            Service.stopService(self)
+            stopped = succeed(None)
+        return stopped.addCallback(lambda _: self.database.close())

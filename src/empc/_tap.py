@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from twisted.application.service import IService, MultiService
@@ -13,11 +14,12 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from empc._component import Component
-from empc._config import ComponentConfig, Config, ConfigError, load_config
-from empc._service import ComponentService
+from empc._config import ComponentConfig, Config, ConfigError, StorageConfig, load_config
+from empc._service import ComponentService, StorageService
 from empc._threads import ActionThreads
 from empc.handlers import builtin_handlers
 from empc.routing import Handler, ThreadRunner
+from empc.storage import Database, Runner, StorageError, schemas_of
 
 log = Logger()
 
@@ -70,11 +72,14 @@ def _exit_status_1() -> None:
 
 def build_services(config: Config, reactor: Any) -> MultiService:
     """One :class:`ComponentService` per component of ``config``, children
-    of the thread pool for blocking actions, which stops after them.
+    of the thread pool for blocking actions, which stops after them; with
+    a database, the pool is the child of a :class:`StorageService`, which
+    opens the database before and closes it after.
 
     :raises usage.UsageError: for a component the config cannot build.
     """
     threads = ActionThreads(reactor, config.limits.threads, config.link.close_timeout)
+    built = []
     for component_config in config.components:
         try:
             component = build_component(component_config, config, reactor, threads.run)
@@ -83,6 +88,12 @@ def build_services(config: Config, reactor: Any) -> MultiService:
             raise usage.UsageError(
                 f"{config.path}: component {component_config.domain}: {e}"
             ) from None
+        built.append((component_config, component, endpoint))
+    try:
+        database = build_database(config, [component for _, component, _ in built], reactor)
+    except (StorageError, ValueError) as e:
+        raise usage.UsageError(f"{config.path}: storage: {e}") from None
+    for component_config, component, endpoint in built:
         service = ComponentService(
             component,
             endpoint,
@@ -93,7 +104,45 @@ def build_services(config: Config, reactor: Any) -> MultiService:
             on_start_failure=lambda: _exit_after_failed_start(reactor),
         )
         service.setServiceParent(threads)
-    return threads
+    if database is None:
+        return threads
+    storage = StorageService(database, lambda: _exit_after_failed_start(reactor))
+    threads.setServiceParent(storage)
+    return storage
+
+
+def build_database(
+    config: Config, components: Iterable[Component], clock: Any, runner: Runner | None = None
+) -> Database | None:
+    """The database of ``config``'s ``storage`` section, with the schemas the
+    components' handlers declare, given to each component as ``storage``
+    (not opened). Without a ``storage`` section: None, unless a handler
+    declares schemas (then SQLite in the working directory).
+
+    :raises StorageError: for a url of an unsupported kind.
+    :raises ValueError: for two different schemas of the same name.
+    """
+    components = list(components)
+    schemas = schemas_of(handler for component in components for handler in component.handlers)
+    settings = config.storage
+    if settings is None:
+        if not schemas:
+            return None
+        settings = StorageConfig()
+    database = Database(
+        settings.url,
+        pool_size=settings.pool_size,
+        timeout=settings.timeout,
+        max_waiting=settings.max_waiting,
+        clock=clock,
+        runner=runner,
+        password=None if settings.password is None else settings.password.reveal(),
+    )
+    for schema in schemas:
+        database.add_schema(schema)
+    for component in components:
+        component.storage = database
+    return database
 
 
 def build_component(

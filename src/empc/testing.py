@@ -27,6 +27,23 @@ is handed back in that same call. :meth:`FakeServer.deliver` (and
 :meth:`~FakeServer.feed`, :meth:`~FakeServer.close_stream`) then run
 ``clock.advance(0)``, so the reply to a blocking action is among what they
 return. Time itself only moves with :meth:`FakeServer.advance`.
+
+Storage: when a handler declares ``schemas`` (or the test passes
+``storage=``), the component gets a :class:`~empc.storage.Database` of its
+own on SQLite in memory, migrated to every schema's head before the
+handlers start, and closed by :meth:`FakeServer.stop`. Its runner is
+inline: a transaction runs, and commits, within the call that asks for it
+(no threads, no waiting); ``server.storage`` is that database, for a test
+to look into::
+
+    server = FakeServer([Notes()])
+    server.deliver("<iq type='set'><note xmlns='urn:example:notes'>hi</note></iq>")
+    counts = []
+    server.storage.transaction(
+        lambda connection: connection.execute(select(func.count()).select_from(notes)).scalar(),
+        name="count",
+    ).addCallback(counts.append)
+    assert counts == [1]
 """
 
 from __future__ import annotations
@@ -65,6 +82,7 @@ from empc.protocol import (
     parse_stream_error,
 )
 from empc.routing import NS_STANZAS, Handler, ThreadRunner
+from empc.storage import Database, InlineRunner, schemas_of
 
 __all__ = ["DEFAULT_SENDER", "NAMESPACES", "FakeServer", "LinkSettings"]
 
@@ -106,6 +124,13 @@ class FakeServer:
         :class:`~twisted.internet.task.Clock` if None.
     :param link: the connection's settings (:class:`LinkSettings`); if
         None, the defaults without keepalives and pings.
+    :param storage: the database the handlers get as
+        ``self.component.storage``: a url (``sqlite://`` is in memory), or a
+        :class:`~empc.storage.Database` not yet opened. By default, SQLite
+        in memory when a handler declares ``schemas``, else none. The
+        fake server adds the handlers' schemas, opens it (with an inline
+        runner unless the Database has one) before the handlers start, and
+        closes it when it stops.
     :param options: passed on to :class:`~empc.Component`
         (``action_timeout``, ``limits``, ``access_lists``, ``identity``,
         ``threads``...).
@@ -119,6 +144,7 @@ class FakeServer:
         clock: Clock | None = None,
         builtins: bool = True,
         link: LinkSettings | None = None,
+        storage: Database | str | None = None,
         **options: Any,
     ) -> None:
         self.clock = clock or Clock()
@@ -127,7 +153,7 @@ class FakeServer:
             handlers += builtin_handlers(handlers)
         options.setdefault("threads", _hand_off(self.clock))
         self.component = Component(domain, handlers, self.clock, **options)
-        self._start(_TEST_SECRET, link or _QUIET_LINK)
+        self._start(_TEST_SECRET, link or _QUIET_LINK, storage)
 
     @classmethod
     def from_config(
@@ -137,11 +163,13 @@ class FakeServer:
         *,
         clock: Clock | None = None,
         link: LinkSettings | None = None,
+        storage: Database | str | None = None,
     ) -> FakeServer:
         """The component that the config file at ``path`` describes (the one
         for ``domain``, or the first), with its handlers, limits, access
         lists, secret and link settings, as ``twistd empc`` would build it;
-        keepalives and pings are off unless ``link`` is given.
+        keepalives and pings are off unless ``link`` is given. Its database
+        is ``storage`` as for :class:`FakeServer`, never the config's.
 
         :raises LookupError: if the file has no component for ``domain``.
         :raises ConfigError: if the file is not a valid config.
@@ -154,10 +182,10 @@ class FakeServer:
         server.clock = clock or Clock()
         server.component = build_component(chosen[0], config, server.clock, _hand_off(server.clock))
         quiet = dataclasses.replace(config.link, keepalive_interval=0, ping_interval=0)
-        server._start(chosen[0].secret.reveal(), link or quiet)
+        server._start(chosen[0].secret.reveal(), link or quiet, storage)
         return server
 
-    def _start(self, secret: str, link: LinkSettings) -> None:
+    def _start(self, secret: str, link: LinkSettings, storage: Database | str | None) -> None:
         self._sent: list[etree._Element] = []
         self._ids = itertools.count(1)
         self._stream_error: StreamError | None = None
@@ -169,8 +197,27 @@ class FakeServer:
         self._reader = StreamParser()
         self._transport = _Connection(self.clock, self._read)
         self._protocol = ComponentProtocol(self.component, secret, self.clock, link)
-        self.started: Deferred[object] = self.component.start()
+        self.storage = self._open_storage(storage)
+        self.started: Deferred[object] = Deferred()
+        if self.storage is None:
+            self.component.start().chainDeferred(self.started)
+        else:
+            opened = self.storage.open()
+            opened.addCallback(lambda _: self.component.start()).chainDeferred(self.started)
         self.started.addCallback(self._connect, secret)
+
+    def _open_storage(self, storage: Database | str | None) -> Database | None:
+        """The database the component gets (see :class:`FakeServer`), not yet open."""
+        schemas = schemas_of(self.component.handlers)
+        if isinstance(storage, str):
+            storage = Database(storage, runner=InlineRunner())
+        elif storage is None and schemas:
+            storage = Database("sqlite://", runner=InlineRunner())
+        if storage is not None:
+            for schema in schemas:
+                storage.add_schema(schema)
+        self.component.storage = storage
+        return storage
 
     def _connect(self, started: object, secret: str) -> object:
         """Play the server's side of the stream opening and the handshake."""
@@ -323,7 +370,11 @@ class FakeServer:
         if self.connected:
             closed = self._protocol.close()
             self.clock.advance(0)
-        return closed.addCallback(lambda _: self.component.stop())
+        stopped = closed.addCallback(lambda _: self.component.stop())
+        if self.storage is not None:
+            storage = self.storage
+            stopped.addBoth(lambda outcome: storage.close().addCallback(lambda _: outcome))
+        return stopped
 
     def _sent_during(self, step: Callable[[], object]) -> list[etree._Element]:
         before = len(self.sent)

@@ -9,7 +9,7 @@ runs a function of a connection in a thread and fires once it committed.
 
 from empc.storage._database import Database, StorageUnavailable, parse_url
 from empc.storage._runner import InlineRunner, Runner, ThreadPoolRunner
-from empc.storage._schema import Schema, StorageError
+from empc.storage._schema import Schema, StorageError, schemas_of
 
 __all__ = [
     "Database",
@@ -20,4 +20,5 @@ __all__ = [
     "StorageUnavailable",
     "ThreadPoolRunner",
     "parse_url",
+    "schemas_of",
 ]

@@ -143,6 +143,8 @@ class Database:
         self._waiting: deque[tuple[Callable[[], Any], Deferred[Any]]] = deque()
         self._idle: Deferred[None] | None = None
         self._incident = False
+        self.revisions: dict[str, tuple[str, ...]] = {}
+        """Each schema's revisions once :meth:`open` has migrated it."""
 
     @property
     def safe_url(self) -> str:
@@ -204,6 +206,7 @@ class Database:
 
     def _opened(self, done: Iterable[tuple[str, tuple[str, ...], tuple[str, ...]]]) -> None:
         for name, before, after in done:
+            self.revisions[name] = after
             if before == after:
                 self.log.info(
                     "Storage {url}: schema {name} at revision {after}",

@@ -9,6 +9,7 @@ never mistakes another schema's revision for an unknown one.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from alembic.config import Config
@@ -59,6 +60,16 @@ class Schema:
 
     def __repr__(self) -> str:
         return f"Schema({self.name!r}, migrations={str(self.migrations)!r})"
+
+
+def schemas_of(handlers: Iterable[object]) -> list[Schema]:
+    """The schemas ``handlers`` declare (their class attribute ``schemas``),
+    each once, in order."""
+    found: dict[int, Schema] = {}
+    for handler in handlers:
+        for schema in getattr(handler, "schemas", ()):
+            found.setdefault(id(schema), schema)
+    return list(found.values())
 
 
 def upgrade(connection: Connection, schema: Schema) -> tuple[tuple[str, ...], tuple[str, ...]]:
