@@ -211,9 +211,11 @@ def _read_storage(root: _Section, environ: Mapping[str, str]) -> StorageConfig |
         raise section.error(
             "url", "holds a password: give it in password_file or password_env instead"
         )
+    if parsed.get_backend_name() == "sqlite":
+        for key in ("password_file", "password_env"):
+            if key in section.data:
+                raise section.error(key, "a SQLite database takes no password")
     password = _read_password(section, environ)
-    if password is not None and parsed.get_backend_name() == "sqlite":
-        raise section.error("password_file", "a SQLite database takes no password")
     config = StorageConfig(
         url=url,
         password=password,

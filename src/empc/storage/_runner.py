@@ -15,10 +15,8 @@ T = TypeVar("T")
 
 
 class Runner(Protocol):
-    """Runs blocking database work away from the reactor thread."""
-
-    size: int
-    """How many calls run at once; more wait in the :class:`Database`'s queue."""
+    """Runs blocking database work away from the reactor thread (the
+    :class:`Database` runs at most ``pool_size`` calls at once)."""
 
     def start(self) -> None:
         """Make ready to run (once, before the first :meth:`run`)."""
@@ -39,7 +37,6 @@ class ThreadPoolRunner:
     """
 
     def __init__(self, reactor: Any, size: int, name: str = "empc-storage") -> None:
-        self.size = size
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=0, maxthreads=size, name=name)
         # A call stuck in the driver must not keep the process alive at exit.
@@ -58,8 +55,6 @@ class ThreadPoolRunner:
 class InlineRunner:
     """Runs work at once in the calling thread: the Deferred has fired when
     :meth:`run` returns. For tests, and for commands that run no reactor."""
-
-    size = 1
 
     def start(self) -> None:
         pass
