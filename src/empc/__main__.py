@@ -47,7 +47,7 @@ def _migrate(config: Config) -> int:
     # The inline runner: open() and close() have finished when they return.
     database.open().addBoth(outcome.append)
     if isinstance(outcome[0], Failure):
-        raise StorageError(str(outcome[0].value))
+        raise StorageError(f"{database.safe_url}: {outcome[0].value}")
     for name, revisions in database.revisions.items():
         print(f"{database.safe_url}: schema {name} at revision {', '.join(revisions) or '(none)'}")
     database.close()

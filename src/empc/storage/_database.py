@@ -200,7 +200,7 @@ class Database:
                 raise
             except sa.SQLAlchemyError as e:
                 raise StorageError(
-                    f"{self.url}: schema {schema.name} cannot be migrated: {self._reason(e)}"
+                    f"schema {schema.name} cannot be migrated: {self._reason(e)}"
                 ) from None
         return done
 
