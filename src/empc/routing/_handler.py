@@ -12,6 +12,7 @@ from empc.protocol import JID
 
 if TYPE_CHECKING:
     from empc._component import Component
+    from empc.storage import Schema
 
 DiscoItem = tuple[str, str | None, str | None]
 """A disco#items entry: (jid, node, name)."""
@@ -41,6 +42,9 @@ class Handler:
     :cvar features: disco#info features the component has thanks to this
         handler beyond those its routes serve (for instance
         ``http://jabber.org/protocol/pubsub#persistent-items``).
+    :cvar schemas: the tables this handler keeps in the process's database
+        (:class:`empc.storage.Schema`), migrated before the components
+        start; ``component.storage`` is then the database.
     :ivar config: the handler's config: ``defaults`` updated with the
         mapping given in the config file.
     :ivar component: the :class:`~empc.Component` this handler serves; set
@@ -52,6 +56,7 @@ class Handler:
     allow: ClassVar[Sequence[str] | None] = None
     deny: ClassVar[Sequence[str] | None] = None
     features: ClassVar[Sequence[str]] = ()
+    schemas: ClassVar[Sequence[Schema]] = ()
     component: Component
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
