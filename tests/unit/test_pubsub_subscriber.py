@@ -15,7 +15,7 @@ from test_pubsub_support import (
     field,
     fired,
     ok,
-    publish,
+    publish_items,
     refusal,
     service,
     subscribe,
@@ -112,16 +112,14 @@ def test_unsubscribing_with_a_subid_is_invalid_subid() -> None:
 def test_items_come_newest_first() -> None:
     server, _ = service()
     create(server)
-    for n in range(3):
-        ok(publish(server, item_id=f"i{n}"))
+    publish_items(server, 3)
     assert item_ids(ok(ask(server, "get", "<items node='news'/>", BOB))) == ["i2", "i1", "i0"]
 
 
 def test_max_items_gives_the_most_recent() -> None:
     server, _ = service()
     create(server)
-    for n in range(3):
-        ok(publish(server, item_id=f"i{n}"))
+    publish_items(server, 3)
     answer = ok(ask(server, "get", "<items node='news' max_items='2'/>", BOB))
     assert item_ids(answer) == ["i2", "i1"]
 
@@ -129,8 +127,7 @@ def test_max_items_gives_the_most_recent() -> None:
 def test_items_by_id_give_those_that_exist() -> None:
     server, _ = service()
     create(server)
-    for n in range(3):
-        ok(publish(server, item_id=f"i{n}"))
+    publish_items(server, 3)
     answer = ok(ask(server, "get", "<items node='news'><item id='i0'/><item id='gone'/></items>"))
     assert item_ids(answer) == ["i0"]
 
@@ -138,8 +135,7 @@ def test_items_by_id_give_those_that_exist() -> None:
 def test_a_huge_max_items_is_bounded_by_the_page_size() -> None:
     server, _ = service(max_page=2)
     create(server)
-    for n in range(3):
-        ok(publish(server, item_id=f"i{n}"))
+    publish_items(server, 3)
     answer = ok(ask(server, "get", f"<items node='news' max_items='{'9' * 5000}'/>", BOB))
     assert item_ids(answer) == ["i2", "i1"]
 
@@ -154,8 +150,7 @@ def test_a_max_items_that_is_no_number_is_bad_request() -> None:
 def test_rsm_pages_walk_the_items_from_the_newest() -> None:
     server, _ = service()
     create(server)
-    for n in range(5):
-        ok(publish(server, item_id=f"i{n}"))
+    publish_items(server, 5)
     first = ok(ask(server, "get", f"<items node='news'/><set xmlns='{RSM}'><max>2</max></set>"))
     assert item_ids(first) == ["i4", "i3"]
     assert first.findtext(f"{P}pubsub/{{{RSM}}}set/{{{RSM}}}count") == "5"
@@ -169,8 +164,7 @@ def test_rsm_pages_walk_the_items_from_the_newest() -> None:
 def test_rsm_before_nothing_gives_the_oldest_page() -> None:
     server, _ = service()
     create(server)
-    for n in range(5):
-        ok(publish(server, item_id=f"i{n}"))
+    publish_items(server, 5)
     rsm = f"<set xmlns='{RSM}'><max>2</max><before/></set>"
     assert item_ids(ok(ask(server, "get", f"<items node='news'/>{rsm}"))) == ["i1", "i0"]
 
@@ -185,8 +179,7 @@ def test_rsm_after_an_unknown_item_is_item_not_found() -> None:
 def test_a_truncated_answer_says_so_with_rsm() -> None:
     server, _ = service(max_page=2)
     create(server)
-    for n in range(3):
-        ok(publish(server, item_id=f"i{n}"))
+    publish_items(server, 3)
     answer = ok(ask(server, "get", "<items node='news'/>"))
     assert answer.findtext(f"{P}pubsub/{{{RSM}}}set/{{{RSM}}}count") == "3"
 

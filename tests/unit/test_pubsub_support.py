@@ -94,6 +94,12 @@ def publish(
     )
 
 
+def publish_items(server: FakeServer, count: int) -> None:
+    """Publish items ``i0`` to ``i<count-1>``, oldest first."""
+    for n in range(count):
+        ok(publish(server, item_id=f"i{n}"))
+
+
 def subscribe(
     server: FakeServer, node: str = "news", sender: str = BOB, jid: str | None = None
 ) -> etree._Element:

@@ -114,6 +114,18 @@ _UNSUPPORTED = {
     (NS_PUBSUB, "default"): "retrieve-default-sub",
     (NS_PUBSUB_OWNER, "collections"): "collections",
 }
+# The requests served, by namespace (with one IQ type or the other).
+_SERVED = {
+    NS_PUBSUB: frozenset(
+        [
+            *("items", "subscriptions", "affiliations", "create"),
+            *("publish", "retract", "subscribe", "unsubscribe"),
+        ]
+    ),
+    NS_PUBSUB_OWNER: frozenset(
+        ("configure", "default", "subscriptions", "affiliations", "delete", "purge")
+    ),
+}
 _SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False)
 _DIGITS = re.compile(r"[0-9]+")
 _P = {"p": NS_PUBSUB}
@@ -181,6 +193,8 @@ class PubSub(Handler):
         unknown = sorted(set(options) - set(CONFIG_OPTIONS))
         if unknown:
             raise ValueError(f"node_defaults: unknown option {unknown[0]!r}")
+        # A service that keeps fewer items than a node does by default lowers the default.
+        options.setdefault("max_items", min(NodeConfig.max_items, self.config["max_items"]))
         try:
             default_config = NodeConfig(**options)
             self.model = PubSubModel(self._limits(), default_config, self._may_create)
@@ -446,7 +460,7 @@ class PubSub(Handler):
                 attributes = {"node": node, "affiliation": affiliation}
                 new_element(NS_PUBSUB, "affiliation", attributes, listed)
             return answer
-        raise _not_served(request, ("items", "subscriptions", "affiliations"))
+        raise _not_served(request)
 
     @iq("set", f"{{{NS_PUBSUB}}}pubsub", feature=NS_PUBSUB)
     async def pubsub_set(self, stanza: etree._Element) -> etree._Element | None:
@@ -480,7 +494,7 @@ class PubSub(Handler):
                 raise PubSubError("not-acceptable", "invalid-subid", "this service has no subids")
             await self.change("unsubscribe", lambda s: self.model.unsubscribe(s, node, actor, jid))
             return None
-        raise _not_served(request, ("create", "publish", "retract", "subscribe", "unsubscribe"))
+        raise _not_served(request)
 
     @iq("get", f"{{{NS_PUBSUB_OWNER}}}pubsub", feature=NS_PUBSUB)
     async def owner_get(self, stanza: etree._Element) -> etree._Element:
@@ -494,6 +508,8 @@ class PubSub(Handler):
                 config_form(self.model.default_config)
             )
             return answer
+        if verb not in ("configure", "subscriptions", "affiliations"):
+            raise _not_served(request)
         node = _node(request)
         if verb == "configure":
             config = await self.transaction("config", lambda s: self.model.config(s, node, actor))
@@ -505,22 +521,22 @@ class PubSub(Handler):
                 "subscriptions", lambda s: self.model.subscriptions(s, node, actor)
             )
             return _subscriptions(NS_PUBSUB_OWNER, node, found, with_node=False)
-        if verb == "affiliations":
-            affiliated = await self.transaction(
-                "affiliations", lambda s: self.model.affiliations(s, node, actor)
-            )
-            listed = new_element(NS_PUBSUB_OWNER, "affiliations", {"node": node}, answer)
-            for jid, affiliation in affiliated.items():
-                attributes = {"jid": jid, "affiliation": affiliation}
-                new_element(NS_PUBSUB_OWNER, "affiliation", attributes, listed)
-            return answer
-        raise _not_served(request, ("configure", "default", "subscriptions", "affiliations"))
+        affiliated = await self.transaction(
+            "affiliations", lambda s: self.model.affiliations(s, node, actor)
+        )
+        listed = new_element(NS_PUBSUB_OWNER, "affiliations", {"node": node}, answer)
+        for jid, affiliation in affiliated.items():
+            attributes = {"jid": jid, "affiliation": affiliation}
+            new_element(NS_PUBSUB_OWNER, "affiliation", attributes, listed)
+        return answer
 
     @iq("set", f"{{{NS_PUBSUB_OWNER}}}pubsub", feature=NS_PUBSUB)
     async def owner_set(self, stanza: etree._Element) -> None:
         """Configure, delete and purge a node; set subscriptions and affiliations."""
         request, actor = _request(stanza, NS_PUBSUB_OWNER)
         verb = etree.QName(request).localname
+        if verb not in ("configure", "delete", "purge", "subscriptions", "affiliations"):
+            raise _not_served(request)
         node = _node(request)
         if verb == "configure":
             x = request.find(f"{{{NS_DATA}}}x")
@@ -546,15 +562,11 @@ class PubSub(Handler):
             await self.change(
                 "set-subscriptions", lambda s: self.model.set_subscriptions(s, node, actor, states)
             )
-        elif verb == "affiliations":
+        else:
             affiliations = _entries(request, "affiliation", "affiliation")
             await self.change(
                 "set-affiliations",
                 lambda s: self.model.set_affiliations(s, node, actor, affiliations),
-            )
-        else:
-            raise _not_served(
-                request, ("configure", "delete", "purge", "subscriptions", "affiliations")
             )
 
     async def _items(self, request: etree._Element, actor: JID) -> etree._Element:
@@ -735,15 +747,15 @@ def _request(stanza: etree._Element, namespace: str) -> tuple[etree._Element, JI
     return children[0], actor
 
 
-def _not_served(request: etree._Element, known: Sequence[str]) -> StanzaError:
-    """The error for a request this IQ type does not carry."""
+def _not_served(request: etree._Element) -> StanzaError:
+    """The error for a request this service does not serve with this IQ
+    type: ``bad-request`` for one it serves with the other type,
+    ``feature-not-implemented`` with ``<unsupported/>`` for the others."""
     name = etree.QName(request)
-    feature = _UNSUPPORTED.get((name.namespace or "", name.localname))
-    if feature is not None:
-        return unsupported(feature)
-    if name.localname in known or name.namespace not in (NS_PUBSUB, NS_PUBSUB_OWNER):
+    if name.localname in _SERVED.get(name.namespace or "", ()):
         return PubSubError("bad-request", text=f"<{name.localname}/> is not asked that way")
-    return unsupported(name.localname, f"<{name.localname}/> is not served")
+    feature = _UNSUPPORTED.get((name.namespace or "", name.localname), name.localname)
+    return unsupported(feature, f"<{name.localname}/> is not served")
 
 
 def _node(request: etree._Element) -> str:
