@@ -16,7 +16,7 @@ import contextlib
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field
@@ -28,8 +28,11 @@ from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.plugins.xep_0004 import Form as DataForm
 from slixmpp.plugins.xep_0030 import DiscoItems
 from slixmpp.plugins.xep_0050 import Command
+from slixmpp.plugins.xep_0059 import Set as ResultSet
+from slixmpp.plugins.xep_0060 import XEP_0060
+from slixmpp.plugins.xep_0060.stanza import Pubsub
 from slixmpp.plugins.xep_0077 import Register
-from slixmpp.xmlstream import ElementBase, StanzaBase
+from slixmpp.xmlstream import ElementBase, StanzaBase, register_stanza_plugin
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
@@ -196,6 +199,116 @@ def _form_fields(parent: ElementBase) -> dict[str, FormField]:
 
 
 # -- end of registration and ad-hoc commands ------------------------------------
+
+
+# -- publish-subscribe (XEP-0060, paged by XEP-0059) --------------------------------
+
+NS_PUBSUB = "http://jabber.org/protocol/pubsub"
+NS_PUBSUB_ERRORS = f"{NS_PUBSUB}#errors"
+NS_PUBSUB_EVENT = f"{NS_PUBSUB}#event"
+FORM_NODE_CONFIG = f"{NS_PUBSUB}#node_config"
+# slixmpp pages pubsub items with its XEP-0059 plugin but does not itself
+# put a <set/> in <pubsub/>.
+register_stanza_plugin(Pubsub, ResultSet)
+PubSubRequest = Callable[[XEP_0060], Awaitable[Iq]]
+
+
+@dataclass(frozen=True)
+class PubSubAnswer:
+    """The answer to a PubSub request, read through slixmpp's plugin: the
+    node created, the item published, the items (id, payload XML) with the
+    RSM page's ``first``, ``last`` and ``count``, the subscription state, the
+    configuration form's fields by var, the owner's list of subscriptions
+    (jid, state); each empty where the answer has none (or is an error)."""
+
+    reply: IqReply
+    node: str | None = None
+    item_id: str | None = None
+    items: list[tuple[str, str | None]] = field(default_factory=list)
+    first: str | None = None
+    last: str | None = None
+    count: int | None = None
+    subscription: str | None = None
+    fields: dict[str, FormField] = field(default_factory=dict)
+    subscriptions: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def item_ids(self) -> list[str]:
+        return [item_id for item_id, _payload in self.items]
+
+    @property
+    def pubsub_condition(self) -> str | None:
+        """The XEP-0060 condition of an error (``closed-node``...), if any."""
+        for error in self.reply.element.iterfind("{*}error"):
+            for child in error:
+                if child.tag.startswith(f"{{{NS_PUBSUB_ERRORS}}}"):
+                    return child.tag.partition("}")[2]
+        return None
+
+
+@dataclass(frozen=True)
+class PubSubEvent:
+    """A notification's ``<event/>``: what happened (items, retract, purge,
+    delete, configuration), to which node, the item ids and payloads."""
+
+    kind: str
+    node: str
+    item_ids: list[str]
+    payloads: list[str]
+
+
+def pubsub_event(received: Received) -> PubSubEvent | None:
+    """The PubSub event a message carries (None if it carries none); a
+    publish is ``items``, a retraction ``retract``."""
+    event = received.element.find(f"{{{NS_PUBSUB_EVENT}}}event")
+    if event is None or len(event) == 0:
+        return None
+    what = event[0]
+    kind = what.tag.partition("}")[2]
+    ids: list[str] = []
+    payloads: list[str] = []
+    for child in what:
+        if child.tag == f"{{{NS_PUBSUB_EVENT}}}retract":
+            kind = "retract"
+        ids.append(child.get("id", ""))
+        payloads += [ET.tostring(payload, encoding="unicode") for payload in child]
+    return PubSubEvent(kind, what.get("node", ""), ids, payloads)
+
+
+def _pubsub_answer(reply: IqReply) -> PubSubAnswer:
+    if reply.type != "result":
+        return PubSubAnswer(reply)
+    iq = _received(reply)
+    found: dict[str, Any] = {}
+    if iq.xml.find(f"{{{NS_PUBSUB}}}pubsub") is not None:
+        pubsub = iq["pubsub"]
+        found["node"] = pubsub["create"]["node"] or None
+        published = list(pubsub["publish"])
+        found["item_id"] = published[0]["id"] if published else None
+        items = pubsub["items"]
+        found["items"] = [
+            (
+                item["id"],
+                None if item["payload"] is None else ET.tostring(item["payload"], "unicode"),
+            )
+            for item in items
+        ]
+        page = pubsub["rsm"]
+        found["first"] = page["first"] or None
+        found["last"] = page["last"] or None
+        found["count"] = int(page["count"]) if page["count"] else None
+        found["subscription"] = pubsub["subscription"]["subscription"] or None
+    owner = iq.xml.find(f"{{{NS_PUBSUB}#owner}}pubsub")
+    if owner is not None:
+        found["fields"] = _form_fields(iq["pubsub_owner"]["configure"])
+        found["subscriptions"] = [
+            (str(entry["jid"]), entry["subscription"])
+            for entry in iq["pubsub_owner"]["subscriptions"]
+        ]
+    return PubSubAnswer(reply, **found)
+
+
+# -- end of publish-subscribe ---------------------------------------------------------
 
 
 class XmppClient:
@@ -533,6 +646,137 @@ class XmppClient:
 
     # -- end of registration and ad-hoc commands --------------------------------
 
+    # -- publish-subscribe (XEP-0060, paged by XEP-0059) ------------------------
+
+    def create_node(
+        self,
+        to: str,
+        node: str | None = None,
+        config: FormValues | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> PubSubAnswer:
+        """Create ``node`` (None: an instant node, named by ``to``), with
+        the ``pubsub#...`` options of ``config`` if given; ``node`` of the
+        answer is the name the service gave, if it gave one."""
+        form = None if config is None else _submitted(config)
+        return self._pubsub(lambda p: p.create_node(to, node, config=form, timeout=timeout))
+
+    def node_config(self, to: str, node: str, timeout: float = DEFAULT_TIMEOUT) -> PubSubAnswer:
+        """The node's configuration form (an owner's request)."""
+        return self._pubsub(lambda p: p.get_node_config(to, node, timeout=timeout))
+
+    def configure_node(
+        self, to: str, node: str, config: FormValues, timeout: float = DEFAULT_TIMEOUT
+    ) -> PubSubAnswer:
+        """Submit the node configuration form with ``config`` by var."""
+        form = _submitted(config, FORM_NODE_CONFIG)
+        return self._pubsub(lambda p: p.set_node_config(to, node, form, timeout=timeout))
+
+    def publish(
+        self,
+        to: str,
+        node: str,
+        payload: str | None,
+        item_id: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> PubSubAnswer:
+        """Publish ``payload`` (XML text; None: no payload) as ``item_id``
+        (None: the service names it; ``item_id`` of the answer)."""
+        element = None if payload is None else ET.fromstring(payload)
+        return self._pubsub(
+            lambda p: p.publish(to, node, id=item_id, payload=element, timeout=timeout)
+        )
+
+    def retract(
+        self,
+        to: str,
+        node: str,
+        item_id: str,
+        notify: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> PubSubAnswer:
+        return self._pubsub(lambda p: p.retract(to, node, item_id, notify, timeout=timeout))
+
+    def purge(self, to: str, node: str, timeout: float = DEFAULT_TIMEOUT) -> PubSubAnswer:
+        return self._pubsub(lambda p: p.purge(to, node, timeout=timeout))
+
+    def delete_node(self, to: str, node: str, timeout: float = DEFAULT_TIMEOUT) -> PubSubAnswer:
+        return self._pubsub(lambda p: p.delete_node(to, node, timeout=timeout))
+
+    def subscribe_node(self, to: str, node: str, timeout: float = DEFAULT_TIMEOUT) -> PubSubAnswer:
+        """Subscribe this user's bare JID to ``node``."""
+        return self._pubsub(lambda p: p.subscribe(to, node, timeout=timeout))
+
+    def unsubscribe_node(
+        self, to: str, node: str, timeout: float = DEFAULT_TIMEOUT
+    ) -> PubSubAnswer:
+        return self._pubsub(lambda p: p.unsubscribe(to, node, timeout=timeout))
+
+    def node_subscriptions(
+        self, to: str, node: str, timeout: float = DEFAULT_TIMEOUT
+    ) -> PubSubAnswer:
+        """The node's subscriptions (an owner's request)."""
+        return self._pubsub(lambda p: p.get_node_subscriptions(to, node, timeout=timeout))
+
+    def set_node_subscriptions(
+        self,
+        to: str,
+        node: str,
+        subscriptions: Sequence[tuple[str, str]],
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> PubSubAnswer:
+        """Set (jid, state) subscriptions of the node (an owner's request)."""
+        listed = list(subscriptions)
+        return self._pubsub(lambda p: p.modify_subscriptions(to, node, listed, timeout=timeout))
+
+    def items(
+        self,
+        to: str,
+        node: str,
+        max_items: int | None = None,
+        item_ids: Sequence[str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> PubSubAnswer:
+        """The node's items: the newest ``max_items``, or those of ``item_ids``."""
+        ids = None if item_ids is None else list(item_ids)
+        return self._pubsub(
+            lambda p: p.get_items(to, node, item_ids=ids, max_items=max_items, timeout=timeout)
+        )
+
+    def item_pages(
+        self, to: str, node: str, page_size: int, timeout: float = DEFAULT_TIMEOUT
+    ) -> list[PubSubAnswer]:
+        """Every page of the node's items, ``page_size`` a page, as
+        slixmpp's XEP-0059 iterator walks them (each after the last of the
+        one before), until a page comes back empty or an error stops it."""
+        return self._run(self._item_pages(to, node, page_size, timeout), 10 * timeout)
+
+    def _pubsub(self, request: PubSubRequest, timeout: float = DEFAULT_TIMEOUT) -> PubSubAnswer:
+        """Run ``request`` with the loop's XEP-0060 plugin; read its answer."""
+        return _pubsub_answer(self._run(self._plugin_request(request), timeout + _MARGIN))
+
+    async def _plugin_request(self, request: PubSubRequest) -> IqReply:
+        if self._xmpp is None:
+            raise LoginError(f"{self.jid}: not connected")
+        return await _answer(request(self._xmpp.plugin["xep_0060"]))
+
+    async def _item_pages(
+        self, to: str, node: str, page_size: int, timeout: float
+    ) -> list[PubSubAnswer]:
+        if self._xmpp is None:
+            raise LoginError(f"{self.jid}: not connected")
+        walk = self._xmpp.plugin["xep_0060"].get_items(to, node, iterator=True)
+        walk.amount = page_size
+        walk.iq_options = {"timeout": timeout}
+        pages = []
+        async for page in walk:
+            pages.append(_pubsub_answer(_iq_reply(page)))
+            if len(pages) > 100:  # a service that pages forever
+                break
+        return pages
+
+    # -- end of publish-subscribe ------------------------------------------------
+
     # -- loop side --------------------------------------------------------------
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
@@ -553,7 +797,7 @@ class XmppClient:
         xmpp.enable_plaintext = True
         xmpp.plugin["feature_mechanisms"].unencrypted_plain = True
         xmpp.plugin["feature_mechanisms"].unencrypted_scram = True
-        for plugin in ("xep_0004", "xep_0050", "xep_0077"):
+        for plugin in ("xep_0004", "xep_0050", "xep_0059", "xep_0060", "xep_0077"):
             xmpp.register_plugin(plugin)
 
         ready: asyncio.Future[None] = loop.create_future()
@@ -648,20 +892,29 @@ class XmppClient:
         iq = self._xmpp.make_iq(ito=to, itype=iq_type)
         if payload is not None:
             iq.append(ET.fromstring(payload))
-        try:
-            reply = await iq.send(timeout=timeout)
-        except IqError as exc:
-            reply = exc.iq
-        except IqTimeout:
-            raise TimeoutError(f"{self.jid}: no reply from {to} within {timeout}s") from None
-        if reply["type"] == "error":
-            return IqReply(
-                "error",
-                str(reply),
-                error_condition=reply["error"]["condition"] or None,
-                error_type=reply["error"]["type"] or None,
-            )
-        return IqReply(reply["type"], str(reply))
+        return await _answer(iq.send(timeout=timeout))
+
+
+async def _answer(sent: Awaitable[Iq]) -> IqReply:
+    """The reply to an IQ sent, result or error; TimeoutError if none came."""
+    try:
+        reply = await sent
+    except IqError as exc:
+        reply = exc.iq
+    except IqTimeout as exc:
+        raise TimeoutError(f"no reply from {exc.iq['to']} in time") from None
+    return _iq_reply(reply)
+
+
+def _iq_reply(reply: Iq) -> IqReply:
+    if reply["type"] == "error":
+        return IqReply(
+            "error",
+            str(reply),
+            error_condition=reply["error"]["condition"] or None,
+            error_type=reply["error"]["type"] or None,
+        )
+    return IqReply(reply["type"], str(reply))
 
 
 def _matcher(kind: str, sender: str | None, predicate: Predicate | None) -> Predicate:

@@ -57,10 +57,12 @@ def component_config(
     ping_timeout: float = 5,
     access_lists: dict[str, list[str]] | None = None,
     limits: dict[str, Any] | None = None,
+    storage: dict[str, Any] | None = None,
 ) -> str:
     """The YAML config for ``twistd empc``; ``components`` are the list items
-    (``domain``, ``server``, ``secret``, ``handlers``...); ``access_lists``
-    and ``limits`` are the top-level sections of those names, if given."""
+    (``domain``, ``server``, ``secret``, ``handlers``...); ``access_lists``,
+    ``limits`` and ``storage`` are the top-level sections of those names, if
+    given."""
     config: dict[str, Any] = {
         "components": list(components),
         "reconnect": {
@@ -78,6 +80,8 @@ def component_config(
         config["access_lists"] = access_lists
     if limits is not None:
         config["limits"] = limits
+    if storage is not None:
+        config["storage"] = storage
     return yaml.safe_dump(config, sort_keys=False)
 
 
