@@ -1,5 +1,6 @@
 """The README's code runs: its handlers import, its examples of data forms,
-commands and registration run, and its test-kit example passes."""
+commands, registration and PubSub run, its storage example compiles, and
+its test-kit example passes."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def python_blocks() -> list[str]:
 
 
 def test_readme_examples_run(tmp_path: Path) -> None:
-    echo, weather, settings, _, _, tests = python_blocks()
+    echo, weather, settings, *_, tests = python_blocks()
     (tmp_path / "echo.py").write_text(echo)
     (tmp_path / "weather.py").write_text(weather)
     (tmp_path / "test_weather.py").write_text(tests)
@@ -42,8 +43,9 @@ def test_readme_examples_run(tmp_path: Path) -> None:
 
 
 def test_readme_building_block_examples_run(tmp_path: Path) -> None:
-    _, _, _, commands, gateway, _ = python_blocks()
-    for name, code in (("commands.py", commands), ("gateway.py", gateway)):
+    _, _, _, commands, gateway, storage, pubsub, _ = python_blocks()
+    compile(storage, "storage.py", "exec")  # it needs its migrations directory to run
+    for name, code in (("commands.py", commands), ("gateway.py", gateway), ("pubsub.py", pubsub)):
         (tmp_path / name).write_text(code)
         run = subprocess.run(
             [sys.executable, name], cwd=tmp_path, capture_output=True, text=True, timeout=60
