@@ -314,12 +314,12 @@ def held_database(notes: Schema, runner: HeldRunner) -> Database:
 
 
 def test_calls_beyond_the_pool_wait_and_beyond_max_waiting_are_refused(notes: Schema) -> None:
-    # An in-memory database has one connection: a file would have two.
+    # SQLite has one connection, whatever pool_size says.
     runner = HeldRunner()
     database = held_database(notes, runner)
     first = database.transaction(insert(notes, "1"), name="add")
     second = database.transaction(insert(notes, "2"), name="add")
-    assert len(runner.held) == 1  # one connection in memory: the second waits
+    assert len(runner.held) == 1  # one connection: the second waits
     failureResultOf(database.transaction(insert(notes, "3"), name="add"), StorageUnavailable)
     runner.finish()
     assert successResultOf(first) == 1
@@ -669,3 +669,9 @@ def test_the_migrate_command_refuses_a_newer_database(
     path = config_path(tmp_path, f"  url: {url}", handlers="test_storage:Notes")
     assert main(["migrate", "-c", path]) == 1
     assert "revision notes_2, which this code does not know" in capsys.readouterr().err
+
+
+def test_a_sqlite_file_has_one_connection_whatever_the_pool_size(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'state.sqlite3'}", pool_size=5)
+    assert database.pool_size == 1
+    assert Database("postgresql://empc@127.0.0.1/empc", pool_size=5).pool_size == 5

@@ -94,8 +94,8 @@ class Database:
 
     :param url: ``sqlite:///relative/path.sqlite3``, ``sqlite:////absolute``,
         ``sqlite://`` (in memory) or ``postgresql://user@host:port/database``.
-    :param pool_size: connections (and threads) at most; an in-memory
-        SQLite database has one.
+    :param pool_size: connections (and threads) at most, on PostgreSQL;
+        a SQLite database has one.
     :param timeout: seconds a call may wait for a connection, for a
         connection to be made, or for one statement.
     :param max_waiting: calls that may wait for a connection; more are
@@ -133,7 +133,10 @@ class Database:
         self.timeout = timeout
         self.max_waiting = max_waiting
         self._memory = self.dialect == "sqlite" and parsed.database in (None, "", ":memory:")
-        self.pool_size = 1 if self._memory else pool_size
+        # SQLite lets one transaction write at a time, and makes the others
+        # sleep (up to 100 ms a try) for its lock: one connection queues them
+        # here instead, at the same throughput and a far shorter tail.
+        self.pool_size = 1 if self.dialect == "sqlite" else pool_size
         self._clock = clock
         self._runner = runner
         self._schemas: dict[str, Schema] = {}
