@@ -744,12 +744,18 @@ class XmppClient:
         )
 
     def item_pages(
-        self, to: str, node: str, page_size: int, timeout: float = DEFAULT_TIMEOUT
+        self,
+        to: str,
+        node: str,
+        page_size: int,
+        reverse: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> list[PubSubAnswer]:
         """Every page of the node's items, ``page_size`` a page, as
         slixmpp's XEP-0059 iterator walks them (each after the last of the
+        one before; ``reverse``: from the end, each before the first of the
         one before), until a page comes back empty or an error stops it."""
-        return self._run(self._item_pages(to, node, page_size, timeout), 10 * timeout)
+        return self._run(self._item_pages(to, node, page_size, reverse, timeout), 10 * timeout)
 
     def _pubsub(self, request: PubSubRequest, timeout: float = DEFAULT_TIMEOUT) -> PubSubAnswer:
         """Run ``request`` with the loop's XEP-0060 plugin; read its answer."""
@@ -761,12 +767,13 @@ class XmppClient:
         return await _answer(request(self._xmpp.plugin["xep_0060"]))
 
     async def _item_pages(
-        self, to: str, node: str, page_size: int, timeout: float
+        self, to: str, node: str, page_size: int, reverse: bool, timeout: float
     ) -> list[PubSubAnswer]:
         if self._xmpp is None:
             raise LoginError(f"{self.jid}: not connected")
         walk = self._xmpp.plugin["xep_0060"].get_items(to, node, iterator=True)
         walk.amount = page_size
+        walk.reverse = reverse
         walk.iq_options = {"timeout": timeout}
         pages = []
         async for page in walk:

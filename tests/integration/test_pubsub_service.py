@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -302,6 +303,13 @@ def test_a_subscriber_hears_of_publish_retract_purge_and_delete(
     assert next_event(bob, service, node)[1].kind == "delete"
     assert refused(alice.items(service.domain, node)) == ("item-not-found", None)
 
+    # A node made again under the name starts empty, without the old subscribers.
+    ok(alice.create_node(service.domain, node))
+    ok(alice.publish(service.domain, node, entry("anew"), item_id="anew"))
+    assert ok(alice.items(service.domain, node)).item_ids == ["anew"]
+    assert ok(alice.node_subscriptions(service.domain, node)).subscriptions == []
+    no_events(bob, service, node)
+
 
 def test_an_unsubscribed_user_hears_no_more(service: Service, users: Clients) -> None:
     alice, bob, _carol = users
@@ -314,6 +322,34 @@ def test_an_unsubscribed_user_hears_no_more(service: Service, users: Clients) ->
         "unexpected-request",
         "not-subscribed",
     )
+
+
+def test_concurrent_publishers_all_get_their_items_stored(service: Service, users: Clients) -> None:
+    alice, bob, _carol = users
+    node = create(alice, service, "busy", publish_model="open", max_items="100")
+    ok(bob.subscribe_node(service.domain, node))
+    rounds = 10
+
+    def publish_all(client: XmppClient) -> list[PubSubAnswer]:
+        name = client.jid.partition("@")[0]
+        return [
+            client.publish(service.domain, node, entry(f"{name}{n}"), item_id=f"{name}{n}")
+            for n in range(rounds)
+        ]
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        answers = [a for done in pool.map(publish_all, users) for a in done]
+    assert [a.reply.type for a in answers] == ["result"] * len(answers), [
+        a.reply.xml for a in answers if a.reply.type != "result"
+    ]
+    pages = alice.item_pages(service.domain, node, page_size=MAX_PAGE)
+    stored = [item_id for page in pages for item_id in ok(page).item_ids]
+    assert sorted(stored) == sorted(
+        f"{who}{n}" for who in ("alice", "bob", "carol") for n in range(rounds)
+    )
+    heard = [next_event(bob, service, node)[1].item_ids[0] for _ in range(3 * rounds)]
+    # Notified in the order stored.
+    assert heard == stored[::-1]
 
 
 # -- items and paging -------------------------------------------------------------------
@@ -345,6 +381,14 @@ def test_items_by_max_items_and_by_rsm_pages(service: Service, users: Clients) -
     ]
     assert {page.count for page in pages} == {len(titles)}
     assert [title_of(payload) for page in pages for _, payload in page.items] == newest_first
+
+    # From the end: <before/> is the last page, then each before the first of the last.
+    backwards = bob.item_pages(service.domain, node, page_size=4, reverse=True)
+    assert [page.item_ids for page in backwards] == [
+        newest_first[5:9],
+        newest_first[1:5],
+        newest_first[0:1],
+    ], [page.reply.xml for page in backwards]
 
 
 # -- refusals -------------------------------------------------------------------------------
@@ -389,8 +433,9 @@ def test_a_subscriber_whose_notifications_bounce_is_dropped(
 def test_a_published_item_survives_sigkill_of_the_component(
     service: Service, users: Clients
 ) -> None:
-    alice = users[0]
+    alice, bob, _carol = users
     node = create(alice, service, "durable")
+    ok(bob.subscribe_node(service.domain, node))
     ok(alice.publish(service.domain, node, entry("kept"), item_id="kept"))
     process = service.process
     os.killpg(process.pid, signal.SIGKILL)
@@ -399,14 +444,19 @@ def test_a_published_item_survives_sigkill_of_the_component(
     process.wait_for(re.escape(f"Component {service.domain} connected"), CONNECT_TIMEOUT)
     items = ok(alice.items(service.domain, node)).items
     assert [(item_id, title_of(payload)) for item_id, payload in items] == [("kept", "kept")]
+    # The subscription was kept too.
+    ok(alice.publish(service.domain, node, entry("later"), item_id="later"))
+    heard = [next_event(bob, service, node)[1].item_ids for _ in range(2)]
+    assert heard[-1] == ["later"], heard
 
 
 @pytest.mark.parametrize("service_running", POSTGRESQL, indirect=True, ids="-".join)
 def test_a_postgresql_restart_gets_wait_errors_then_service_again(
     service: Service, users: Clients, postgresql_server: PostgresServer
 ) -> None:
-    alice = users[0]
+    alice, bob, _carol = users
     node = create(alice, service, "outage")
+    ok(bob.subscribe_node(service.domain, node))
     ok(alice.publish(service.domain, node, entry("before"), item_id="before"))
 
     # Requests run one after another while the server stops: each is
@@ -443,4 +493,6 @@ def test_a_postgresql_restart_gets_wait_errors_then_service_again(
 
     ok(alice.publish(service.domain, node, entry("after"), item_id="after"))
     assert ok(alice.items(service.domain, node)).item_ids == ["after", "before"]
+    assert next_event(bob, service, node)[1].item_ids == ["before"]
+    assert next_event(bob, service, node)[1].item_ids == ["after"]
     assert service.process.returncode is None
