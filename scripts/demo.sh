@@ -46,7 +46,7 @@ LUA
 
 # The component's own config, with this run's port and database.
 sed -e "s/port=5347/port=$component_port/" \
-    -e "s|database: .demo/tweeter.sqlite3|database: $demo/tweeter.sqlite3|" \
+    -e "s|sqlite:///.demo/tweeter.sqlite3|sqlite:///$demo/tweeter.sqlite3|" \
     examples/tweeter/config.yaml > "$demo/tweeter.yaml"
 
 for user in alice bob carol; do

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.integration
 
 TWEETER = "tweeter.localhost"
 HANDLER = "tweeter.handlers:Tweeter"
+PUBSUB = "empc.pubsub:PubSub"
 CONNECT_TIMEOUT = 20.0
 WAIT = 10.0  # for what must come
 QUIET = 1.0  # for what must not: how long to listen after the rest came
@@ -87,8 +88,9 @@ def tweeter_service(
         process = starter(
             server,
             domain=TWEETER,
-            handlers=[{"class": HANDLER, "config": {"database": str(database)}}],
+            handlers=[HANDLER, {"class": PUBSUB, "config": {"creators": []}}],
             access_lists={"admins": ["carol@localhost"]},
+            storage={"url": f"sqlite:///{database}"},
         )
         service = Tweeter(server, process, database)
         service.wait_connected()
@@ -298,6 +300,7 @@ def test_posts_reach_exactly_the_followers(tweeter: Tweeter, users: dict[str, Xm
 def test_pubsub_subscriber_gets_atom_events(tweeter: Tweeter, users: dict[str, XmppClient]) -> None:
     alice, carol = users["alice"], users["carol"]
     alice_jid, carol_jid = tweeter.jid("alice"), tweeter.jid("carol")
+    post(alice, f"a node from the first post {token()}", followers=0)
     subscribe = pubsub(f"<subscribe node='{node(alice_jid)}' jid='{carol_jid}'/>")
     reply = carol.iq(TWEETER, subscribe, "set")
     assert reply.type == "result", reply.xml
@@ -325,7 +328,7 @@ def test_pubsub_subscriber_gets_atom_events(tweeter: Tweeter, users: dict[str, X
 
         second_id = post(alice, second, followers=0)
         event = carol.wait_for_message(TWEETER, pubsub_event(tokens[1]), WAIT)
-        assert event.element.get("id") == f"tweeter-event-{second_id}", event.xml
+        assert event.element.get("type") == "headline", event.xml
         assert second_id > first_id
         # A pubsub subscriber is no follower: no chat notification.
         assert stray(carol, *tokens) == []
@@ -376,12 +379,13 @@ def test_pubsub_errors_reach_the_client(tweeter: Tweeter, users: dict[str, XmppC
     carol = users["carol"]
     alice_jid, carol_jid = tweeter.jid("alice"), tweeter.jid("carol")
     alice_node = node(alice_jid)
+    post(users["alice"], f"a node from the first post {token()}", followers=0)
     cases: list[tuple[IqType, str, str, str | None]] = [
         # (type, payload, condition, pubsub#errors condition)
         ("get", "<items/>", "bad-request", "nodeid-required"),
         ("get", "<items node='princess/castle'/>", "item-not-found", None),
         ("get", f"<items node='{alice_node}' max_items='zero'/>", "bad-request", None),
-        ("get", f"<items node='{alice_node}'><item id='0'/></items>", "item-not-found", None),
+        ("set", f"<retract node='{alice_node}'><item id='1'/></retract>", "forbidden", None),
         (
             "set",
             f"<subscribe node='{alice_node}' jid='{alice_jid}'/>",
@@ -407,7 +411,7 @@ def test_pubsub_errors_reach_the_client(tweeter: Tweeter, users: dict[str, XmppC
             "bad-request",
             "invalid-payload",
         ),
-        ("set", "<create node='mine'/>", "feature-not-implemented", "unsupported"),
+        ("set", "<create node='mine'/>", "forbidden", None),
     ]
     for iq_type, payload, condition, specific in cases:
         reply = carol.iq(TWEETER, pubsub(payload), iq_type)
@@ -542,6 +546,22 @@ def test_only_the_owner_publishes_to_a_node(tweeter: Tweeter, users: dict[str, X
     assert stray(carol, forged, too_long) == []
 
 
+def test_a_deleted_post_leaves_the_timeline_and_the_node(
+    tweeter: Tweeter, users: dict[str, XmppClient]
+) -> None:
+    alice, bob = users["alice"], users["bob"]
+    alice_jid = tweeter.jid("alice")
+    assert command(bob, f"follow {alice_jid}").startswith("You now follow")
+    text = f"to be deleted {token()}"
+    number = post(alice, text, followers=1)
+    notification(bob, alice_jid, text)
+    assert command(alice, f"delete {number}") == f"Deleted #{number}."
+    assert text not in command(bob, "timeline")
+    by_id = pubsub(f"<items node='{node(alice_jid)}'><item id='{number}'/></items>")
+    assert titles(bob.iq(TWEETER, by_id).element, NS_PUBSUB) == []
+    assert command(bob, f"delete {number}") == f"Error: you have no post #{number}."
+
+
 # -- 6. offline followers ------------------------------------------------------------------
 
 
@@ -627,6 +647,7 @@ def test_presence_to_odd_addresses(tweeter: Tweeter, users: dict[str, XmppClient
 
 USER_COMMANDS = [
     "post",
+    "delete",
     "follow",
     "unfollow",
     "timeline",

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 from lxml import etree
-from tweeter import MemoryStore, Post
 from tweeter.commands import PostForm, TimelineForm, UserForm
 from tweeter_kit import ADMIN, ALICE, ALICE_ADDRESS, BOB, CAROL, DOMAIN, Tweets, text_of
 from twisted.internet.defer import Deferred, fail
@@ -27,7 +26,8 @@ def tweets() -> Tweets:
 def test_help_lists_one_command_per_line(tweets: Tweets) -> None:
     lines = tweets.say(BOB, "help").splitlines()
     commands = [line.split()[0].rstrip(":") for line in lines[1:]]
-    expected = ["post", "follow", "unfollow", "timeline", "posts", "following", "followers"]
+    expected = ["post", "delete", "follow", "unfollow", "timeline", "posts", "following"]
+    expected += ["followers"]
     answering = ["requests", "accept", "refuse"]
     assert commands == [*expected, *answering, "help", "cancel"]
 
@@ -58,10 +58,9 @@ def test_the_answer_keeps_the_id_and_the_thread(tweets: Tweets) -> None:
 def test_post(tweets: Tweets) -> None:
     assert tweets.say(ALICE, "post   Hello, world!  ") == "Posted #1 to 0 follower(s)."
     assert tweets.say(ALICE, "post second") == "Posted #2 to 0 follower(s)."
-    assert isinstance(tweets.store, MemoryStore)
-    assert [(p.author, p.text) for p in tweets.store.posts] == [
-        (ALICE, "Hello, world!"),
+    assert [(p.author, p.text) for p in tweets.posts(ALICE)] == [
         (ALICE, "second"),
+        (ALICE, "Hello, world!"),
     ]
 
 
@@ -77,8 +76,7 @@ def test_post_of_280_characters_after_stripping(tweets: Tweets) -> None:
 
 def test_post_keeps_inner_lines(tweets: Tweets) -> None:
     tweets.say(ALICE, "post first line\nsecond line")
-    assert isinstance(tweets.store, MemoryStore)
-    assert tweets.store.posts[0].text == "first line\nsecond line"
+    assert tweets.posts(ALICE)[0].text == "first line\nsecond line"
 
 
 @pytest.mark.parametrize("text", ["post", "post   ", "POST\n\t"])
@@ -96,8 +94,7 @@ def test_a_question_may_be_canceled(tweets: Tweets) -> None:
 def test_post_too_long(tweets: Tweets) -> None:
     answer = tweets.say(ALICE, "post " + "x" * 281)
     assert answer == "Error: a post has at most 280 characters; this one has 281."
-    assert isinstance(tweets.store, MemoryStore)
-    assert tweets.store.posts == []
+    assert tweets.posts(ALICE) == []
 
 
 def test_follow_and_unfollow(tweets: Tweets) -> None:
@@ -263,13 +260,13 @@ def test_a_message_to_a_users_address_is_not_relayed(tweets: Tweets) -> None:
     )
 
 
-class BrokenStore(MemoryStore):
-    def timeline(self, user: str, limit: int) -> Deferred[list[Post]]:
+def test_a_failing_store_gets_an_answer_too(
+    tweets: Tweets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(user: str) -> Deferred[list[str]]:
         return fail(OSError("disk on fire"))
 
-
-def test_a_failing_store_gets_an_answer_too() -> None:
-    tweets = Tweets(BrokenStore())
+    monkeypatch.setattr(tweets.handler.store, "following", broken)
     answer = tweets.say(BOB, "timeline")
     assert answer == "Error: something went wrong on our side; please try again later."
 

@@ -1,4 +1,5 @@
-"""The demo config: it loads, and the component it describes works."""
+"""The demo config: it loads, and the component it describes works (on a
+real reactor, with the storage's threads)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from empc import ConfigError, load_config
+from empc.pubsub import PubSub
+from empc.storage import Database
 from empc.testing import FakeServer
 
 CONFIG = Path(__file__).parent.parent / "config.yaml"
@@ -26,35 +29,45 @@ def test_the_demo_config_is_valid() -> None:
     assert component.domain == DOMAIN
     assert component.secret.reveal() == "s3cret"
     assert component.identity == ("pubsub", "service", "Tweeter")
-    (handler,) = component.handlers
-    assert isinstance(handler, Tweeter)
-    assert handler.config == {"database": ".demo/tweeter.sqlite3"}
+    tweeter, pubsub = component.handlers
+    assert isinstance(tweeter, Tweeter) and isinstance(pubsub, PubSub)
+    assert pubsub.config["creators"] == []
+    assert config.storage is not None
+    assert config.storage.url == "sqlite:///.demo/tweeter.sqlite3"
     assert (config.limits.rate, config.limits.burst) == (2, 10)
 
 
-def test_a_config_without_a_database_is_refused(tmp_path: Path) -> None:
+def test_the_former_database_key_is_refused(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text(CONFIG.read_text().replace(".demo/tweeter.sqlite3", "''"))
-    with pytest.raises(ConfigError, match="database: give the path of the SQLite file"):
+    old = "- class: tweeter.handlers:Tweeter\n        config: {database: tweeter.sqlite3}"
+    config.write_text(CONFIG.read_text().replace("- class: tweeter.handlers:Tweeter", old))
+    with pytest.raises(ConfigError, match=r"unknown config key.*database"):
         load_config(str(config), environ={"TWEETER_SECRET": "s3cret"})
+
+
+def test_the_tweeter_does_not_start_without_a_pubsub_service() -> None:
+    server = FakeServer([Tweeter()], domain=DOMAIN)
+    outcome: list[object] = []
+    server.started.addErrback(lambda failure: outcome.append(failure.value))
+    assert "add the handler empc.pubsub:PubSub" in str(outcome[0])
 
 
 class DemoConfigTests(unittest.TestCase):
     def setUp(self) -> None:
         directory = Path(tempfile.mkdtemp(prefix="tweeter-"))
         self.addCleanup(shutil.rmtree, directory)
-        self.database = directory / "db" / "tweeter.sqlite3"
-        text = CONFIG.read_text()
-        assert "database: .demo/tweeter.sqlite3" in text
+        self.database = directory / "tweeter.sqlite3"
         self.config = directory / "config.yaml"
-        self.config.write_text(text.replace(".demo/tweeter.sqlite3", str(self.database)))
+        self.config.write_text(CONFIG.read_text())
         patch = pytest.MonkeyPatch()
         patch.setenv("TWEETER_SECRET", "s3cret")
         self.addCleanup(patch.undo)
 
     @async_test
     async def test_the_component_answers(self) -> None:
-        server = FakeServer.from_config(str(self.config))
+        # The storage as twistd makes it: its own threads, on the reactor.
+        storage = Database(f"sqlite:///{self.database}")
+        server = FakeServer.from_config(str(self.config), storage=storage)
         self.addCleanup(server.stop)
         await server.started
         self.assertEqual(server.domain, DOMAIN)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from lxml import etree
-from tweeter import MemoryStore
 from tweeter_kit import ALICE, ALICE_ADDRESS, BOB, CAROL, DOMAIN, Tweets, error_of, text_of
 from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
@@ -65,8 +64,7 @@ def test_a_lost_link_loses_notifications_not_the_post(tweets: Tweets) -> None:
     tweets.say(BOB, "follow alice@localhost")
     tweets.server.component.unlink(Failure(ConnectionLost()))
     tweets.chat(ALICE, "post while offline")
-    assert isinstance(tweets.store, MemoryStore)
-    assert [post.text for post in tweets.store.posts] == ["while offline"]
+    assert [post.text for post in tweets.posts(ALICE)] == ["while offline"]
 
 
 # -- presence ------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from lxml import etree
-from tweeter import MemoryStore
 from tweeter.store import Profile
 from tweeter_kit import ADMIN, ALICE, ALICE_ADDRESS, BOB, CAROL, DOMAIN, NS, Tweets, text_of
 
@@ -46,8 +45,7 @@ def test_the_registration_form_asks_for_a_name_and_the_follow_policy(tweets: Twe
 
 def test_a_registered_user_sees_the_profile_on_file(tweets: Tweets) -> None:
     register(tweets, BOB, "Bob the Builder", auto_accept=False)
-    assert isinstance(tweets.store, MemoryStore)
-    assert tweets.store.profiles[BOB] == Profile(BOB, "Bob the Builder", False)
+    assert tweets.profile(BOB) == Profile(BOB, "Bob the Builder", False)
     query = tweets.iq(BOB, "get", REGISTER.format(""))[0]
     assert query.find("{jabber:iq:register}registered") is not None
     assert text_of(query, "r:nick") == "Bob the Builder"
@@ -57,15 +55,13 @@ def test_a_registered_user_sees_the_profile_on_file(tweets: Tweets) -> None:
 def test_an_old_client_registers_with_a_nick(tweets: Tweets) -> None:
     reply = tweets.iq(BOB, "set", REGISTER.format("<nick>Bobby</nick>"))
     assert reply.get("type") == "result"
-    assert isinstance(tweets.store, MemoryStore)
-    assert tweets.store.profiles[BOB] == Profile(BOB, "Bobby", True)
+    assert tweets.profile(BOB) == Profile(BOB, "Bobby", True)
 
 
 def test_removing_the_registration_forgets_the_profile(tweets: Tweets) -> None:
     register(tweets, BOB, "Bob")
     assert tweets.iq(BOB, "set", REGISTER.format("<remove/>")).get("type") == "result"
-    assert isinstance(tweets.store, MemoryStore)
-    assert tweets.store.profiles == {}
+    assert tweets.profile(BOB) is None
 
 
 def test_the_display_name_is_the_nickname_of_the_user_s_address(tweets: Tweets) -> None:
@@ -192,8 +188,7 @@ def test_a_server_or_an_address_at_the_component_runs_no_command(
         f"<iq type='set' from='{sender}' id='c1'><command xmlns='{NS['cmd']}' node='post'/></iq>"
     )
     assert reply.find(".//{urn:ietf:params:xml:ns:xmpp-stanzas}forbidden") is not None
-    assert isinstance(tweets.store, MemoryStore)
-    assert tweets.store.posts == []
+    assert tweets.posts(BOB) == []
 
 
 def test_unfollowing_withdraws_a_pending_request(tweets: Tweets) -> None:

@@ -7,13 +7,17 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from lxml import etree
-from tweeter import MemoryStore, Tweeter
-from tweeter.store import Store
+from tweeter import Post, Profile, Tweeter
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from empc import NS_COMPONENT, make_message
+from empc.pubsub import PubSub
+from empc.storage import Database
 from empc.testing import FakeServer
+
+R = TypeVar("R")
 
 DOMAIN = "tweeter.localhost"
 ALICE = "alice@localhost"
@@ -42,18 +46,32 @@ NS = {
 
 
 class Tweets:
-    """A tweeter component on a :class:`FakeServer`, and helpers to talk to it."""
+    """A tweeter component (with its PubSub service) on a :class:`FakeServer`,
+    and helpers to talk to it.
 
-    def __init__(self, store: Store | None = None) -> None:
-        self.store = store if store is not None else MemoryStore()
-        self.handler = Tweeter(store=self.store)
+    :param storage: the database url (SQLite in memory by default), or a
+        Database; transactions run inline, so what a stanza changed is
+        committed when :meth:`deliver` returns.
+    """
+
+    def __init__(self, storage: str | Database | None = None) -> None:
+        self.handler = Tweeter()
+        self.pubsub = PubSub({"creators": []})
         self.server = FakeServer(
-            [self.handler],
+            [self.handler, self.pubsub],
             domain=DOMAIN,
             identity=("pubsub", "service", "Tweeter"),
             access_lists={"admins": [ADMIN]},
+            storage=storage,
         )
         assert self.server.started.called
+
+    def posts(self, author: str) -> list[Post]:
+        """The author's posts, newest first, as the pubsub service keeps them."""
+        return done(Deferred.fromCoroutine(self.handler.blog.posts_by(author, 100)))
+
+    def profile(self, user: str) -> Profile | None:
+        return done(self.handler.store.profile(user))
 
     def deliver(self, stanza: str) -> list[etree._Element]:
         return self.server.deliver(stanza)
@@ -79,6 +97,16 @@ class Tweets:
         ]
         assert reply.get("id") == "q1"
         return reply
+
+
+def done(deferred: Deferred[R]) -> R:
+    """The value of a Deferred that has fired (inline transactions)."""
+    outcome: list[R | Failure] = []
+    deferred.addBoth(outcome.append)
+    assert outcome, "the Deferred has not fired"
+    if isinstance(outcome[0], Failure):
+        outcome[0].raiseException()
+    return outcome[0]
 
 
 def text_of(element: etree._Element, xpath: str) -> str:

@@ -14,8 +14,7 @@ from empc.forms import Boolean, Form, Integer, TextMulti, TextSingle
 from empc.registration import RegistrationForm
 from tweeter.addresses import InvalidUser, parse_user, user_key
 from tweeter.microblog import MAX_POST_LENGTH, Follow, Microblog, PostRejected, Unfollow
-from tweeter.payloads import iso_time
-from tweeter.store import Post
+from tweeter.payloads import Post, iso_time
 
 DEFAULT_TIMELINE = 10
 MAX_TIMELINE = 50
@@ -38,6 +37,11 @@ class TimelineForm(Form):
         default=DEFAULT_TIMELINE,
         desc=f"The latest posts of the people you follow (at most {MAX_TIMELINE})",
     )
+
+
+class DeleteForm(Form):
+    title = "Delete a post"
+    number = Integer("Post number", required=True, minimum=1, desc="The number after # (#3: 3)")
 
 
 class AuthorForm(Form):
@@ -92,6 +96,17 @@ class TweeterCommands(Handler):
             raise StanzaError("not-acceptable", f"{e}.") from None
         return f"Posted #{new.id} to {followers} follower(s)."
 
+    @command("delete", name="Delete a post", usage="<n>")
+    async def delete(self, session: Session) -> str:
+        """Retract one of your posts from your microblog node: it leaves
+        timelines, listings and the node (its subscribers are told)."""
+        user = self.user_of(session)
+        form = await session.ask(DeleteForm, final=True)
+        number = form.number or 0
+        if not await self.blog.delete(user, number):
+            raise StanzaError("item-not-found", f"you have no post #{number}.")
+        return f"Deleted #{number}."
+
     @command("follow", name="Follow a user", usage="<jid>")
     async def follow(self, session: Session) -> str:
         user = self.user_of(session)
@@ -121,7 +136,7 @@ class TweeterCommands(Handler):
         user = self.user_of(session)
         form = await session.ask(TimelineForm, final=True)
         count = min(form.count or DEFAULT_TIMELINE, MAX_TIMELINE)
-        posts = await self.blog.store.timeline(user, count)
+        posts = await self.blog.timeline(user, count)
         if not posts:
             return "Your timeline is empty."
         return "\n".join([f"Timeline ({len(posts)} posts):", *map(_line, posts)])
@@ -131,7 +146,7 @@ class TweeterCommands(Handler):
         user = self.user_of(session)
         form = await session.ask(AuthorForm, final=True)
         author = self._user_argument(form, "posts") if form.user else user
-        found = await self.blog.store.posts_by(author, DEFAULT_TIMELINE)
+        found = await self.blog.posts_by(author, DEFAULT_TIMELINE)
         if not found:
             return "You have not posted yet." if author == user else f"{author} has not posted yet."
         return "\n".join([f"Posts of {author} ({len(found)} posts):", *map(_line, found)])
@@ -175,7 +190,7 @@ class TweeterCommands(Handler):
     @command("stats", name="Service statistics", allow=["list:admins"])
     async def stats(self, session: Session) -> etree._Element:
         """For the config's ``admins`` list: users, posts and followers."""
-        rows = await self.blog.store.statistics()
+        rows = await self.blog.statistics()
         posts = sum(row.posts for row in rows)
         title = f"Service statistics: {len(rows)} users, {posts} posts"
         return Statistics.table((row._asdict() for row in rows), title=title)

@@ -1,10 +1,15 @@
-"""The empc handler: chat commands, presence subscriptions and pubsub.
+"""The empc handler: chat commands, presence subscriptions and microblog nodes.
 
-List it in the component's config::
+List it in the component's config with the PubSub service that keeps the
+posts, and a storage section for both::
 
-    handlers:
-      - class: tweeter.handlers:Tweeter
-        config: {database: /var/lib/tweeter/tweeter.sqlite3}
+    storage: {url: "sqlite:////var/lib/tweeter/tweeter.sqlite3"}
+    components:
+      - domain: tweeter.example.org
+        handlers:
+          - class: tweeter.handlers:Tweeter
+          - class: empc.pubsub:PubSub
+            config: {creators: []}      # nodes are the tweeter's to create
 """
 
 from __future__ import annotations
@@ -13,14 +18,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from lxml import etree
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from empc import (
     JID,
     NS_COMPONENT,
     DiscoInfo,
-    DiscoItem,
     InvalidJID,
     StanzaError,
     iq,
@@ -31,89 +34,67 @@ from empc import (
 )
 from empc import message as message_route
 from empc import presence as presence_route
+from empc.pubsub import NS_PUBSUB, PubSub, PubSubError
 from empc.registration import Registration
-from tweeter.addresses import InvalidUser, node_of, user_key, user_of_address, user_of_node
+from empc.storage import Schema
+from tweeter.addresses import NODE_PREFIX, InvalidUser, user_key, user_of_address, user_of_node
 from tweeter.commands import ProfileForm, TweeterCommands
 from tweeter.microblog import Follow, Microblog, PostRejected
-from tweeter.payloads import (
-    NS_MICROBLOG,
-    NS_PUBSUB,
-    entry_text,
-    items_payload,
-    node_info,
-    node_items,
-    publish_payload,
-    pubsub_error,
-    subscription_payload,
-)
-from tweeter.store import Post, Profile, Store, open_store
+from tweeter.payloads import NS_MICROBLOG, entry_text, publish_payload
+from tweeter.store import SCHEMA, Profile, Store
 
-MAX_ITEMS = 100
-"""The most items one pubsub items request returns."""
-
-_PUBSUB = f"{{{NS_PUBSUB}}}pubsub"
 _P = {"p": NS_PUBSUB}
-# What XEP-0060 calls the features this service lacks, by request element.
-_UNSUPPORTED = {
-    "affiliations": "retrieve-affiliations",
-    "configure": "config-node",
-    "create": "create-nodes",
-    "default": "retrieve-default",
-    "delete": "delete-nodes",
-    "options": "subscription-options",
-    "purge": "purge-nodes",
-    "retract": "retract-items",
-    "subscriptions": "retrieve-subscriptions",
-}
 
 
 class Tweeter(TweeterCommands, Registration[ProfileForm]):
     """A microblog for the users of the XMPP server.
 
-    Config: ``database``, the SQLite file (relative to the working
-    directory; created on first start). Tests pass a ``store`` instead.
+    It needs an :class:`empc.pubsub.PubSub` among the component's handlers
+    (after this one, so that this one describes the microblog nodes in
+    disco#info), and keeps its own tables in the component's storage.
     """
 
-    defaults: ClassVar[Mapping[str, Any]] = {"database": "tweeter.sqlite3"}
+    schemas: ClassVar[Sequence[Schema]] = (SCHEMA,)
     # Registration (XEP-0077) keeps a profile: the display name followers
     # see, and whether new followers are accepted without asking.
     form = ProfileForm
     legacy: ClassVar[Mapping[str, str]] = {"nick": "name"}
-    # disco#info of the service: beyond the routes' features, items are kept
-    # (in the store) and the nodes are microblogs.
-    features: ClassVar[Sequence[str]] = (f"{NS_PUBSUB}#persistent-items", NS_MICROBLOG)
+    # disco#info of the service: beyond the PubSub's features, the nodes
+    # are microblogs.
+    features: ClassVar[Sequence[str]] = (NS_MICROBLOG,)
     log = Logger()
 
-    def __init__(self, config: Mapping[str, Any] | None = None, *, store: Store | None = None):
+    def __init__(self, config: Mapping[str, Any] | None = None):
         super().__init__(config)
-        if not self.config["database"]:
-            raise ValueError("database: give the path of the SQLite file")
-        self._store = store
-        self._opened = False
         self._blog: Microblog | None = None
 
     # -- life cycle -----------------------------------------------------------
 
-    def start(self) -> Deferred[None]:
-        store = self._store or open_store(self.config["database"])
-        self._store = store
-        self._opened = True
-        return Deferred.fromCoroutine(self._start(store))
+    def start(self) -> None:
+        """Find the component's PubSub service and database.
 
-    async def _start(self, store: Store) -> None:
-        await store.open()
-        authors = await store.nodes()
+        :raises RuntimeError: if the component has no PubSub handler or no
+            storage.
+        """
+        services = [h for h in self.component.handlers if isinstance(h, PubSub)]
+        if not services:
+            raise RuntimeError(
+                "the tweeter keeps its posts in a PubSub service: add the handler "
+                "empc.pubsub:PubSub to the component"
+            )
+        database = self.component.storage
+        if database is None:
+            raise RuntimeError("the tweeter needs the component's storage")
         self._blog = Microblog(
-            store, self.component.domain, self.component.clock, self.component.send
+            Store(database),
+            services[0],
+            self.component.domain,
+            self.component.clock,
+            self.component.send,
         )
-        self.log.info("Tweeter: {count} users have posted so far", count=len(authors))
 
-    def stop(self) -> Deferred[None] | None:
-        if not self._opened or self._store is None:
-            return None
-        self._opened = False
+    def stop(self) -> None:
         self._blog = None
-        return self._store.close()
 
     @property
     def blog(self) -> Microblog:
@@ -227,115 +208,75 @@ class Tweeter(TweeterCommands, Registration[ProfileForm]):
         await self.blog.accept_all(key)  # no profile: followers are accepted
 
     # -- pubsub (XEP-0060) ------------------------------------------------------
+    # The PubSub handler serves the nodes; only a publish to a microblog node
+    # comes here first (a higher priority), so that it is a post like any
+    # other: checked, numbered, sent to the followers.
 
     @iq(
         "set",
-        _PUBSUB,
-        xpath="p:pubsub/p:subscribe",
+        f"{{{NS_PUBSUB}}}pubsub",
+        xpath=f"p:pubsub/p:publish[starts-with(@node, '{NODE_PREFIX}')]",
         namespaces=_P,
-        feature=f"{NS_PUBSUB}#subscribe",
-    )
-    async def pubsub_subscribe(self, stanza: etree._Element) -> etree._Element:
-        request = stanza[0].find(f"{{{NS_PUBSUB}}}subscribe")
-        assert request is not None  # the route's XPath
-        owner = self._node_owner(request)
-        jid = self._subscriber(stanza, request)
-        await self.store.subscribe(owner, jid)
-        return subscription_payload(node_of(owner), jid, "subscribed")
-
-    @iq("set", _PUBSUB, xpath="p:pubsub/p:unsubscribe", namespaces=_P)
-    async def pubsub_unsubscribe(self, stanza: etree._Element) -> None:
-        request = stanza[0].find(f"{{{NS_PUBSUB}}}unsubscribe")
-        assert request is not None
-        owner = self._node_owner(request)
-        jid = self._subscriber(stanza, request)
-        if not await self.store.unsubscribe(owner, jid):
-            raise pubsub_error("unexpected-request", "not-subscribed", f"{jid} is not subscribed")
-
-    @iq(
-        "get",
-        _PUBSUB,
-        xpath="p:pubsub/p:items",
-        namespaces=_P,
-        feature=f"{NS_PUBSUB}#retrieve-items",
-    )
-    async def pubsub_items(self, stanza: etree._Element) -> etree._Element:
-        request = stanza[0].find(f"{{{NS_PUBSUB}}}items")
-        assert request is not None
-        owner = self._node_owner(request)
-        wanted = [item.get("id") for item in request.iterfind(f"{{{NS_PUBSUB}}}item")]
-        if wanted:
-            posts = [post for post in await self._posts(wanted) if post.author == owner]
-            if not posts:
-                raise StanzaError("item-not-found", "no such item on this node")
-        else:
-            posts = await self.store.posts_by(owner, _max_items(request.get("max_items")))
-        return items_payload(owner, posts, self.component.domain)
-
-    @iq(
-        "set",
-        _PUBSUB,
-        xpath="p:pubsub/p:publish",
-        namespaces=_P,
-        feature=f"{NS_PUBSUB}#publish",
+        priority=1,
     )
     async def pubsub_publish(self, stanza: etree._Element) -> etree._Element:
+        """A post published as an Atom entry by the node's owner; the item's
+        id is the post's number (the publisher's own id is ignored).
+
+        :raises StanzaError: item-not-found for a node that is no user's;
+            forbidden for anyone but its owner; bad-request with
+            item-required, payload-required or invalid-payload for anything
+            but one item holding one Atom entry with text; not-acceptable
+            with payload-too-big for a text over 280 characters.
+        """
         request = stanza[0].find(f"{{{NS_PUBSUB}}}publish")
-        assert request is not None
-        owner = self._node_owner(request)
+        assert request is not None  # the route's XPath
+        node = request.get("node") or ""
+        owner = self._owner_of(node)
+        if owner is None:
+            raise StanzaError("item-not-found", f"no node {node!r} here")
         if self._sender(stanza) != owner:
             raise StanzaError("forbidden", "only the owner publishes to a user's feed")
         items = request.findall(f"{{{NS_PUBSUB}}}item")
         if not items:
-            raise pubsub_error("bad-request", "item-required", "publish one item")
+            raise PubSubError("bad-request", "item-required", "publish one item")
         if len(items) > 1:
-            raise pubsub_error("bad-request", "invalid-payload", "publish one item at a time")
+            raise PubSubError("bad-request", "invalid-payload", "publish one item at a time")
         payload = [child for child in items[0] if isinstance(child.tag, str)]
         if not payload:
-            raise pubsub_error("bad-request", "payload-required", "the item needs an Atom entry")
+            raise PubSubError("bad-request", "payload-required", "the item needs an Atom entry")
         if len(payload) > 1:
-            raise pubsub_error("bad-request", "invalid-payload", "one Atom entry per item")
+            raise PubSubError("bad-request", "invalid-payload", "one Atom entry per item")
         try:
             post, _ = await self.blog.post(owner, entry_text(payload[0]))
         except PostRejected as e:
             if e.too_long:
-                raise pubsub_error("not-acceptable", "payload-too-big", str(e)) from None
-            raise pubsub_error("bad-request", "invalid-payload", str(e)) from None
-        return publish_payload(node_of(owner), str(post.id))
-
-    @iq(("get", "set"), _PUBSUB, priority=-1)
-    def pubsub_unsupported(self, stanza: etree._Element) -> None:
-        """Any other pubsub request: feature-not-implemented, naming it."""
-        children = [child for child in stanza[0] if isinstance(child.tag, str)]
-        name = etree.QName(children[0]).localname if children else ""
-        if name not in _UNSUPPORTED:
-            raise pubsub_error("bad-request", None, "no pubsub request found")
-        raise pubsub_error("feature-not-implemented", "unsupported", feature=_UNSUPPORTED[name])
+                raise PubSubError("not-acceptable", "payload-too-big", str(e)) from None
+            raise PubSubError("bad-request", "invalid-payload", str(e)) from None
+        return publish_payload(node, str(post.id))
 
     # -- service discovery --------------------------------------------------------
-    # The built-in Disco answers the service's disco#info (identity from the
-    # config, features from the routes and ``features``) and asks these two
-    # methods for the rest.
+    # The PubSub handler lists the nodes and their items; this one answers
+    # disco#info of a microblog node first, to add XEP-0277's feature.
 
-    def disco_info(self, node: str, requester: JID) -> DiscoInfo | None:
-        """disco#info of a feed node; None for a node that is no user's feed."""
-        owner = self._owner_of(node)
-        return None if owner is None else node_info(owner)
+    async def disco_info(self, node: str, requester: JID) -> DiscoInfo | None:
+        """The PubSub's disco#info of a microblog node, with the feature
+        ``urn:xmpp:microblog:0``; None for any other node, or one that
+        does not exist (yet)."""
+        if self._owner_of(node) is None:
+            return None
+        found = await self.blog.pubsub.disco_info(node, requester)
+        if found is None:
+            return None
+        identities, features = found
+        return identities, [*features, NS_MICROBLOG]
 
-    def disco_items(self, node: str | None, requester: JID) -> Deferred[Sequence[DiscoItem]]:
-        """At the top: the feed node of every user who has posted; at a feed
-        node: its items, newest first."""
-        return Deferred.fromCoroutine(self._disco_items(node))
-
-    async def _disco_items(self, node: str | None) -> Sequence[DiscoItem]:
-        domain = self.component.domain
-        if node is None:
-            authors = await self.store.nodes()
-            return [(domain, node_of(author), f"{author}'s microblog") for author in authors]
-        owner = self._owner_of(node)
-        if owner is None:  # another handler's node (Disco checked it is one)
+    async def disco_forms(self, node: str | None) -> Sequence[etree._Element]:
+        """At a microblog node, the PubSub's meta-data form (this handler
+        answers its disco#info)."""
+        if node is None or self._owner_of(node) is None:
             return []
-        return node_items(await self.store.posts_by(owner, MAX_ITEMS), domain)
+        return await self.blog.pubsub.disco_forms(node)
 
     # -- helpers --------------------------------------------------------------------
 
@@ -350,57 +291,9 @@ class Tweeter(TweeterCommands, Registration[ProfileForm]):
             return None
         return user_key(sender)
 
-    def _node_owner(self, request: etree._Element) -> str:
-        """The owner of the feed node a pubsub request names.
-
-        :raises StanzaError: bad-request with ``<nodeid-required/>`` if it
-            names none; item-not-found if it is no user's feed.
-        """
-        node = request.get("node")
-        if not node:
-            raise pubsub_error("bad-request", "nodeid-required", "name a node")
-        owner = self._owner_of(node)
-        if owner is None:
-            raise StanzaError("item-not-found", f"no node {node!r} here")
-        return owner
-
     def _owner_of(self, node: str) -> str | None:
         """The owner of a feed node, or None if ``node`` is no user's feed."""
         owner = user_of_node(node)
         if owner is None or owner.partition("@")[2] == self.component.domain:
             return None
         return owner
-
-    def _subscriber(self, stanza: etree._Element, request: etree._Element) -> str:
-        """The ``jid`` of a subscribe or unsubscribe: the sender's own.
-
-        :raises StanzaError: bad-request with ``<invalid-jid/>`` otherwise.
-        """
-        sender = self._sender(stanza)
-        text = request.get("jid") or ""
-        try:
-            jid = JID.parse(text)
-        except InvalidJID:
-            raise pubsub_error("bad-request", "invalid-jid", f"{text!r} is not a JID") from None
-        if jid.local is None or sender != f"{jid.local.lower()}@{jid.domain}":
-            raise pubsub_error(
-                "bad-request", "invalid-jid", "the jid must be your own bare or full JID"
-            )
-        return sender if jid.resource is None else f"{sender}/{jid.resource}"
-
-    async def _posts(self, ids: Sequence[str | None]) -> list[Post]:
-        found = []
-        for text in ids:
-            if text is not None and text.isascii() and text.isdigit():
-                post = await self.store.post(int(text))
-                if post is not None:
-                    found.append(post)
-        return found
-
-
-def _max_items(text: str | None) -> int:
-    if text is None:
-        return MAX_ITEMS
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise pubsub_error("bad-request", None, "max_items must be a positive whole number")
-    return min(int(text), MAX_ITEMS)

@@ -1,27 +1,42 @@
 """The microblog itself: posting and following, whatever the interface.
 
-The chat commands, the presence subscriptions and the pubsub requests all
-come here, so a post made one way reaches everyone the same way.
+The chat and ad-hoc commands, the presence subscriptions and the pubsub
+requests all come here, so a post made one way reaches everyone the same
+way. Posts are items of their authors' microblog nodes (XEP-0277), kept
+by the component's :class:`empc.pubsub.PubSub` service, through its Python
+API; who follows whom and the profiles are the tweeter's own
+(:class:`tweeter.store.Store`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
+from typing import Any, NamedTuple
 
 from lxml import etree
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from empc import NS_COMPONENT, make_message, make_stanza, new_element
-from tweeter.addresses import address_of
-from tweeter.payloads import event_message
-from tweeter.store import Post, Store
+from empc import JID, NS_COMPONENT, make_message, make_stanza, new_element
+from empc.pubsub import Item, NodeConfig, PubSub, PubSubError
+from tweeter.addresses import address_of, node_of, user_of_node
+from tweeter.payloads import Post, atom_entry, post_of
+from tweeter.store import Store
 
 NS_NICK = "http://jabber.org/protocol/nick"
 
 MAX_POST_LENGTH = 280
 """The most characters a post may have, once stripped."""
+
+
+class Statistic(NamedTuple):
+    """What the service knows of one user, in numbers."""
+
+    user: str
+    posts: int
+    followers: int
+    following: int
 
 
 class Follow(Enum):
@@ -65,9 +80,10 @@ def check_text(text: str) -> str:
 
 
 class Microblog:
-    """Posts and follows, on a :class:`~tweeter.store.Store`.
+    """Posts and follows.
 
-    :param store: where everything is kept (already open).
+    :param store: the tweeter's own state.
+    :param pubsub: the service that keeps the posts, started.
     :param domain: the component's domain.
     :param clock: gives the time of new posts.
     :param send: sends a notification; may raise (the link may be down),
@@ -79,32 +95,126 @@ class Microblog:
     def __init__(
         self,
         store: Store,
+        pubsub: PubSub,
         domain: str,
         clock: IReactorTime,
         send: Callable[[etree._Element], None],
     ) -> None:
         self.store = store
+        self.pubsub = pubsub
         self.domain = domain
         self.clock = clock
         self._send = send
 
     async def post(self, author: str, text: str) -> tuple[Post, int]:
-        """Store a post, then notify the author's followers (a chat message
-        from the author's address) and the subscribers of the author's feed
-        node (a pubsub event).
+        """Publish a post, numbered by the tweeter, to the author's node
+        (created, owned by the author, on the first post), then send it by
+        chat from the author's address to each follower. The subscribers of
+        the node get the pubsub event from the service.
 
         :returns: the post and how many followers it was sent to.
         :raises PostRejected: if the text cannot be posted.
         """
-        post = await self.store.add_post(author, check_text(text), self.clock.seconds())
+        text = check_text(text)
+        post = Post(await self.store.next_post_id(), author, text, self.clock.seconds())
+        node, entry = node_of(author), atom_entry(post, self.domain)
+        try:
+            await self.pubsub.publish(node, entry, item_id=str(post.id))
+        except PubSubError as e:
+            if e.condition != "item-not-found":
+                raise
+            await self._create_node(author)
+            await self.pubsub.publish(node, entry, item_id=str(post.id))
         followers = await self.store.followers(author)
-        subscribers = await self.store.subscribers(author)
         sender = address_of(author, self.domain)
         for follower in followers:
             self._notify(make_message(follower, post.text, from_=sender, id=f"tweeter-{post.id}"))
-        for subscriber in subscribers:
-            self._notify(event_message(post, self.domain, subscriber))
         return post, len(followers)
+
+    async def _create_node(self, author: str) -> None:
+        """The author's microblog node, as XEP-0277 has it: open to all,
+        owned by the author, keeping as many items as the service allows;
+        events are headlines, with no last item on subscribing."""
+        config = NodeConfig(
+            title=f"{author}'s microblog",
+            access_model="open",
+            publish_model="publishers",
+            max_items=self.pubsub.model.limits.max_items,
+            notification_type="headline",
+            send_last_published_item="never",
+            notify_retract=True,
+        )
+        try:
+            await self.pubsub.create_node(node_of(author), config=config)
+        except PubSubError as e:
+            if e.condition != "conflict":  # else made meanwhile by another post
+                raise
+            return
+        # Made by the application, then given to the author: create_node
+        # with an owner checks that the owner may create nodes (users may not).
+        await self.pubsub.set_affiliation(node_of(author), JID.parse(author), "owner")
+
+    async def delete(self, author: str, post_id: int) -> bool:
+        """Retract post ``post_id`` from its author's node (the subscribers
+        hear of it); False if ``author`` has no such post."""
+        try:
+            await self.pubsub.retract(node_of(author), [str(post_id)])
+        except PubSubError as e:
+            if e.condition == "item-not-found":
+                return False
+            raise
+        return True
+
+    async def posts_by(self, author: str, limit: int) -> list[Post]:
+        """The author's latest ``limit`` posts, newest first."""
+        try:
+            page = await self.pubsub.items(node_of(author), max_items=limit)
+        except PubSubError as e:
+            if e.condition == "item-not-found":  # no node: never posted
+                return []
+            raise
+        return _posts(page.items, author)
+
+    async def timeline(self, user: str, limit: int) -> list[Post]:
+        """The latest ``limit`` posts of the people ``user`` follows, newest first."""
+        authors = await self.store.following(user)
+        model = self.pubsub.model
+
+        # One transaction of the service's state for all of them; ``Any``:
+        # empc.pubsub does not name the type of that state.
+        def latest(state: Any) -> list[Post]:
+            found: list[Post] = []
+            for author in authors:
+                try:
+                    page = model.items(state, node_of(author), None, max_items=limit)
+                except PubSubError:
+                    continue  # no node: never posted
+                found += _posts(page.items, author)
+            return sorted(found, key=lambda post: post.id, reverse=True)[:limit]
+
+        return await self.pubsub.transaction("tweeter-timeline", latest)
+
+    async def statistics(self) -> list[Statistic]:
+        """One row per user who has a microblog, follows or is followed, sorted."""
+        follows = await self.store.follow_counts()
+        authors = [
+            author
+            for author in (user_of_node(node.name) for node in await self.pubsub.nodes())
+            if author is not None
+        ]
+        model = self.pubsub.model
+
+        def count(state: Any) -> dict[str, int]:
+            return {
+                author: model.items(state, node_of(author), None, max_items=1).count
+                for author in authors
+            }
+
+        posts = await self.pubsub.transaction("tweeter-statistics", count)
+        return [
+            Statistic(user, posts.get(user, 0), *follows.get(user, (0, 0)))
+            for user in sorted(set(posts) | set(follows))
+        ]
 
     async def follow(self, follower: str, followee: str) -> Follow:
         """Follow ``followee``, or ask to when the followee's profile says
@@ -114,8 +224,7 @@ class Microblog:
             return Follow.ALREADY
         profile = await self.store.profile(followee)
         if profile is None or profile.auto_accept:
-            await self.store.drop_request(follower, followee)
-            await self.store.follow(follower, followee)
+            await self.store.follow(follower, followee)  # drops a stale request too
             return Follow.FOLLOWING
         if await self.store.request_follow(follower, followee):
             self._notify(
@@ -174,7 +283,7 @@ class Microblog:
         presence = make_stanza("presence", {"from": sender, "to": to})
         if author is None:
             return presence
-        latest = await self.store.posts_by(author, 1)
+        latest = await self.posts_by(author, 1)
         if latest:
             new_element(NS_COMPONENT, "status", parent=presence).text = latest[0].text
         profile = await self.store.profile(author)
@@ -188,3 +297,8 @@ class Microblog:
         except Exception as e:
             # The post is stored; only this notification is lost.
             self.log.warn("Could not notify {to}: {why}", to=stanza.get("to"), why=str(e))
+
+
+def _posts(items: Sequence[Item], author: str) -> list[Post]:
+    found = (post_of(item, author) for item in items)
+    return [post for post in found if post is not None]

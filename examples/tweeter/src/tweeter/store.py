@@ -1,41 +1,62 @@
-"""Storage: what the microblog keeps, behind a small interface.
+"""The tweeter's own state on empc.storage: who follows whom, requests to
+follow, profiles, and the counter that numbers posts.
 
-:class:`Store` is the interface the handler uses; every method returns a
-Deferred, so an implementation may do its I/O in threads without ever
-blocking the reactor. :class:`tweeter.sqlite.SQLiteStore` is the default
-(the handler's ``database`` config names its file); :class:`MemoryStore`
-keeps everything in dicts and answers with already-fired Deferreds, for
-tests.
+Posts themselves are items of the authors' microblog nodes, kept by
+empc.pubsub (see :mod:`tweeter.microblog`). Every method of :class:`Store`
+is one transaction of the component's database: its Deferred fires once
+the transaction has committed, or fails with the database's error
+(:class:`empc.storage.StorageUnavailable` when it cannot serve).
 
 Users are bare JID strings (see :mod:`tweeter.addresses`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple, TypeVar
 
-from twisted.internet.defer import Deferred, succeed
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+from twisted.internet.defer import Deferred
+
+from empc.storage import Database, Schema
+
+T = TypeVar("T")
+
+metadata = sa.MetaData()
 
 
-@dataclass(frozen=True)
-class Post:
-    """A status: its number, its author's bare JID, its text and when it was
-    published (seconds since the epoch, UTC)."""
+def _pair(name: str, first: str, second: str) -> sa.Table:
+    """A table of (user, user) pairs, both columns the key."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column(first, sa.Text, primary_key=True),
+        sa.Column(second, sa.Text, primary_key=True),
+    )
 
-    id: int
-    author: str
-    text: str
-    published: float
 
+follows = _pair("tweeter_follows", "follower", "followee")
+sa.Index("tweeter_follows_followee", follows.c.followee)
+requests = _pair("tweeter_follow_requests", "followee", "follower")  # followee answers
+profiles = sa.Table(
+    "tweeter_profiles",
+    metadata,
+    sa.Column("jid", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("auto_accept", sa.Boolean, nullable=False),
+)
+counters = sa.Table(
+    "tweeter_counters",
+    metadata,
+    sa.Column("name", sa.String(16), primary_key=True),
+    sa.Column("value", sa.Integer, nullable=False),
+)
 
-class Statistic(NamedTuple):
-    """What the service knows of one user, in numbers."""
-
-    user: str
-    posts: int
-    followers: int
-    following: int
+SCHEMA = Schema("tweeter", metadata, Path(__file__).with_name("migrations"))
+"""The tweeter's tables, for :attr:`tweeter.handlers.Tweeter.schemas`."""
 
 
 class Profile(NamedTuple):
@@ -47,201 +68,134 @@ class Profile(NamedTuple):
     auto_accept: bool = True
 
 
-class Store(Protocol):
-    """Posts, who follows whom, and pubsub subscriptions to users' feeds.
+class Store:
+    """The tweeter's tables in ``database`` (opened, with :data:`SCHEMA`)."""
 
-    A Deferred fires once the change is durable: a post is acknowledged
-    only after it is committed.
-    """
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
-    def open(self) -> Deferred[None]:
-        """Get ready (create the schema on first use)."""
+    def next_post_id(self) -> Deferred[int]:
+        """A new post number: 1, 2, 3... for the whole service, never
+        given twice (a number whose post was refused or deleted is lost)."""
 
-    def close(self) -> Deferred[None]:
-        """Release what :meth:`open` took."""
+        def count(connection: Connection) -> int:
+            # The update locks the row first (PostgreSQL) or the whole
+            # database (SQLite's BEGIN IMMEDIATE): two posts never share one.
+            post = counters.c.name == "post"
+            connection.execute(sa.update(counters).where(post).values(value=counters.c.value + 1))
+            value: int = connection.execute(sa.select(counters.c.value).where(post)).scalar_one()
+            return value
 
-    def add_post(self, author: str, text: str, published: float) -> Deferred[Post]:
-        """Store a new post; fires with it, numbered."""
-
-    def post(self, post_id: int) -> Deferred[Post | None]:
-        """The post numbered ``post_id``, or None."""
-
-    def posts_by(self, author: str, limit: int) -> Deferred[list[Post]]:
-        """The author's latest ``limit`` posts, newest first."""
-
-    def timeline(self, user: str, limit: int) -> Deferred[list[Post]]:
-        """The latest ``limit`` posts of the people ``user`` follows, newest first."""
+        return self._run("next-post-id", count)
 
     def follow(self, follower: str, followee: str) -> Deferred[bool]:
-        """``follower`` follows ``followee``; False if that was already so."""
+        """``follower`` follows ``followee`` (a request for it is dropped);
+        False if that was already so."""
+
+        def follow(connection: Connection) -> bool:
+            _delete(connection, requests, followee=followee, follower=follower)
+            return _insert(connection, follows, follower=follower, followee=followee)
+
+        return self._run("follow", follow)
 
     def unfollow(self, follower: str, followee: str) -> Deferred[bool]:
         """``follower`` no longer follows ``followee``; False if it did not."""
+        return self._run(
+            "unfollow", lambda c: _delete(c, follows, follower=follower, followee=followee)
+        )
 
     def following(self, user: str) -> Deferred[list[str]]:
         """Whom ``user`` follows, sorted."""
+        return self._column("following", follows.c.followee, follows.c.follower == user)
 
     def followers(self, user: str) -> Deferred[list[str]]:
         """Who follows ``user``, sorted."""
+        return self._column("followers", follows.c.follower, follows.c.followee == user)
 
-    def subscribe(self, owner: str, subscriber: str) -> Deferred[bool]:
-        """``subscriber`` (a bare or full JID) subscribes to ``owner``'s feed
-        node; False if it already was."""
+    def follow_counts(self) -> Deferred[dict[str, tuple[int, int]]]:
+        """(followers, following) of every user who follows or is followed."""
 
-    def unsubscribe(self, owner: str, subscriber: str) -> Deferred[bool]:
-        """Cancel that subscription; False if there was none."""
+        def count(connection: Connection) -> dict[str, tuple[int, int]]:
+            counts: dict[str, tuple[int, int]] = {}
+            for column, index in ((follows.c.followee, 0), (follows.c.follower, 1)):
+                rows = connection.execute(sa.select(column, sa.func.count()).group_by(column))
+                for user, number in rows:
+                    pair = list(counts.get(user, (0, 0)))
+                    pair[index] = number
+                    counts[user] = (pair[0], pair[1])
+            return counts
 
-    def subscribers(self, owner: str) -> Deferred[list[str]]:
-        """The JIDs subscribed to ``owner``'s feed node, sorted."""
-
-    def nodes(self) -> Deferred[list[str]]:
-        """The users who have posted (whose feed nodes have items), sorted."""
-
-    def statistics(self) -> Deferred[list[Statistic]]:
-        """One row per user who posts, follows or is followed, sorted."""
+        return self._run("follow-counts", count)
 
     def profile(self, user: str) -> Deferred[Profile | None]:
         """The profile ``user`` registered, if any."""
 
+        def select(connection: Connection) -> Profile | None:
+            row = connection.execute(
+                sa.select(profiles.c.name, profiles.c.auto_accept).where(profiles.c.jid == user)
+            ).first()
+            return None if row is None else Profile(user, row.name, bool(row.auto_accept))
+
+        return self._run("profile", select)
+
     def set_profile(self, profile: Profile) -> Deferred[bool]:
         """Keep ``profile``; whether the user had none before."""
 
+        def upsert(connection: Connection) -> bool:
+            values = {"name": profile.name, "auto_accept": profile.auto_accept}
+            if _insert(connection, profiles, jid=profile.user, **values):
+                return True
+            connection.execute(
+                sa.update(profiles).where(profiles.c.jid == profile.user).values(**values)
+            )
+            return False
+
+        return self._run("set-profile", upsert)
+
     def remove_profile(self, user: str) -> Deferred[bool]:
         """Forget ``user``'s profile; whether there was one."""
+        return self._run("remove-profile", lambda c: _delete(c, profiles, jid=user))
 
     def request_follow(self, follower: str, followee: str) -> Deferred[bool]:
         """Keep ``follower``'s request to follow ``followee``; whether it is new."""
+        return self._run(
+            "request-follow",
+            lambda c: _insert(c, requests, followee=followee, follower=follower),
+        )
 
     def follow_requests(self, followee: str) -> Deferred[list[str]]:
         """Who asks to follow ``followee``, sorted."""
+        return self._column("follow-requests", requests.c.follower, requests.c.followee == followee)
 
     def drop_request(self, follower: str, followee: str) -> Deferred[bool]:
         """Forget a request to follow; whether there was one."""
-
-
-@dataclass
-class MemoryStore:
-    """A :class:`Store` in memory: every Deferred has already fired.
-
-    Nothing survives the process; meant for tests and experiments.
-    """
-
-    posts: list[Post] = field(default_factory=list)
-    follows: set[tuple[str, str]] = field(default_factory=set)
-    subscriptions: set[tuple[str, str]] = field(default_factory=set)
-    profiles: dict[str, Profile] = field(default_factory=dict)
-    requests: set[tuple[str, str]] = field(default_factory=set)
-    opened: bool = False
-
-    def open(self) -> Deferred[None]:
-        self.opened = True
-        return succeed(None)
-
-    def close(self) -> Deferred[None]:
-        self.opened = False
-        return succeed(None)
-
-    def add_post(self, author: str, text: str, published: float) -> Deferred[Post]:
-        post = Post(len(self.posts) + 1, author, text, published)
-        self.posts.append(post)
-        return succeed(post)
-
-    def post(self, post_id: int) -> Deferred[Post | None]:
-        found = [post for post in self.posts if post.id == post_id]
-        return succeed(found[0] if found else None)
-
-    def posts_by(self, author: str, limit: int) -> Deferred[list[Post]]:
-        return succeed(self._latest({author}, limit))
-
-    def timeline(self, user: str, limit: int) -> Deferred[list[Post]]:
-        followed = {followee for follower, followee in self.follows if follower == user}
-        return succeed(self._latest(followed, limit))
-
-    def follow(self, follower: str, followee: str) -> Deferred[bool]:
-        return succeed(_add(self.follows, (follower, followee)))
-
-    def unfollow(self, follower: str, followee: str) -> Deferred[bool]:
-        return succeed(_discard(self.follows, (follower, followee)))
-
-    def following(self, user: str) -> Deferred[list[str]]:
-        return succeed(sorted(followee for follower, followee in self.follows if follower == user))
-
-    def followers(self, user: str) -> Deferred[list[str]]:
-        return succeed(sorted(follower for follower, followee in self.follows if followee == user))
-
-    def subscribe(self, owner: str, subscriber: str) -> Deferred[bool]:
-        return succeed(_add(self.subscriptions, (owner, subscriber)))
-
-    def unsubscribe(self, owner: str, subscriber: str) -> Deferred[bool]:
-        return succeed(_discard(self.subscriptions, (owner, subscriber)))
-
-    def subscribers(self, owner: str) -> Deferred[list[str]]:
-        return succeed(sorted(jid for node, jid in self.subscriptions if node == owner))
-
-    def nodes(self) -> Deferred[list[str]]:
-        return succeed(sorted({post.author for post in self.posts}))
-
-    def statistics(self) -> Deferred[list[Statistic]]:
-        users = {post.author for post in self.posts} | {
-            user for pair in self.follows for user in pair
-        }
-        return succeed(
-            [
-                Statistic(
-                    user,
-                    sum(post.author == user for post in self.posts),
-                    sum(followee == user for _, followee in self.follows),
-                    sum(follower == user for follower, _ in self.follows),
-                )
-                for user in sorted(users)
-            ]
+        return self._run(
+            "drop-request", lambda c: _delete(c, requests, followee=followee, follower=follower)
         )
 
-    def profile(self, user: str) -> Deferred[Profile | None]:
-        return succeed(self.profiles.get(user))
+    def _run(self, name: str, work: Callable[[Connection], T]) -> Deferred[T]:
+        return self.database.transaction(work, name=f"tweeter.{name}")
 
-    def set_profile(self, profile: Profile) -> Deferred[bool]:
-        new = profile.user not in self.profiles
-        self.profiles[profile.user] = profile
-        return succeed(new)
+    def _column(
+        self, name: str, column: sa.Column[str], where: sa.ColumnElement[bool]
+    ) -> Deferred[list[str]]:
+        def select(connection: Connection) -> list[str]:
+            statement = sa.select(column).where(where).order_by(column)
+            return list(connection.execute(statement).scalars())
 
-    def remove_profile(self, user: str) -> Deferred[bool]:
-        return succeed(self.profiles.pop(user, None) is not None)
-
-    def request_follow(self, follower: str, followee: str) -> Deferred[bool]:
-        return succeed(_add(self.requests, (follower, followee)))
-
-    def follow_requests(self, followee: str) -> Deferred[list[str]]:
-        return succeed(sorted(follower for follower, user in self.requests if user == followee))
-
-    def drop_request(self, follower: str, followee: str) -> Deferred[bool]:
-        return succeed(_discard(self.requests, (follower, followee)))
-
-    def _latest(self, authors: set[str], limit: int) -> list[Post]:
-        chosen = [post for post in self.posts if post.author in authors]
-        return sorted(chosen, key=lambda post: post.id, reverse=True)[:limit]
+        return self._run(name, select)
 
 
-def open_store(database: str) -> Store:
-    """The store the handler's ``database`` config names: an SQLite file.
-
-    The path is relative to the working directory; its directory is created
-    if missing. ``:memory:`` gives an SQLite database in memory.
-    """
-    from tweeter.sqlite import SQLiteStore
-
-    return SQLiteStore(database)
+def _insert(connection: Connection, table: sa.Table, **values: object) -> bool:
+    """Insert the row unless one with its key exists; whether it was new.
+    (ON CONFLICT: two transactions inserting the same row at once on
+    PostgreSQL do not fail.)"""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
+    return connection.execute(statement).rowcount == 1
 
 
-def _add(pairs: set[tuple[str, str]], pair: tuple[str, str]) -> bool:
-    if pair in pairs:
-        return False
-    pairs.add(pair)
-    return True
-
-
-def _discard(pairs: set[tuple[str, str]], pair: tuple[str, str]) -> bool:
-    if pair not in pairs:
-        return False
-    pairs.discard(pair)
-    return True
+def _delete(connection: Connection, table: sa.Table, **key: object) -> bool:
+    """Delete the row of ``key``; whether there was one."""
+    where = [table.c[name] == value for name, value in key.items()]
+    return connection.execute(sa.delete(table).where(*where)).rowcount == 1
