@@ -659,18 +659,20 @@ class XmppClient:
         the ``pubsub#...`` options of ``config`` if given; ``node`` of the
         answer is the name the service gave, if it gave one."""
         form = None if config is None else _submitted(config)
-        return self._pubsub(lambda p: p.create_node(to, node, config=form, timeout=timeout))
+        return self._pubsub(
+            lambda p: p.create_node(to, node, config=form, timeout=timeout), timeout
+        )
 
     def node_config(self, to: str, node: str, timeout: float = DEFAULT_TIMEOUT) -> PubSubAnswer:
         """The node's configuration form (an owner's request)."""
-        return self._pubsub(lambda p: p.get_node_config(to, node, timeout=timeout))
+        return self._pubsub(lambda p: p.get_node_config(to, node, timeout=timeout), timeout)
 
     def configure_node(
         self, to: str, node: str, config: FormValues, timeout: float = DEFAULT_TIMEOUT
     ) -> PubSubAnswer:
         """Submit the node configuration form with ``config`` by var."""
         form = _submitted(config, FORM_NODE_CONFIG)
-        return self._pubsub(lambda p: p.set_node_config(to, node, form, timeout=timeout))
+        return self._pubsub(lambda p: p.set_node_config(to, node, form, timeout=timeout), timeout)
 
     def publish(
         self,
@@ -684,7 +686,7 @@ class XmppClient:
         (None: the service names it; ``item_id`` of the answer)."""
         element = None if payload is None else ET.fromstring(payload)
         return self._pubsub(
-            lambda p: p.publish(to, node, id=item_id, payload=element, timeout=timeout)
+            lambda p: p.publish(to, node, id=item_id, payload=element, timeout=timeout), timeout
         )
 
     def retract(
@@ -695,28 +697,30 @@ class XmppClient:
         notify: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> PubSubAnswer:
-        return self._pubsub(lambda p: p.retract(to, node, item_id, notify, timeout=timeout))
+        return self._pubsub(
+            lambda p: p.retract(to, node, item_id, notify, timeout=timeout), timeout
+        )
 
     def purge(self, to: str, node: str, timeout: float = DEFAULT_TIMEOUT) -> PubSubAnswer:
-        return self._pubsub(lambda p: p.purge(to, node, timeout=timeout))
+        return self._pubsub(lambda p: p.purge(to, node, timeout=timeout), timeout)
 
     def delete_node(self, to: str, node: str, timeout: float = DEFAULT_TIMEOUT) -> PubSubAnswer:
-        return self._pubsub(lambda p: p.delete_node(to, node, timeout=timeout))
+        return self._pubsub(lambda p: p.delete_node(to, node, timeout=timeout), timeout)
 
     def subscribe_node(self, to: str, node: str, timeout: float = DEFAULT_TIMEOUT) -> PubSubAnswer:
         """Subscribe this user's bare JID to ``node``."""
-        return self._pubsub(lambda p: p.subscribe(to, node, timeout=timeout))
+        return self._pubsub(lambda p: p.subscribe(to, node, timeout=timeout), timeout)
 
     def unsubscribe_node(
         self, to: str, node: str, timeout: float = DEFAULT_TIMEOUT
     ) -> PubSubAnswer:
-        return self._pubsub(lambda p: p.unsubscribe(to, node, timeout=timeout))
+        return self._pubsub(lambda p: p.unsubscribe(to, node, timeout=timeout), timeout)
 
     def node_subscriptions(
         self, to: str, node: str, timeout: float = DEFAULT_TIMEOUT
     ) -> PubSubAnswer:
         """The node's subscriptions (an owner's request)."""
-        return self._pubsub(lambda p: p.get_node_subscriptions(to, node, timeout=timeout))
+        return self._pubsub(lambda p: p.get_node_subscriptions(to, node, timeout=timeout), timeout)
 
     def set_node_subscriptions(
         self,
@@ -727,7 +731,9 @@ class XmppClient:
     ) -> PubSubAnswer:
         """Set (jid, state) subscriptions of the node (an owner's request)."""
         listed = list(subscriptions)
-        return self._pubsub(lambda p: p.modify_subscriptions(to, node, listed, timeout=timeout))
+        return self._pubsub(
+            lambda p: p.modify_subscriptions(to, node, listed, timeout=timeout), timeout
+        )
 
     def items(
         self,
@@ -740,7 +746,8 @@ class XmppClient:
         """The node's items: the newest ``max_items``, or those of ``item_ids``."""
         ids = None if item_ids is None else list(item_ids)
         return self._pubsub(
-            lambda p: p.get_items(to, node, item_ids=ids, max_items=max_items, timeout=timeout)
+            lambda p: p.get_items(to, node, item_ids=ids, max_items=max_items, timeout=timeout),
+            timeout,
         )
 
     def item_pages(
@@ -757,7 +764,7 @@ class XmppClient:
         one before), until a page comes back empty or an error stops it."""
         return self._run(self._item_pages(to, node, page_size, reverse, timeout), 10 * timeout)
 
-    def _pubsub(self, request: PubSubRequest, timeout: float = DEFAULT_TIMEOUT) -> PubSubAnswer:
+    def _pubsub(self, request: PubSubRequest, timeout: float) -> PubSubAnswer:
         """Run ``request`` with the loop's XEP-0060 plugin; read its answer."""
         return _pubsub_answer(self._run(self._plugin_request(request), timeout + _MARGIN))
 
