@@ -12,6 +12,18 @@ then rolled back, so a refused request changes nothing. Notifications are
 sent by the caller once the transaction has committed: nobody hears of a
 change that did not happen.
 
+A change reads its node first, locking it (``store.node(name,
+lock=True)``): changes to one node then run one after another, each
+seeing what the previous one committed, so that no check (an owner is
+left, the subscription exists, the node exists) is made stale by another
+change before it commits. On PostgreSQL (read committed) that is
+``SELECT ... FOR UPDATE`` of the node's row; SQLite lets one transaction
+write at a time anyway. A node is the unit of every rule here, and
+changes to different nodes still run side by side. (Running every
+transaction serializable would also close these gaps, but it turns a
+short wait into a retry: publishers to one busy node would run out of
+attempts, and the service would answer ``wait``.)
+
 Payloads are opaque text here (the serialized XML of an item's payload);
 the XML layer builds and reads them. JIDs are kept as text: affiliations
 by bare JID, subscriptions by the JID subscribed (bare or full), both with
@@ -216,9 +228,15 @@ class Store(Protocol):
     Items are ordered by publication, a republished item counting as new.
     """
 
-    def node(self, name: str) -> Node | None: ...
+    def node(self, name: str, *, lock: bool = False) -> Node | None:
+        """The node ``name``, if any. ``lock``: keep every other change to
+        it waiting until this transaction ends, and read it as the last
+        change committed it."""
+        ...
+
     def add_node(self, node: Node) -> bool:
-        """Add it; False if a node of that name exists."""
+        """Add it; False if a node of that name exists (or is being added
+        by a transaction that then commits)."""
         ...
 
     def update_config(self, name: str, config: NodeConfig) -> None: ...
@@ -372,11 +390,12 @@ class PubSubModel:
         _check_name("item id", item_id, self.limits.max_item_id_length)
         return item_id
 
-    def _node(self, store: Store, name: str) -> Node:
+    def _node(self, store: Store, name: str, *, lock: bool = False) -> Node:
         """The node ``name``; ``item-not-found`` if there is none (or the
-        name could name none)."""
+        name could name none). ``lock``: for a change, which must read it
+        first (see the module's docstring)."""
         self.check_node_name(name)
-        node = store.node(name)
+        node = store.node(name, lock=lock)
         if node is None:
             raise PubSubError("item-not-found", text=f"no node {name!r}")
         return node
@@ -384,10 +403,10 @@ class PubSubModel:
     def _affiliation(self, store: Store, node: Node, actor: JID | None) -> str:
         return OWNER if actor is None else store.affiliation(node.name, _bare_key(actor))
 
-    def _owned(self, store: Store, name: str, actor: JID | None) -> Node:
+    def _owned(self, store: Store, name: str, actor: JID | None, *, lock: bool = False) -> Node:
         """The node ``name``, if ``actor`` owns it; else ``item-not-found``
         or ``forbidden``."""
-        node = self._node(store, name)
+        node = self._node(store, name, lock=lock)
         if self._affiliation(store, node, actor) != OWNER:
             raise PubSubError("forbidden", text="only an owner of the node may do that")
         return node
@@ -479,7 +498,7 @@ class PubSubModel:
         :raises PubSubError: as :meth:`config`, and ``not-acceptable`` for
             a configuration the service cannot apply.
         """
-        node = self._owned(store, name, actor)
+        node = self._owned(store, name, actor, lock=True)
         config = self.check_config(config)
         store.update_config(name, config)
         store.trim(name, config.max_items if config.persist_items else 1)
@@ -513,7 +532,7 @@ class PubSubModel:
 
         :raises PubSubError: as :meth:`config`.
         """
-        node = self._owned(store, name, actor)
+        node = self._owned(store, name, actor, lock=True)
         recipients = self._subscribers(store, node)
         store.remove_node(name)
         if not node.config.notify_delete:
@@ -529,7 +548,7 @@ class PubSubModel:
         :raises PubSubError: as :meth:`config`; ``feature-not-implemented``
             (``persistent-items``) if the node keeps no items.
         """
-        node = self._owned(store, name, actor)
+        node = self._owned(store, name, actor, lock=True)
         if not node.config.persist_items:
             raise unsupported("persistent-items", "the node keeps no items")
         store.trim(name, 0)
@@ -565,7 +584,7 @@ class PubSubModel:
             ``not-acceptable`` with ``payload-too-big`` for a payload over
             the service's limit; as :meth:`check_item_id` for a bad id.
         """
-        node = self._node(store, name)
+        node = self._node(store, name, lock=True)
         affiliation = self._may_publish(store, node, actor)
         config = node.config
         for option, value in (preconditions or {}).items():
@@ -626,7 +645,7 @@ class PubSubModel:
             their own); ``feature-not-implemented`` (``persistent-items``)
             if the node keeps no items.
         """
-        node = self._node(store, name)
+        node = self._node(store, name, lock=True)
         if not ids:
             raise PubSubError("bad-request", "item-required", "name the items to retract")
         if len(ids) > self.limits.max_page:
@@ -720,7 +739,7 @@ class PubSubModel:
         """
         if actor is not None and jid.bare.casefold() != actor.bare.casefold():
             raise PubSubError("bad-request", "invalid-jid", "subscribe your own address only")
-        node = self._node(store, name)
+        node = self._node(store, name, lock=True)
         key = _jid_key(jid)
         known = store.subscription(name, key)
         affiliation = store.affiliation(name, _bare_key(jid))
@@ -772,7 +791,7 @@ class PubSubModel:
             ``item-not-found`` for no such node; ``unexpected-request``
             with ``not-subscribed`` if ``jid`` has no subscription.
         """
-        node = self._node(store, name)
+        node = self._node(store, name, lock=True)
         if (
             actor is not None
             and jid.bare.casefold() != actor.bare.casefold()
@@ -830,7 +849,7 @@ class PubSubModel:
         :raises PubSubError: as :meth:`config`; ``not-acceptable`` for an
             unknown state, or to subscribe an outcast.
         """
-        node = self._owned(store, name, actor)
+        node = self._owned(store, name, actor, lock=True)
         notifications: list[Notification] = []
         for jid, state in changes:
             if state not in (SUBSCRIBED, PENDING, NONE):
@@ -857,7 +876,7 @@ class PubSubModel:
         :raises PubSubError: as :meth:`config`; ``unexpected-request`` with
             ``not-subscribed`` if ``jid`` has no pending subscription.
         """
-        self._owned(store, name, actor)
+        self._owned(store, name, actor, lock=True)
         key = _jid_key(jid)
         known = store.subscription(name, key)
         if known is None or known.state != PENDING:
@@ -885,7 +904,7 @@ class PubSubModel:
             unknown affiliation, or if the node would be left without an
             owner.
         """
-        node = self._owned(store, name, actor)
+        node = self._owned(store, name, actor, lock=True)
         had_owner = OWNER in store.affiliations(name, 2**31).values()
         notifications: list[Notification] = []
         for jid, affiliation in changes:

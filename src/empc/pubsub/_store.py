@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
 
 from empc.pubsub._model import (
     MEMBER,
@@ -125,22 +126,29 @@ class SqlStore:
 
     # -- nodes --
 
-    def node(self, name: str) -> Node | None:
-        row = self._run(sa.select(nodes).where(nodes.c.name == name)).first()
+    def node(self, name: str, *, lock: bool = False) -> Node | None:
+        query = sa.select(nodes).where(nodes.c.name == name)
+        if lock:
+            query = query.with_for_update()  # PostgreSQL; SQLite has one writer at a time
+        row = self._run(query).first()
         if row is None:
             return None
         self._ids[name] = row.id
         return _node(row)
 
     def add_node(self, node: Node) -> bool:
-        if self.node(node.name) is not None:
-            return False
         config = {name: getattr(node.config, name) for name in _CONFIG}
-        self._run(
-            nodes.insert().values(
-                name=node.name, creator=node.creator, created=node.created, **config
-            )
-        )
+        values = dict(name=node.name, creator=node.creator, created=node.created, **config)
+        # One statement, not a look then an insert: of two transactions
+        # adding one name, the second waits for the first, then adds nothing.
+        dialect = postgresql if self.connection.dialect.name == "postgresql" else sqlite
+        insert = dialect.insert(nodes).values(**values)
+        added = self._run(
+            insert.on_conflict_do_nothing(index_elements=[nodes.c.name]).returning(nodes.c.id)
+        ).scalar()
+        if added is None:
+            return False
+        self._ids[node.name] = added
         return True
 
     def update_config(self, name: str, config: NodeConfig) -> None:
