@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from empc.protocol import JID
 from empc.pubsub import SCHEMA, Item, PubSubError, PubSubModel
 from empc.pubsub._model import Outcome, Store, Subscription
-from empc.pubsub._store import SqlStore
+from empc.pubsub._store import SqlStore, nodes
 from empc.storage import Database, InlineRunner
 
 pytestmark = pytest.mark.integration
@@ -131,3 +131,12 @@ def test_a_publication_to_a_node_deleted_meanwhile_is_item_not_found(engine: sa.
         lambda s: model.publish(s, "news", ALICE, Item("first", ENTRY)),
     )
     assert refusal(outcome) == "item-not-found"
+
+
+def test_items_are_numbered_past_32_bits(engine: sa.Engine) -> None:
+    run(engine, lambda s: model.create(s, "news", ALICE))
+    with engine.begin() as connection:
+        connection.execute(nodes.update().values(last_seq=2**31 - 1))
+    run(engine, lambda s: model.publish(s, "news", ALICE, Item("old", ENTRY)))
+    run(engine, lambda s: model.publish(s, "news", ALICE, Item("new", ENTRY)))
+    assert [item.id for item in run(engine, lambda s: s.page("news", 10)) or []] == ["new", "old"]
