@@ -93,12 +93,13 @@ def test_unsubscribing_when_not_subscribed_is_not_subscribed() -> None:
     assert refusal(answer) == ("unexpected-request", "not-subscribed")
 
 
-def test_unsubscribing_another_is_invalid_jid() -> None:
+def test_unsubscribing_another_is_forbidden() -> None:
+    # XEP-0060 §6.2.3.3: forbidden, for one who may not unsubscribe that JID.
     server, _ = service()
     create(server)
     ok(subscribe(server, sender=CAROL))
     answer = ask(server, "set", f"<unsubscribe node='news' jid='{CAROL}'/>", BOB)
-    assert refusal(answer) == ("bad-request", "invalid-jid")
+    assert refusal(answer) == ("forbidden", None)
 
 
 def test_unsubscribing_with_a_subid_is_invalid_subid() -> None:

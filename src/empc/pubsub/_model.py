@@ -786,9 +786,9 @@ class PubSubModel:
     def unsubscribe(self, store: Store, name: str, actor: JID | None, jid: JID) -> Outcome[None]:
         """End ``jid``'s subscription (or withdraw its pending request).
 
-        :raises PubSubError: ``bad-request`` with ``invalid-jid`` for
-            another's address (an owner may unsubscribe anyone);
-            ``item-not-found`` for no such node; ``unexpected-request``
+        :raises PubSubError: ``forbidden`` for another's address (an
+            owner may unsubscribe anyone); ``item-not-found`` for no such
+            node; ``unexpected-request``
             with ``not-subscribed`` if ``jid`` has no subscription.
         """
         node = self._node(store, name, lock=True)
@@ -797,7 +797,7 @@ class PubSubModel:
             and jid.bare.casefold() != actor.bare.casefold()
             and self._affiliation(store, node, actor) != OWNER
         ):
-            raise PubSubError("bad-request", "invalid-jid", "unsubscribe your own address only")
+            raise PubSubError("forbidden", text="unsubscribe your own address only")
         key = _jid_key(jid)
         if store.subscription(name, key) is None:
             raise PubSubError(
