@@ -4,7 +4,8 @@ subscription."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from lxml import etree
 from test_pubsub_support import (
@@ -23,12 +24,16 @@ from test_pubsub_support import (
     service,
     subscribe,
 )
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import capturedLogs
 
 from empc import JID, NotConnected, SendQueueFull
 from empc.forms import NS_DATA
 from empc.pubsub import NS_PUBSUB, NodeConfig, PubSub
+from empc.storage import Database, InlineRunner
 from empc.testing import FakeServer
+
+T = TypeVar("T")
 
 
 def test_a_publication_notifies_every_subscriber_with_the_payload() -> None:
@@ -291,3 +296,43 @@ def test_the_application_publishes_and_subscribers_hear_of_it() -> None:
     assert item_id == "1"
     (event,) = events(server.sent, to=CAROL)
     assert event.find(f"{E}items/{E}item").get("id") == "1"  # type: ignore[union-attr]
+
+
+class SlowRunner(InlineRunner):
+    """The database's thread, held while ``held`` is set: then each call
+    waits until :meth:`release` runs it (a slow database)."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.pending: list[tuple[Callable[[], Any], Deferred[Any]]] = []
+
+    def run(self, work: Callable[[], T]) -> Deferred[T]:
+        if not self.held:
+            return super().run(work)
+        outcome: Deferred[T] = Deferred()
+        self.pending.append((work, outcome))
+        return outcome
+
+    def release(self) -> None:
+        self.held = False
+        for work, outcome in self.pending:
+            maybeDeferred(work).chainDeferred(outcome)
+        self.pending.clear()
+
+
+def test_a_change_committed_after_its_request_timed_out_is_notified() -> None:
+    runner = SlowRunner()
+    server = FakeServer([PubSub()], storage=Database("sqlite://", runner=runner))
+    create(server)
+    ok(subscribe(server))
+    server.clear()
+    runner.held = True
+    server.deliver(
+        f"<iq type='set' id='late' from='{ALICE}'><pubsub xmlns='{NS_PUBSUB}'>"
+        f"<publish node='news'><item id='late'>{ENTRY}</item></publish></pubsub></iq>"
+    )
+    (answer,) = server.advance(30)  # the router's deadline for an action
+    assert answer.get("type") == "error"
+    runner.release()  # the transaction commits after all
+    server.advance(0)
+    assert [e.find(f"{E}items/{E}item").get("id") for e in events(server.sent, BOB)] == ["late"]  # type: ignore[union-attr]

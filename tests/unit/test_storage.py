@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from support import write_config
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
@@ -304,8 +304,10 @@ class HeldRunner:
         outcome.callback(work())
 
 
-def held_database(notes: Schema, runner: HeldRunner) -> Database:
-    database = Database("sqlite://", pool_size=2, max_waiting=1, runner=runner)
+def held_database(notes: Schema, runner: HeldRunner, clock: Clock | None = None) -> Database:
+    database = Database(
+        "sqlite://", pool_size=2, max_waiting=1, runner=runner, clock=clock or Clock(), timeout=5
+    )
     database.add_schema(notes)
     opening = database.open()
     runner.finish()
@@ -339,6 +341,51 @@ def test_a_waiting_call_canceled_by_its_caller_never_runs(notes: Schema) -> None
     successResultOf(first)
     assert runner.held == []
     assert texts_with(runner, database, notes) == ["1"]
+
+
+def test_a_running_call_canceled_by_its_caller_commits_and_keeps_its_connection(
+    notes: Schema,
+) -> None:
+    runner = HeldRunner()
+    database = held_database(notes, runner)
+    running = database.transaction(insert(notes, "1"), name="add")
+    running.cancel()
+    failureResultOf(running, CancelledError)
+    waiting = database.transaction(insert(notes, "2"), name="add")
+    assert len(runner.held) == 1  # the canceled call still has the one connection
+    runner.finish()
+    assert len(runner.held) == 1  # the waiting call starts once it is done
+    runner.finish()
+    assert successResultOf(waiting) == 2
+    assert texts_with(runner, database, notes) == ["1", "2"]
+
+
+def test_a_call_waiting_longer_than_the_timeout_is_unavailable(notes: Schema) -> None:
+    runner, clock = HeldRunner(), Clock()
+    database = held_database(notes, runner, clock)
+    running = database.transaction(insert(notes, "1"), name="add")
+    waiting = database.transaction(insert(notes, "2"), name="add")
+    clock.advance(4.9)
+    assert not waiting.called
+    clock.advance(0.1)
+    error = failureResultOf(waiting, StorageUnavailable).value
+    assert error.reason == "add: no connection free in 5 s"
+    runner.finish()
+    assert successResultOf(running) == 1
+    assert runner.held == [] and texts_with(runner, database, notes) == ["1"]
+
+
+def test_closing_twice_while_a_call_runs_fires_both_once_closed(notes: Schema) -> None:
+    runner = HeldRunner()
+    database = held_database(notes, runner)
+    database.transaction(insert(notes, "1"), name="add")
+    first, second = database.close(), database.close()
+    runner.finish()  # the running call
+    runner.finish()  # closing the connections
+    assert runner.held == []
+    successResultOf(first)
+    successResultOf(second)
+    successResultOf(database.close())
 
 
 def texts_with(runner: HeldRunner, database: Database, schema: Schema) -> list[str]:

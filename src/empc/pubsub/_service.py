@@ -260,20 +260,28 @@ class PubSub(Handler):
         """Run ``work`` on the service's state in one transaction; fires
         with its value once committed, or fails with its error (the
         transaction then rolled back)."""
+        database = self._started_database()
+        return database.transaction(lambda c: work(SqlStore(c)), name=f"pubsub.{name}")
+
+    def _started_database(self) -> Database:
         if self._database is None:
             raise RuntimeError("the PubSub handler has not started")
-        return self._database.transaction(lambda c: work(SqlStore(c)), name=f"pubsub.{name}")
+        return self._database
 
     def change(self, name: str, work: Callable[[Store], Outcome[T]]) -> Deferred[T]:
         """Like :meth:`transaction`, then send the notifications the change
-        caused, and fire with its value."""
+        caused, and fire with its value. A change that commits is notified
+        even if the Deferred was canceled (a request past its deadline)."""
 
         def committed(outcome: Outcome[T]) -> T:
             for notification in outcome.notifications:
                 self._notify(notification)
             return outcome.value
 
-        return self.transaction(name, work).addCallback(committed)
+        database = self._started_database()
+        return database.transaction(
+            lambda c: work(SqlStore(c)), name=f"pubsub.{name}", committed=committed
+        )
 
     def _now(self) -> float:
         return self.component.clock.seconds()

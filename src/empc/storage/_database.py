@@ -20,14 +20,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -36,6 +36,7 @@ from empc.storage._runner import Runner, ThreadPoolRunner
 from empc.storage._schema import Schema, StorageError, upgrade
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 DIALECTS = ("sqlite", "postgresql")
 # PostgreSQL's serialization_failure and deadlock_detected: the transaction
@@ -143,8 +144,9 @@ class Database:
         self._engine: Engine | None = None
         self._closed = False
         self._running = 0
-        self._waiting: deque[tuple[Callable[[], Any], Deferred[Any]]] = deque()
+        self._waiting: deque[_Waiting] = deque()
         self._idle: Deferred[None] | None = None
+        self._closers: list[Deferred[None]] = []
         self._incident = False
         self.revisions: dict[str, tuple[str, ...]] = {}
         """Each schema's revisions once :meth:`open` has migrated it."""
@@ -181,11 +183,11 @@ class Database:
         """
         if self._engine is not None or self._closed:
             return fail(RuntimeError(f"{self.url} was already opened"))
-        if self._runner is None:
-            if self._clock is None:
-                from twisted.internet import reactor as default_reactor
+        if self._clock is None:
+            from twisted.internet import reactor as default_reactor
 
-                self._clock = default_reactor
+            self._clock = default_reactor
+        if self._runner is None:
             self._runner = ThreadPoolRunner(self._clock, self.pool_size)
         self._runner.start()
         self._engine = self._create_engine()
@@ -236,18 +238,26 @@ class Database:
 
     def close(self) -> Deferred[None]:
         """Refuse new calls, wait for the running ones (each bounded by the
-        timeouts), then close the connections and stop the threads."""
+        timeouts), then close the connections and stop the threads. Every
+        call of ``close`` fires then, a second one too."""
         self._closed = True
         while self._waiting:
-            _, waiting = self._waiting.popleft()
-            if not waiting.called:
-                waiting.errback(StorageUnavailable("the database is closing"))
-        if self._engine is None:
+            self._waiting.popleft().refuse(StorageUnavailable("the database is closing"))
+        if self._engine is None and not self._closers:
             return succeed(None)
-        idle: Deferred[None] = succeed(None)
-        if self._running:
-            idle = self._idle = Deferred()
-        return idle.addCallback(lambda _: self._dispose())
+        closed: Deferred[None] = Deferred()
+        self._closers.append(closed)
+        if len(self._closers) == 1:  # the first close: the others wait with it
+            idle: Deferred[None] = succeed(None)
+            if self._running:
+                idle = self._idle = Deferred()
+            idle.addCallback(lambda _: self._dispose()).addBoth(self._closed_down)
+        return closed
+
+    def _closed_down(self, outcome: object) -> None:
+        closers, self._closers = self._closers, []
+        for closed in closers:
+            _fire(closed, outcome if isinstance(outcome, Failure) else None)
 
     def _dispose(self) -> Deferred[None]:
         engine, self._engine = self._engine, None
@@ -261,7 +271,19 @@ class Database:
 
         return disposed.addBoth(stop)
 
-    def transaction(self, work: Callable[[Connection], T], *, name: str) -> Deferred[T]:
+    @overload
+    def transaction(self, work: Callable[[Connection], T], *, name: str) -> Deferred[T]: ...
+    @overload
+    def transaction(
+        self, work: Callable[[Connection], T], *, name: str, committed: Callable[[T], U]
+    ) -> Deferred[U]: ...
+    def transaction(
+        self,
+        work: Callable[[Connection], Any],
+        *,
+        name: str,
+        committed: Callable[[Any], Any] | None = None,
+    ) -> Deferred[Any]:
         """Run ``work(connection)`` in a transaction, in a thread.
 
         The Deferred fires, in the reactor thread, with ``work``'s value
@@ -277,36 +299,71 @@ class Database:
         ``work`` runs in another thread: it returns plain values (build
         XML elements from them in the callback, not in ``work``).
 
+        Cancelling the Deferred (a caller that stops waiting) fails it at
+        once with ``CancelledError``; a call that waits for a connection
+        then never runs, but one that runs goes on to its commit or
+        rollback, keeping its connection until then. A call that waits
+        longer than ``timeout`` for a connection fails with
+        :class:`StorageUnavailable`.
+
         :param name: what the transaction does, for the log (``get_items``).
+        :param committed: what the commit causes (notifications...): called
+            in the reactor thread with ``work``'s value once committed,
+            even if the caller has stopped waiting; the Deferred fires with
+            its value.
         """
         if self._closed:
             return fail(StorageUnavailable("the database is closed"))
         if self._engine is None:
             return fail(RuntimeError(f"{name}: the database {self.url} is not open"))
-        call = lambda: self._run(work, name)  # noqa: E731
+        answer: Deferred[Any] = Deferred()
+        call = _Waiting(lambda: self._run(work, name), name, answer, committed)
         if self._running < self.pool_size:
-            return self._start(call, name)
+            self._start(call)
+            return answer
         if len(self._waiting) >= self.max_waiting:
             return self._observed(
                 fail(StorageUnavailable(f"{self.max_waiting} calls already wait")), name
             )
-        waiting: Deferred[T] = Deferred()
-        self._waiting.append((call, waiting))
-        return waiting
+        assert self._clock is not None
 
-    def _start(self, call: Callable[[], T], name: str) -> Deferred[T]:
+        def expire() -> None:
+            self._waiting.remove(call)
+            call.refuse(StorageUnavailable(f"{name}: no connection free in {self.timeout} s"))
+
+        call.deadline = self._clock.callLater(self.timeout, expire)
+        self._waiting.append(call)
+        return answer
+
+    def _start(self, call: _Waiting) -> None:
+        """Run ``call``; its answer fires with the outcome, unless its
+        caller canceled it: the pool's count follows the thread, which
+        goes on either way, never the caller."""
         assert self._runner is not None
         self._running += 1
-        outcome = self._runner.run(call)
+        outcome = self._runner.run(call.run)
         outcome.addBoth(self._finished)
-        return self._observed(outcome, name)
+        self._observed(outcome, call.name)
+        if call.committed is not None:
+            outcome.addCallback(call.committed)
+        outcome.addBoth(self._hand_over, call)
+
+    def _hand_over(self, outcome: object, call: _Waiting) -> None:
+        if not call.answer.called:
+            _fire(call.answer, outcome)
+        elif isinstance(outcome, Failure) and not outcome.check(StanzaError):
+            self.log.failure(
+                "Storage: {name} failed after its caller stopped waiting", outcome, name=call.name
+            )
 
     def _finished(self, outcome: object) -> object:
         self._running -= 1
         while self._waiting and self._running < self.pool_size:
-            call, waiting = self._waiting.popleft()
-            if not waiting.called:  # else canceled by its caller meanwhile
-                self._start(call, "").chainDeferred(waiting)
+            call = self._waiting.popleft()
+            if call.deadline is not None and call.deadline.active():
+                call.deadline.cancel()
+            if not call.answer.called:  # else canceled by its caller meanwhile
+                self._start(call)
         if not self._running and self._idle is not None:
             idle, self._idle = self._idle, None
             idle.callback(None)
@@ -413,6 +470,39 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({self.url!r})"
+
+
+class _Waiting:
+    """A call of :meth:`Database.transaction`: its work, its name, the
+    Deferred its caller holds, what its commit causes, and, while it waits
+    for a connection, its deadline."""
+
+    def __init__(
+        self,
+        run: Callable[[], Any],
+        name: str,
+        answer: Deferred[Any],
+        committed: Callable[[Any], Any] | None,
+    ) -> None:
+        self.run = run
+        self.name = name
+        self.answer = answer
+        self.committed = committed
+        self.deadline: IDelayedCall | None = None
+
+    def refuse(self, error: StorageUnavailable) -> None:
+        if self.deadline is not None and self.deadline.active():
+            self.deadline.cancel()
+        if not self.answer.called:
+            self.answer.errback(error)
+
+
+def _fire(deferred: Deferred[T], outcome: object) -> None:
+    """Fire ``deferred`` with ``outcome``, a value or a :class:`Failure`."""
+    if isinstance(outcome, Failure):
+        deferred.errback(outcome)
+    else:
+        deferred.callback(outcome)  # type: ignore[arg-type]
 
 
 def _begin_immediate(connection: Connection) -> None:
