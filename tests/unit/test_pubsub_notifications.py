@@ -25,11 +25,13 @@ from test_pubsub_support import (
     subscribe,
 )
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
 from empc import JID, NotConnected, SendQueueFull
 from empc.forms import NS_DATA
 from empc.pubsub import NS_PUBSUB, NodeConfig, PubSub
+from empc.pubsub._notifier import Notifier
 from empc.storage import Database, InlineRunner
 from empc.testing import FakeServer
 
@@ -204,7 +206,7 @@ def test_a_batch_is_at_most_batch_size_messages() -> None:
 
 
 def test_too_many_waiting_notifications_drop_the_new_one_with_a_log_line() -> None:
-    server, pubsub = five_subscribers(max_queued=3)
+    server, pubsub = five_subscribers(max_queued_bytes=len(ENTRY))
     with capturedLogs() as logged:
         fired(pubsub.publish("news", etree.fromstring(ENTRY)))
         server.clock.advance(0)
@@ -336,3 +338,19 @@ def test_a_change_committed_after_its_request_timed_out_is_notified() -> None:
     runner.release()  # the transaction commits after all
     server.advance(0)
     assert [e.find(f"{E}items/{E}item").get("id") for e in events(server.sent, BOB)] == ["late"]  # type: ignore[union-attr]
+
+
+def test_waiting_notifications_are_bounded_in_bytes_of_payload_and_recipients() -> None:
+    sent: list[etree._Element] = []
+    clock = Clock()
+    notifier = Notifier(clock, sent.append, max_queued_bytes=2 * 65_536)
+    payload = etree.fromstring(f"<big xmlns='urn:example'>{'x' * 65_000}</big>")
+    size = len(etree.tostring(payload)) + len(BOB)
+    notifier.notify(payload, "headline", [BOB])
+    notifier.notify(payload, "headline", [BOB])
+    with capturedLogs() as logged:
+        notifier.notify(payload, "headline", [BOB])  # a third would pass the bound
+    assert notifier.queued == 2 and notifier.queued_bytes == 2 * size
+    assert ["dropped a notification" in str(e.get("log_format")) for e in logged] == [True]
+    clock.advance(0)
+    assert len(sent) == 2 and notifier.queued_bytes == 0

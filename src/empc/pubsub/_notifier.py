@@ -7,8 +7,10 @@ reactor turn, in the order the changes committed; when the server stops
 reading (the component's send queue is full) it waits ``retry_delay``
 seconds and goes on; when the stream is down, what is waiting is dropped
 (with a log line), as notifications are not kept for later. At most
-``max_queued`` messages wait; past that, a new notification is dropped
-with a log line, so memory stays bounded.
+``max_queued_bytes`` wait, counting each notification's payload
+(serialized) and its recipients' addresses, which is what the queue
+holds: past that, a new notification is dropped with a log line, so
+memory stays bounded whatever the payloads' size.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ from empc.routing import make_stanza
 
 @dataclass
 class _Batch:
-    """One notification's payload, its message type and who still gets it."""
+    """One notification's payload, its message type and who still gets
+    it; ``size``: the bytes it counts in the queue."""
 
     payload: etree._Element
     type: str
     recipients: Sequence[str]
     id: str
+    size: int
     next: int = 0
 
 
@@ -47,7 +51,8 @@ class Notifier:
     :param send: sends a stanza (the component's ``send``).
     :param batch_size: messages sent per reactor turn.
     :param retry_delay: seconds to wait when the send queue is full.
-    :param max_queued: messages that may wait to be sent.
+    :param max_queued_bytes: bytes of notifications that may wait to be
+        sent (payloads serialized, and recipients' addresses).
     """
 
     log = Logger()
@@ -58,15 +63,16 @@ class Notifier:
         send: Callable[[etree._Element], None],
         batch_size: int = 100,
         retry_delay: float = 1.0,
-        max_queued: int = 1_000_000,
+        max_queued_bytes: int = 32 * 2**20,
     ) -> None:
         self.clock = clock
         self.send = send
         self.batch_size = batch_size
         self.retry_delay = retry_delay
-        self.max_queued = max_queued
+        self.max_queued_bytes = max_queued_bytes
         self._batches: deque[_Batch] = deque()
         self._queued = 0
+        self._queued_bytes = 0
         self._call: IDelayedCall | None = None
         self._prefix = secrets.token_hex(4)
         self._count = 0
@@ -76,25 +82,33 @@ class Notifier:
         """Messages waiting to be sent."""
         return self._queued
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of the notifications waiting to be sent."""
+        return self._queued_bytes
+
     def notify(self, payload: etree._Element, type: str | None, recipients: Sequence[str]) -> None:
         """Send ``payload`` (copied into each message) to ``recipients``,
         starting in the next reactor turn; dropped, with a log line, if
-        ``max_queued`` messages would then be waiting."""
+        more than ``max_queued_bytes`` would then be waiting."""
         if not recipients:
             return
-        if self._queued + len(recipients) > self.max_queued:
+        size = len(etree.tostring(payload)) + sum(len(jid) for jid in recipients)
+        if self._queued_bytes + size > self.max_queued_bytes:
             self.log.warn(
-                "PubSub: dropped a notification to {count} subscribers: {queued} messages "
-                "already wait to be sent",
+                "PubSub: dropped a notification of {size} bytes to {count} subscribers: "
+                "{queued} bytes already wait to be sent",
+                size=size,
                 count=len(recipients),
-                queued=self._queued,
+                queued=self._queued_bytes,
             )
             return
         self._count += 1
         self._batches.append(
-            _Batch(payload, type or "", recipients, f"{self._prefix}-{self._count}")
+            _Batch(payload, type or "", recipients, f"{self._prefix}-{self._count}", size)
         )
         self._queued += len(recipients)
+        self._queued_bytes += size
         self._schedule(0)
 
     def stop(self) -> None:
@@ -104,6 +118,7 @@ class Notifier:
         self._call = None
         self._batches.clear()
         self._queued = 0
+        self._queued_bytes = 0
 
     def _schedule(self, delay: float) -> None:
         if self._call is None or not self._call.active():
@@ -142,5 +157,6 @@ class Notifier:
             self._queued -= 1
             if batch.next == len(batch.recipients):
                 self._batches.popleft()
+                self._queued_bytes -= batch.size
         if self._batches:
             self._schedule(0)

@@ -153,7 +153,10 @@ class PubSub(Handler):
       dropped;
     - ``batch_size`` (100): notifications sent per reactor turn;
     - ``send_retry`` (1.0): seconds to wait when the server stops reading;
-    - ``max_queued`` (1000000): notifications that may wait to be sent;
+    - ``max_queued_bytes`` (33554432, 32 MiB): bytes of notifications that
+      may wait to be sent (each one's payload, serialized, and its
+      recipients' addresses); a notification past it is dropped, with a
+      log line;
     - ``node_defaults`` ({}): the default node configuration, by option
       name (``access_model``, ``max_items``...).
 
@@ -171,7 +174,7 @@ class PubSub(Handler):
         "bounce_limit": 3,
         "batch_size": 100,
         "send_retry": 1.0,
-        "max_queued": 1_000_000,
+        "max_queued_bytes": 32 * 2**20,
         "node_defaults": {},
     }
     schemas: ClassVar[Sequence[Schema]] = (SCHEMA,)
@@ -241,7 +244,7 @@ class PubSub(Handler):
             self.component.send,
             self.config["batch_size"],
             self.config["send_retry"],
-            self.config["max_queued"],
+            self.config["max_queued_bytes"],
         )
 
     def stop(self) -> None:
