@@ -4,6 +4,7 @@ approving pending subscriptions."""
 
 from __future__ import annotations
 
+import pytest
 from lxml import etree
 from test_pubsub_support import (
     ALICE,
@@ -120,6 +121,18 @@ def test_a_canceled_configuration_changes_nothing() -> None:
     create(server)
     ok(ask(server, "set", submit(field("max_items", "3"), type="cancel"), owner=True))
     assert fired(pubsub.node_config("news")).max_items == 10
+
+
+@pytest.mark.parametrize(
+    ("node", "refused"), [("news", ("forbidden", None)), ("nothing", ("item-not-found", None))]
+)
+def test_a_canceled_configuration_is_an_owner_s_like_the_form(
+    node: str, refused: tuple[str, None]
+) -> None:
+    server, _ = service()
+    create(server)
+    body = f"<configure node='{node}'><x xmlns='{NS_DATA}' type='cancel'/></configure>"
+    assert refusal(ask(server, "set", body, CAROL, owner=True)) == refused
 
 
 def test_an_unknown_option_value_is_not_acceptable() -> None:

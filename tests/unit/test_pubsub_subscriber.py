@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 from lxml import etree
 from test_pubsub_support import (
     ALICE,
@@ -185,6 +186,23 @@ def test_a_truncated_answer_says_so_with_rsm() -> None:
     assert answer.findtext(f"{P}pubsub/{{{RSM}}}set/{{{RSM}}}count") == "3"
 
 
+def test_max_items_zero_gives_no_items_and_the_count() -> None:
+    server, _ = service()
+    create(server)
+    publish_items(server, 3)
+    answer = ok(ask(server, "get", "<items node='news' max_items='0'/>"))
+    assert item_ids(answer) == []
+    assert answer.findtext(f"{P}pubsub/{{{RSM}}}set/{{{RSM}}}count") == "3"
+
+
+def test_a_jid_too_long_to_keep_is_not_acceptable() -> None:
+    server, _ = service()
+    create(server)
+    domain = ".".join(["d" * 60] * 8)
+    sender = f"{'b' * 1000}@{domain}/{'r' * 1000}"  # 2,489 bytes: a JID, too long to keep
+    assert refusal(subscribe(server, sender=sender)) == ("not-acceptable", None)
+
+
 def test_items_of_a_whitelist_node_are_closed_to_others() -> None:
     server, _ = service()
     create(server, config=field("access_model", "whitelist"))
@@ -232,3 +250,12 @@ def test_own_affiliations_list_the_nodes_owned() -> None:
         for a in mine.iterfind(f"{P}pubsub/{P}affiliations/{P}affiliation")
     ]
     assert found == [("a", "owner")]
+
+
+@pytest.mark.parametrize("verb", ["subscriptions", "affiliations"])
+def test_own_lists_of_a_hidden_whitelist_node_are_item_not_found(verb: str) -> None:
+    server, _ = service()
+    create(server, "secret", config=field("access_model", "whitelist"))
+    hidden = ask(server, "get", f"<{verb} node='secret'/>", BOB)
+    missing = ask(server, "get", f"<{verb} node='nothing'/>", BOB)
+    assert refusal(hidden) == refusal(missing) == ("item-not-found", None)

@@ -3,7 +3,6 @@ meta-data (XEP-0128) and subscription authorization, on empc.forms."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -122,14 +121,14 @@ def config_form(config: NodeConfig, form_type: str = "form") -> etree._Element:
     return NodeConfigForm.result(values)
 
 
-def parse_config(x: etree._Element, current: NodeConfig, max_items: int) -> NodeConfig:
-    """``current`` changed by the submitted ``pubsub#node_config`` form ``x``:
-    the options submitted change, the others stay.
+def parse_config(x: etree._Element, max_items: int) -> dict[str, Any]:
+    """The options the submitted ``pubsub#node_config`` form ``x`` sets, by
+    name (``replace`` a :class:`NodeConfig` with them: the others stay).
 
     :raises PubSubError: ``not-acceptable`` for a form that does not parse
         (its text naming the field).
     """
-    return replace(current, **_submitted(NodeConfigForm, x, max_items))
+    return _submitted(NodeConfigForm, x, max_items)
 
 
 def parse_preconditions(x: etree._Element, max_items: int) -> dict[str, Any]:

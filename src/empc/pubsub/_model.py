@@ -63,6 +63,7 @@ PUBLISH_MODELS = ("publishers", "subscribers", "open")
 NOTIFICATION_TYPES = ("headline", "normal")
 SEND_LAST_PUBLISHED_ITEM = ("never", "on_sub")
 _MAX_TITLE = 1024
+_MAX_JID_KEY = 2000
 
 
 @dataclass(frozen=True)
@@ -712,7 +713,7 @@ class PubSubModel:
             wanted = [item_id for item_id in ids if _fits(item_id, self.limits.max_item_id_length)]
             found = store.items(name, list(dict.fromkeys(wanted)))
             return Page(found, count, store.position(name, found[0].id) if found else None)
-        limit = min(self.limits.max_page, max_items or self.limits.max_page)
+        limit = min(self.limits.max_page, self.limits.max_page if max_items is None else max_items)
         for anchor in (after, before):
             if anchor and not _fits(anchor, self.limits.max_item_id_length):
                 raise PubSubError("item-not-found", text="no such item")
@@ -812,22 +813,26 @@ class PubSubModel:
         """``actor``'s own subscriptions (of its bare and full JIDs), to
         node ``name`` or to any.
 
-        :raises PubSubError: ``item-not-found`` for no such node.
+        :raises PubSubError: ``item-not-found`` for no such node, or one
+            ``actor`` may not know of and has no subscription to.
         """
-        if name is not None:
-            self._node(store, name)
-        return store.subscriptions_of(_bare_key(actor), name, self.limits.max_list)
+        found = store.subscriptions_of(_bare_key(actor), name, self.limits.max_list)
+        if name is not None and not found:
+            self._seen(store, name, actor)
+        return found
 
     def affiliations_of(
         self, store: Store, actor: JID, name: str | None = None
     ) -> list[tuple[str, str]]:
         """``actor``'s own affiliations as (node, affiliation).
 
-        :raises PubSubError: ``item-not-found`` for no such node.
+        :raises PubSubError: ``item-not-found`` for no such node, or one
+            ``actor`` may not know of and has no affiliation with.
         """
-        if name is not None:
-            self._node(store, name)
-        return store.affiliations_of(_bare_key(actor), name, self.limits.max_list)
+        found = store.affiliations_of(_bare_key(actor), name, self.limits.max_list)
+        if name is not None and not found:
+            self._seen(store, name, actor)
+        return found
 
     # -- owner: subscriptions and affiliations --
 
@@ -951,6 +956,13 @@ class PubSubModel:
         affiliation = store.affiliation(name, _bare_key(requester))
         return node if affiliation in (OWNER, PUBLISHER, MEMBER) else None
 
+    def _seen(self, store: Store, name: str, actor: JID) -> None:
+        """``item-not-found`` unless ``actor`` may know of the node (as
+        :meth:`visible`): a whitelist node's name is no secret to reveal
+        by the answer."""
+        if self.visible(store, name, actor) is None:
+            raise PubSubError("item-not-found", text=f"no node {name!r}")
+
     def metadata(self, store: Store, name: str) -> NodeMetadata | None:
         """What the node's meta-data form tells, if the node exists."""
         node = store.node(name) if _fits(name, self.limits.max_node_length) else None
@@ -991,11 +1003,22 @@ def _state_change(node: Node, jid: str, state: str) -> SubscriptionChanged:
 
 
 def _jid_key(jid: JID) -> str:
-    return str(jid.casefold())
+    return _bounded(str(jid.casefold()))
 
 
 def _bare_key(jid: JID) -> str:
-    return str(jid.bare.casefold())
+    return _bounded(str(jid.bare.casefold()))
+
+
+def _bounded(key: str) -> str:
+    """``key``, if it fits in the store's indexes (PostgreSQL's b-tree
+    entries hold about 2,700 bytes; a JID may have 3,071).
+
+    :raises PubSubError: ``not-acceptable``.
+    """
+    if not _fits(key, _MAX_JID_KEY):
+        raise PubSubError("not-acceptable", text=f"a JID of at most {_MAX_JID_KEY} bytes only")
+    return key
 
 
 def _bare_of(key: str) -> str:

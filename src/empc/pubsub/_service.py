@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 
 from lxml import etree
@@ -551,15 +552,18 @@ class PubSub(Handler):
         node = _node(request)
         if verb == "configure":
             x = request.find(f"{{{NS_DATA}}}x")
-            if x is not None and x.get("type") == "cancel":
+            if x is not None and x.get("type") == "cancel":  # an owner's, like the form
+                await self.transaction("config", lambda s: self.model.config(s, node, actor))
                 return
             if x is None:
                 raise PubSubError("bad-request", text="submit the configuration form")
-            limit = self.model.limits.max_items
+            # The form read here, in the reactor thread; the storage thread
+            # sees plain values only.
+            changes = parse_config(x, self.model.limits.max_items)
 
             def configure(store: Store) -> Outcome[None]:
                 current = self.model.config(store, node, actor)
-                return self.model.configure(store, node, actor, parse_config(x, current, limit))
+                return self.model.configure(store, node, actor, replace(current, **changes))
 
             await self.change("configure", configure)
         elif verb == "delete":
@@ -624,15 +628,14 @@ class PubSub(Handler):
     ) -> etree._Element:
         name = request.get("node") or None
         form = pubsub.find(f"{{{NS_PUBSUB}}}configure/{{{NS_DATA}}}x")
-        limit, now = self.model.limits.max_items, self._now()
-
-        def create(store: Store) -> Outcome[str]:
-            config = None
-            if form is not None:
-                config = parse_config(form, self.model.default_config, limit)
-            return self.model.create(store, name, actor, config, now=now)
-
-        created = await self.change("create", create)
+        config = None
+        if form is not None:
+            changes = parse_config(form, self.model.limits.max_items)
+            config = replace(self.model.default_config, **changes)
+        now = self._now()
+        created = await self.change(
+            "create", lambda s: self.model.create(s, name, actor, config, now=now)
+        )
         answer = new_element(NS_PUBSUB, "pubsub")
         new_element(NS_PUBSUB, "create", {"node": created}, answer)
         return answer
