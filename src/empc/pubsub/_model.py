@@ -817,9 +817,7 @@ class PubSubModel:
             ``actor`` may not know of and has no subscription to.
         """
         found = store.subscriptions_of(_bare_key(actor), name, self.limits.max_list)
-        if name is not None and not found:
-            self._seen(store, name, actor)
-        return found
+        return self._own(store, name, actor, found)
 
     def affiliations_of(
         self, store: Store, actor: JID, name: str | None = None
@@ -830,9 +828,7 @@ class PubSubModel:
             ``actor`` may not know of and has no affiliation with.
         """
         found = store.affiliations_of(_bare_key(actor), name, self.limits.max_list)
-        if name is not None and not found:
-            self._seen(store, name, actor)
-        return found
+        return self._own(store, name, actor, found)
 
     # -- owner: subscriptions and affiliations --
 
@@ -956,12 +952,13 @@ class PubSubModel:
         affiliation = store.affiliation(name, _bare_key(requester))
         return node if affiliation in (OWNER, PUBLISHER, MEMBER) else None
 
-    def _seen(self, store: Store, name: str, actor: JID) -> None:
-        """``item-not-found`` unless ``actor`` may know of the node (as
-        :meth:`visible`): a whitelist node's name is no secret to reveal
-        by the answer."""
-        if self.visible(store, name, actor) is None:
+    def _own(self, store: Store, name: str | None, actor: JID, found: list[T]) -> list[T]:
+        """``found``, ``actor``'s own entries with node ``name`` (None: with
+        any); if none, ``item-not-found`` unless ``actor`` may know of the
+        node (as :meth:`visible`): the answer reveals no whitelist node."""
+        if name is not None and not found and self.visible(store, name, actor) is None:
             raise PubSubError("item-not-found", text=f"no node {name!r}")
+        return found
 
     def metadata(self, store: Store, name: str) -> NodeMetadata | None:
         """What the node's meta-data form tells, if the node exists."""
