@@ -190,3 +190,27 @@ def test_a_database_newer_than_the_code_is_refused(
     outcome = reactor.wait(again.open())
     assert isinstance(outcome, Failure) and outcome.check(StorageError)
     assert "revision ledger_9, which this code does not know" in str(outcome.value)
+
+
+def test_a_migration_is_not_bounded_by_the_statement_timeout(
+    postgresql_url: str, reactor: ThreadedReactor, tmp_path: Path
+) -> None:
+    slow = """
+        from alembic import op
+
+        revision = "slow_1"
+        down_revision = None
+
+        def upgrade():
+            op.execute("SELECT pg_sleep(0.6)")
+    """
+    (tmp_path / "slow_1.py").write_text(dedent(slow))
+    with sa.create_engine(
+        postgresql_url.replace("postgresql:", "postgresql+psycopg:")
+    ).begin() as c:
+        c.exec_driver_sql("DROP TABLE IF EXISTS slow_alembic_version")
+    database = Database(postgresql_url, timeout=0.3, clock=reactor)  # type: ignore[arg-type]
+    database.add_schema(Schema("slow", sa.MetaData(), tmp_path))
+    assert reactor.wait(database.open()) is None
+    assert database.revisions == {"slow": ("slow_1",)}
+    reactor.wait(database.close())

@@ -186,20 +186,19 @@ def test_a_wrong_statement_is_a_bug_not_an_unavailable_database(database: Databa
 
 
 def test_a_conflict_of_postgresql_is_run_again_at_most_three_times(database: Database) -> None:
-    orig = sqlite3.OperationalError("could not serialize access")
-    orig.sqlstate = "40001"  # type: ignore[attr-defined]
     calls: list[int] = []
 
     def work(connection: sa.Connection) -> str:
         calls.append(1)
         if len(calls) < 3:
-            raise sa.exc.OperationalError("UPDATE", {}, orig)
+            raise postgresql_error("40001")
         return "done"
 
     assert successResultOf(database.transaction(work, name="race")) == "done"
     calls.clear()
-    always = raising(sa.exc.OperationalError("UPDATE", {}, orig))
-    failureResultOf(database.transaction(lambda c: (calls.append(1), always(c)), name="race"))
+    always = raising(postgresql_error("40001"))
+    outcome = database.transaction(lambda c: (calls.append(1), always(c)), name="race")
+    failureResultOf(outcome, StorageUnavailable)  # too busy
     assert len(calls) == 3
 
 
@@ -240,6 +239,32 @@ def test_a_lost_slow_or_busy_database_is_unavailable(database: Database, error: 
     assert failure.value.condition == "resource-constraint"
     assert failure.value.type == "wait"
     assert failure.value.reason.startswith("t: ")
+
+
+def postgresql_error(state: str) -> sa.exc.OperationalError:
+    """What SQLAlchemy raises for a PostgreSQL error of this SQLSTATE."""
+    orig = sqlite3.OperationalError(f"error {state}")
+    orig.sqlstate = state  # type: ignore[attr-defined]
+    return sa.exc.OperationalError("SELECT 1", {}, orig)
+
+
+@pytest.mark.parametrize(
+    ("state", "unavailable"),
+    [
+        ("08006", True),  # connection failure
+        ("53300", True),  # too many connections
+        ("57014", True),  # statement timeout
+        ("57P01", True),  # the server shuts down
+        ("54000", False),  # program limit exceeded (an index entry too big): a bug
+        ("55000", False),  # object not in prerequisite state: a bug
+    ],
+)
+def test_a_postgresql_error_is_unavailable_by_its_sqlstate_class(
+    database: Database, state: str, unavailable: bool
+) -> None:
+    outcome = database.transaction(raising(postgresql_error(state)), name="t")
+    failure = failureResultOf(outcome, sa.exc.OperationalError, StorageUnavailable)
+    assert bool(failure.check(StorageUnavailable)) == unavailable
 
 
 def test_the_stanza_text_of_unavailable_tells_nothing_of_the_database(database: Database) -> None:

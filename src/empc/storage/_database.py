@@ -43,6 +43,11 @@ DIALECTS = ("sqlite", "postgresql")
 # lost a race and may simply be run again.
 _RETRY_STATES = ("40001", "40P01")
 _ATTEMPTS = 3
+# PostgreSQL's classes of SQLSTATE for a server that cannot serve now:
+# connection exception, insufficient resources, operator intervention
+# (statement timeout, shutdown), and a lost race once the attempts are
+# spent (too busy). Any other state is a bug or a bad input.
+_UNAVAILABLE_CLASSES = ("08", "53", "57", "40")
 # SQLite's codes for a database that is there but cannot serve now.
 _SQLITE_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL")
 
@@ -200,6 +205,10 @@ class Database:
         for schema in self._schemas.values():
             try:
                 with self._engine.begin() as connection:
+                    if self.dialect == "postgresql":
+                        # A migration may rewrite a big table: the timeout
+                        # bounds requests, not the operator's upgrade.
+                        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
                     done.append((schema.name, *upgrade(connection, schema)))
             except StorageError:
                 raise
@@ -412,9 +421,13 @@ class Database:
     def _is_unavailable(self, error: sa.DBAPIError) -> bool:
         if error.connection_invalidated:
             return True
+        state = getattr(error.orig, "sqlstate", None)
+        if state:
+            return str(state)[:2] in _UNAVAILABLE_CLASSES
         if self.dialect == "sqlite":
             code = getattr(error.orig, "sqlite_errorname", "")
             return str(code).startswith(_SQLITE_UNAVAILABLE)
+        # psycopg's own, without a state: no connection could be made, or it broke.
         return isinstance(error, sa.OperationalError | sa.InterfaceError)
 
     def _reason(self, error: Exception) -> str:
