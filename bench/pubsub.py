@@ -289,7 +289,7 @@ async def open_bench(
     from empc.pubsub import PubSub
     from empc.storage import Database, schemas_of
 
-    pubsub = PubSub({"max_queued": 10_000_000})
+    pubsub = PubSub({"max_queued_bytes": 2**30})
     database = Database(url, pool_size=pool_size, clock=reactor)
     for schema in schemas_of([pubsub]):
         database.add_schema(schema)
