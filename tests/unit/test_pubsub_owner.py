@@ -26,6 +26,7 @@ from test_pubsub_support import (
     unsupported_feature,
 )
 
+from empc import JID
 from empc.forms import NS_DATA
 from empc.pubsub import NS_PUBSUB, NodeConfig
 
@@ -327,3 +328,11 @@ def test_the_application_creates_and_configures_nodes() -> None:
     fired(pubsub.configure_node("feed", NodeConfig(title="Feed", max_items=5)))
     assert fired(pubsub.node_config("feed")).max_items == 5
     assert fired(pubsub.affiliations("feed")) == {}
+
+
+def test_the_application_creates_a_node_for_an_owner_who_may_not_create_nodes() -> None:
+    _, pubsub = service(creators=[])
+    alice = JID.parse("alice@example.org/phone")
+    assert not pubsub.model.may_create(alice)
+    fired(pubsub.create_node("alice-feed", owner=alice))
+    assert fired(pubsub.affiliations("alice-feed")) == {"alice@example.org": "owner"}

@@ -458,10 +458,13 @@ class PubSubModel:
         actor: JID | None,
         config: NodeConfig | None = None,
         *,
+        owner: JID | None = None,
         now: float = 0.0,
     ) -> Outcome[str]:
         """Create a node (an instant node, named by the service, if
-        ``name`` is None) owned by ``actor``; its value is the name.
+        ``name`` is None) owned by ``actor``, or by ``owner`` when the
+        application (``actor`` None) creates it for someone; its value is
+        the name.
 
         :raises PubSubError: ``forbidden`` if ``actor`` may not create
             nodes; ``conflict`` if the node exists; ``not-acceptable`` for a
@@ -472,7 +475,8 @@ class PubSubModel:
             raise PubSubError("forbidden", text="you may not create nodes here")
         name = self.new_id() if name is None else self.check_node_name(name)
         config = self.check_config(config or self.default_config)
-        creator = None if actor is None else _bare_key(actor)
+        owner = actor if actor is not None else owner
+        creator = None if owner is None else _bare_key(owner)
         if not store.add_node(Node(name, config, creator, now)):
             raise PubSubError("conflict", text=f"node {name!r} exists")
         if creator is not None:

@@ -296,10 +296,13 @@ class PubSub(Handler):
         self, node: str | None = None, *, owner: JID | None = None, config: NodeConfig | None = None
     ) -> Deferred[str]:
         """Create a node (named by the service if ``node`` is None), owned
-        by ``owner`` if given (None: by the application alone); fires with
-        its name. Fails with :class:`PubSubError` as the model's ``create``."""
+        by ``owner`` if given (None: by the application alone), whoever the
+        config's ``creators`` name: the application decides; fires with its
+        name. Fails with :class:`PubSubError` as the model's ``create``."""
         now = self._now()
-        return self.change("create", lambda s: self.model.create(s, node, owner, config, now=now))
+        return self.change(
+            "create", lambda s: self.model.create(s, node, None, config, owner=owner, now=now)
+        )
 
     def node_config(self, node: str) -> Deferred[NodeConfig]:
         """The node's configuration; fails ``item-not-found`` if none."""

@@ -145,14 +145,10 @@ class Microblog:
             notify_retract=True,
         )
         try:
-            await self.pubsub.create_node(node_of(author), config=config)
+            await self.pubsub.create_node(node_of(author), owner=JID.parse(author), config=config)
         except PubSubError as e:
             if e.condition != "conflict":  # else made meanwhile by another post
                 raise
-            return
-        # Made by the application, then given to the author: create_node
-        # with an owner checks that the owner may create nodes (users may not).
-        await self.pubsub.set_affiliation(node_of(author), JID.parse(author), "owner")
 
     async def delete(self, author: str, post_id: int) -> bool:
         """Retract post ``post_id`` from its author's node (the subscribers
