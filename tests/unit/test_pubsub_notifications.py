@@ -354,3 +354,23 @@ def test_waiting_notifications_are_bounded_in_bytes_of_payload_and_recipients() 
     assert ["dropped a notification" in str(e.get("log_format")) for e in logged] == [True]
     clock.advance(0)
     assert len(sent) == 2 and notifier.queued_bytes == 0
+
+
+def test_a_failing_notification_is_logged_and_the_committed_change_still_answers() -> None:
+    pubsub = PubSub()
+    server = FakeServer([pubsub])
+    create(server)
+    ok(subscribe(server))
+
+    def broken(notification: object) -> None:
+        raise RuntimeError("cannot notify")
+
+    pubsub._notify = broken  # type: ignore[method-assign]
+    with capturedLogs() as logged:
+        answer = server.deliver(
+            f"<iq type='set' from='{ALICE}'><pubsub xmlns='{NS_PUBSUB}'>"
+            f"<publish node='news'><item id='kept'>{ENTRY}</item></publish></pubsub></iq>"
+        )
+    assert [a.get("type") for a in answer if etree.QName(a).localname == "iq"] == ["result"]
+    assert [e["log_failure"].type for e in logged if "log_failure" in e] == [RuntimeError]
+    assert [item.id for item in fired(pubsub.items("news")).items] == ["kept"]

@@ -368,6 +368,21 @@ def test_a_waiting_call_canceled_by_its_caller_never_runs(notes: Schema) -> None
     assert texts_with(runner, database, notes) == ["1"]
 
 
+def test_a_waiting_call_canceled_by_its_caller_frees_its_place_at_once(notes: Schema) -> None:
+    runner, clock = HeldRunner(), Clock()
+    database = held_database(notes, runner, clock)  # max_waiting 1
+    database.transaction(insert(notes, "1"), name="add")
+    waiting = database.transaction(insert(notes, "2"), name="add")
+    waiting.cancel()
+    failureResultOf(waiting, CancelledError)
+    assert clock.getDelayedCalls() == []  # its deadline is gone too
+    third = database.transaction(insert(notes, "3"), name="add")
+    assert not third.called  # waits in the place the canceled call left
+    runner.finish()
+    runner.finish()
+    assert successResultOf(third) == 2
+
+
 def test_a_running_call_canceled_by_its_caller_commits_and_keeps_its_connection(
     notes: Schema,
 ) -> None:

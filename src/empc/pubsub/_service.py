@@ -278,8 +278,13 @@ class PubSub(Handler):
         even if the Deferred was canceled (a request past its deadline)."""
 
         def committed(outcome: Outcome[T]) -> T:
+            # The change is kept whatever happens here: a notification that
+            # cannot be built or queued is logged, and the others still go.
             for notification in outcome.notifications:
-                self._notify(notification)
+                try:
+                    self._notify(notification)
+                except Exception:
+                    self.log.failure("PubSub: a notification of {name} failed", name=name)
             return outcome.value
 
         database = self._started_database()

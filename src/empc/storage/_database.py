@@ -325,7 +325,16 @@ class Database:
             return fail(StorageUnavailable("the database is closed"))
         if self._engine is None:
             return fail(RuntimeError(f"{name}: the database {self.url} is not open"))
-        answer: Deferred[Any] = Deferred()
+
+        def withdraw(_: Deferred[Any]) -> None:
+            # A caller that stops waiting frees its place in the queue at
+            # once (a running call goes on; see _start).
+            if call in self._waiting:
+                self._waiting.remove(call)
+                if call.deadline is not None and call.deadline.active():
+                    call.deadline.cancel()
+
+        answer: Deferred[Any] = Deferred(withdraw)
         call = _Waiting(lambda: self._run(work, name), name, answer, committed)
         if self._running < self.pool_size:
             self._start(call)
