@@ -31,7 +31,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database's url; its data outlives a restart of the component."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'tweeter.sqlite3'}"
-    server: PostgresServer = request.getfixturevalue("postgresql_server")
+    return _new_database(request.getfixturevalue("postgresql_server"))
+
+
+@pytest.fixture
+def postgresql_url(postgresql_server: PostgresServer) -> str:
+    """An empty PostgreSQL database's url, for what only PostgreSQL does
+    (a test using it is marked ``integration``)."""
+    return _new_database(postgresql_server)
+
+
+def _new_database(server: PostgresServer) -> str:
     name = f"tweeter_{next(_NUMBERS)}"
     dsn = f"host=127.0.0.1 port={server.port} user=postgres dbname=postgres"
     with psycopg.connect(dsn, autocommit=True) as connection:

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from lxml import etree
 from tweeter import Post, Profile, Tweeter
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
@@ -52,11 +52,14 @@ class Tweets:
     :param storage: the database url (SQLite in memory by default), or a
         Database; transactions run inline, so what a stanza changed is
         committed when :meth:`deliver` returns.
+    :param pubsub: the PubSub's config (by default, ``creators: []``).
     """
 
-    def __init__(self, storage: str | Database | None = None) -> None:
+    def __init__(
+        self, storage: str | Database | None = None, pubsub: dict[str, Any] | None = None
+    ) -> None:
         self.handler = Tweeter()
-        self.pubsub = PubSub({"creators": []})
+        self.pubsub = PubSub({"creators": []} if pubsub is None else pubsub)
         self.server = FakeServer(
             [self.handler, self.pubsub],
             domain=DOMAIN,
@@ -68,7 +71,7 @@ class Tweets:
 
     def posts(self, author: str) -> list[Post]:
         """The author's posts, newest first, as the pubsub service keeps them."""
-        return done(Deferred.fromCoroutine(self.handler.blog.posts_by(author, 100)))
+        return done(Deferred.fromCoroutine(self.handler.blog.posts_by(author, 100, author)))
 
     def profile(self, user: str) -> Profile | None:
         return done(self.handler.store.profile(user))
@@ -97,6 +100,40 @@ class Tweets:
         ]
         assert reply.get("id") == "q1"
         return reply
+
+
+class HeldRunner:
+    """Runs a transaction's work when told to: at once with its outcome
+    held (``ran``: the commit came, the reactor has not heard of it yet),
+    or not before :meth:`release` (it waits for a thread). Inline while
+    ``holding`` is False."""
+
+    def __init__(self, ran: bool) -> None:
+        self.ran = ran
+        self.holding = False
+        self.held: list[tuple[Callable[[], Deferred[Any]], Deferred[Any]]] = []
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def run(self, work: Callable[[], R]) -> Deferred[R]:
+        if not self.holding:
+            return maybeDeferred(work)
+        held: Deferred[R] = Deferred()
+        if self.ran:
+            outcome = maybeDeferred(work)
+            self.held.append((lambda: outcome, held))
+        else:
+            self.held.append((lambda: maybeDeferred(work), held))
+        return held
+
+    def release(self) -> None:
+        """Let the oldest held transaction run, or hand over its outcome."""
+        start, held = self.held.pop(0)
+        start().chainDeferred(held)
 
 
 def done(deferred: Deferred[R]) -> R:

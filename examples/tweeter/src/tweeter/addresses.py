@@ -21,6 +21,12 @@ import re
 from empc import JID, InvalidJID
 
 NODE_PREFIX = "urn:xmpp:microblog:0:"
+
+MAX_USER_BYTES = 1000
+"""The longest user (bare JID, in UTF-8) the tweeter serves: two of them
+make a key of its tables, which PostgreSQL's indexes bound (about 2,700
+bytes an entry), and a node name is one with the prefix (PubSub's
+``max_node_length``, 1,024 bytes by default)."""
 """A user's feed is the pubsub node ``NODE_PREFIX + <bare JID>``."""
 
 # XEP-0106 §3.1: the characters a local part cannot hold, and their escapes.
@@ -42,6 +48,10 @@ _ESCAPE_SEQUENCE = re.compile(r"\\(20|22|26|27|2f|3a|3c|3e|40|5c)", re.IGNORECAS
 
 class InvalidUser(ValueError):
     """The text does not name a user (a bare JID with a local part)."""
+
+
+class UserTooLong(InvalidUser):
+    """The user's bare JID is over :data:`MAX_USER_BYTES`."""
 
 
 def escape(text: str) -> str:
@@ -75,7 +85,8 @@ def parse_user(text: str, component_domain: str | None = None) -> str:
     A local part with a character RFC 7622 forbids there (space ``" & ' : <
     > @``) is refused, by :meth:`empc.JID.parse`.
 
-    :raises InvalidUser: with a message fit to show the user.
+    :raises InvalidUser: with a message fit to show the user
+        (:class:`UserTooLong` for a JID over :data:`MAX_USER_BYTES`).
     """
     text = text.strip()
     shown = shorten(text)
@@ -92,8 +103,17 @@ def parse_user(text: str, component_domain: str | None = None) -> str:
 
 def user_key(jid: JID) -> str:
     """How the tweeter names the user of ``jid`` (which has a local part):
-    the bare JID, local part in lower case."""
-    return f"{(jid.local or '').lower()}@{jid.domain}"
+    the bare JID, local part in lower case.
+
+    :raises UserTooLong: if that is over :data:`MAX_USER_BYTES`.
+    """
+    user = f"{(jid.local or '').lower()}@{jid.domain}"
+    if len(user.encode()) > MAX_USER_BYTES:
+        raise UserTooLong(
+            f"{shorten(user)!r} is too long: the tweeter serves JIDs of at most "
+            f"{MAX_USER_BYTES} bytes"
+        )
+    return user
 
 
 def shorten(text: str, limit: int = 30) -> str:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from lxml import etree
 
-from empc import Handler, StanzaError
+from empc import JID, Handler, StanzaError
 from empc.commands import Session, command
 from empc.forms import Boolean, Form, Integer, TextMulti, TextSingle
 from empc.registration import RegistrationForm
-from tweeter.addresses import InvalidUser, parse_user, user_key
+from tweeter.addresses import InvalidUser, UserTooLong, parse_user, user_key
 from tweeter.microblog import MAX_POST_LENGTH, Follow, Microblog, PostRejected, Unfollow
 from tweeter.payloads import Post, iso_time
 
@@ -84,7 +84,17 @@ class TweeterCommands(Handler):
         requester = session.requester
         if requester.local is None or requester.domain == self.component.domain:
             raise StanzaError("forbidden", "only the users of a server may use the tweeter")
-        return user_key(requester)
+        return self.key_of(requester)
+
+    def key_of(self, jid: JID) -> str:
+        """The user of ``jid`` (which has a local part) as the tweeter knows users.
+
+        :raises StanzaError: ``not-acceptable`` for a JID too long to serve.
+        """
+        try:
+            return user_key(jid)
+        except UserTooLong as e:
+            raise StanzaError("not-acceptable", f"{e}.") from None
 
     @command("post", name="Post a status", usage="<text>")
     async def post(self, session: Session) -> str:
@@ -146,7 +156,7 @@ class TweeterCommands(Handler):
         user = self.user_of(session)
         form = await session.ask(AuthorForm, final=True)
         author = self._user_argument(form, "posts") if form.user else user
-        found = await self.blog.posts_by(author, DEFAULT_TIMELINE)
+        found = await self.blog.posts_by(author, DEFAULT_TIMELINE, str(session.requester))
         if not found:
             return "You have not posted yet." if author == user else f"{author} has not posted yet."
         return "\n".join([f"Posts of {author} ({len(found)} posts):", *map(_line, found)])
@@ -203,6 +213,8 @@ class TweeterCommands(Handler):
             )
         try:
             return parse_user(text, self.component.domain)
+        except UserTooLong as e:
+            raise StanzaError("not-acceptable", f"{e}.") from None
         except InvalidUser as e:
             raise StanzaError("jid-malformed", f"{e}.") from None
 

@@ -37,7 +37,7 @@ from empc import presence as presence_route
 from empc.pubsub import NS_PUBSUB, PubSub, PubSubError
 from empc.registration import Registration
 from empc.storage import Schema
-from tweeter.addresses import NODE_PREFIX, InvalidUser, user_key, user_of_address, user_of_node
+from tweeter.addresses import NODE_PREFIX, InvalidUser, user_of_address, user_of_node
 from tweeter.commands import ProfileForm, TweeterCommands
 from tweeter.microblog import Follow, Microblog, PostRejected
 from tweeter.payloads import NS_MICROBLOG, entry_text, publish_payload
@@ -113,8 +113,11 @@ class Tweeter(TweeterCommands, Registration[ProfileForm]):
     @message_route("chat", xpath="c:body and contains(@to, '@')")
     def chat_to_address(self, stanza: etree._Element) -> etree._Element | None:
         """A chat message to a user's address: say where commands go."""
-        if self._sender(stanza) is None:
-            return None
+        try:
+            if self._sender(stanza) is None:
+                return None
+        except StanzaError as e:
+            return make_error_reply(stanza, e)
         to = JID.parse(stanza.get("to") or self.component.domain)
         reply = make_reply(stanza, "chat")
         new_element(NS_COMPONENT, "body", parent=reply).text = self._not_a_command_address(
@@ -153,7 +156,10 @@ class Tweeter(TweeterCommands, Registration[ProfileForm]):
     async def _presence(
         self, stanza: etree._Element, follow: bool | None
     ) -> list[etree._Element] | None:
-        user = self._sender(stanza)
+        try:
+            user = self._sender(stanza)
+        except StanzaError as e:
+            return [make_error_reply(stanza, e)]
         if user is None:
             return None
         address = JID.parse(stanza.get("to") or self.component.domain).bare
@@ -189,7 +195,7 @@ class Tweeter(TweeterCommands, Registration[ProfileForm]):
     # -- registration (XEP-0077): the user's profile -------------------------------
 
     async def registered(self, user: JID) -> ProfileForm | None:
-        profile = await self.store.profile(user_key(user))
+        profile = await self.store.profile(self.key_of(user))
         if profile is None:
             return None
         return ProfileForm(name=profile.name, auto_accept=profile.auto_accept)
@@ -197,13 +203,13 @@ class Tweeter(TweeterCommands, Registration[ProfileForm]):
     async def register(self, user: JID, form: ProfileForm) -> None:
         if user.local is None or user.domain == self.component.domain:
             raise StanzaError("forbidden", "only the users of a server may register")
-        key = user_key(user)
+        key = self.key_of(user)
         await self.store.set_profile(Profile(key, form.name or "", form.auto_accept))
         if form.auto_accept:
             await self.blog.accept_all(key)
 
     async def unregister(self, user: JID) -> None:
-        key = user_key(user)
+        key = self.key_of(user)
         await self.store.remove_profile(key)
         await self.blog.accept_all(key)  # no profile: followers are accepted
 
@@ -255,6 +261,21 @@ class Tweeter(TweeterCommands, Registration[ProfileForm]):
             raise PubSubError("bad-request", "invalid-payload", str(e)) from None
         return publish_payload(node, str(post.id))
 
+    @iq(
+        "set",
+        f"{{{NS_PUBSUB}}}pubsub",
+        xpath=f"p:pubsub/p:create[starts-with(@node, '{NODE_PREFIX}')]",
+        namespaces=_P,
+        priority=1,
+    )
+    def pubsub_create(self, stanza: etree._Element) -> None:
+        """Microblog nodes are made by the tweeter, each on its owner's
+        first post, whatever the PubSub's ``creators`` let users make.
+
+        :raises StanzaError: forbidden, always.
+        """
+        raise StanzaError("forbidden", "a microblog node is made by the tweeter on your first post")
+
     # -- service discovery --------------------------------------------------------
     # The PubSub handler lists the nodes and their items; this one answers
     # disco#info of a microblog node first, to add XEP-0277's feature.
@@ -282,14 +303,17 @@ class Tweeter(TweeterCommands, Registration[ProfileForm]):
 
     def _sender(self, stanza: etree._Element) -> str | None:
         """The sender's bare JID, local part in lower case; None for a sender
-        without a local part or at the component itself (never answered)."""
+        without a local part or at the component itself (never answered).
+
+        :raises StanzaError: ``not-acceptable`` for a JID too long to serve.
+        """
         try:
             sender = JID.parse(stanza.get("from") or "")
         except InvalidJID:
             return None
         if sender.local is None or sender.domain == self.component.domain:
             return None
-        return user_key(sender)
+        return self.key_of(sender)
 
     def _owner_of(self, node: str) -> str | None:
         """The owner of a feed node, or None if ``node`` is no user's feed."""

@@ -12,17 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from lxml import etree
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from empc import JID, NS_COMPONENT, make_message, make_stanza, new_element
+from empc import JID, NS_COMPONENT, StanzaError, make_message, make_stanza, new_element
 from empc.pubsub import Item, NodeConfig, PubSub, PubSubError
+from empc.pubsub._model import Outcome
 from tweeter.addresses import address_of, node_of, user_of_node
 from tweeter.payloads import Post, atom_entry, post_of
-from tweeter.store import Store
+from tweeter.store import Store, follow_counts, followers_of, take_post_number
+
+T = TypeVar("T")
 
 NS_NICK = "http://jabber.org/protocol/nick"
 
@@ -107,35 +112,87 @@ class Microblog:
         self._send = send
 
     async def post(self, author: str, text: str) -> tuple[Post, int]:
-        """Publish a post, numbered by the tweeter, to the author's node
-        (created, owned by the author, on the first post), then send it by
-        chat from the author's address to each follower. The subscribers of
-        the node get the pubsub event from the service.
+        """Publish a post to the author's node (created, owned by the
+        author, on the first post), then send it by chat from the author's
+        address to each follower. The subscribers of the node get the
+        pubsub event from the service.
+
+        One transaction creates the node if need be, takes the post's
+        number once the node is locked (so that numbers and the node's
+        order agree), publishes, and reads the followers; the chat messages
+        go out once it committed, even if the caller stopped waiting (a
+        request past its deadline). A caller that stops waiting before the
+        transaction ran gets nothing stored.
 
         :returns: the post and how many followers it was sent to.
         :raises PostRejected: if the text cannot be posted.
+        :raises StanzaError: ``forbidden`` if the author's node is not the
+            author's own.
         """
         text = check_text(text)
-        post = Post(await self.store.next_post_id(), author, text, self.clock.seconds())
-        node, entry = node_of(author), atom_entry(post, self.domain)
-        try:
-            await self.pubsub.publish(node, entry, item_id=str(post.id))
-        except PubSubError as e:
-            if e.condition != "item-not-found":
-                raise
-            await self._create_node(author)
-            await self.pubsub.publish(node, entry, item_id=str(post.id))
-        followers = await self.store.followers(author)
-        sender = address_of(author, self.domain)
-        for follower in followers:
-            self._notify(make_message(follower, post.text, from_=sender, id=f"tweeter-{post.id}"))
-        return post, len(followers)
+        when, node, owner = self.clock.seconds(), node_of(author), JID.parse(author)
+        model, config = self.pubsub.model, self._node_config(author)
+        abandoned = False
 
-    async def _create_node(self, author: str) -> None:
+        # ``Any``: empc.pubsub names no type for its store, and only its
+        # SQL store shares its connection (for the tweeter's own tables).
+        def publish(state: Any) -> Outcome[tuple[Post, list[str]]]:
+            if abandoned:  # the caller stopped waiting before this ran
+                raise CancelledError()
+            notifications = []
+            if state.node(node, lock=True) is None:
+                try:
+                    created = model.create(state, node, None, config, owner=owner, now=when)
+                    notifications += created.notifications
+                except PubSubError as e:
+                    if e.condition != "conflict":  # else made meanwhile by another post
+                        raise
+                state.node(node, lock=True)
+            if state.affiliation(node, author) != "owner":
+                raise StanzaError(
+                    "forbidden", f"{node} is someone else's node: an admin must delete it"
+                )
+            post = Post(take_post_number(state.connection), author, text, when)
+            payload = etree.tostring(atom_entry(post, self.domain), encoding="unicode")
+            entry = Item(str(post.id), payload)
+            published = model.publish(state, node, None, entry, now=when)
+            followers = self._readers(state, node, followers_of(state.connection, author))
+            return Outcome((post, followers), notifications + published.notifications)
+
+        def send(posted: tuple[Post, list[str]]) -> tuple[Post, int]:
+            post, followers = posted
+            sender = address_of(author, self.domain)
+            for follower in followers:
+                message = make_message(follower, post.text, from_=sender, id=f"tweeter-{post.id}")
+                self._notify(message)
+            return post, len(followers)
+
+        def withdraw(_: Deferred[tuple[Post, int]]) -> None:
+            nonlocal abandoned
+            abandoned = True
+
+        committed = self.pubsub.change("tweeter-post", publish).addCallback(send)
+        return await _watch(committed, withdraw)
+
+    def _readers(self, state: Any, node: str, users: list[str]) -> list[str]:
+        """Those of ``users`` the node's access model lets read its items."""
+        found = state.node(node)
+        if found is None or found.config.access_model == "open":
+            return users
+        readers = []
+        for user in users:
+            try:
+                self.pubsub.model.items(state, node, JID.parse(user), max_items=0)
+            except PubSubError:
+                continue
+            readers.append(user)
+        return readers
+
+    def _node_config(self, author: str) -> NodeConfig:
         """The author's microblog node, as XEP-0277 has it: open to all,
         owned by the author, keeping as many items as the service allows;
         events are headlines, with no last item on subscribing."""
-        config = NodeConfig(
+        return NodeConfig(
             title=f"{author}'s microblog",
             access_model="open",
             publish_model="publishers",
@@ -144,11 +201,6 @@ class Microblog:
             send_last_published_item="never",
             notify_retract=True,
         )
-        try:
-            await self.pubsub.create_node(node_of(author), owner=JID.parse(author), config=config)
-        except PubSubError as e:
-            if e.condition != "conflict":  # else made meanwhile by another post
-                raise
 
     async def delete(self, author: str, post_id: int) -> bool:
         """Retract post ``post_id`` from its author's node (the subscribers
@@ -161,10 +213,17 @@ class Microblog:
             raise
         return True
 
-    async def posts_by(self, author: str, limit: int) -> list[Post]:
-        """The author's latest ``limit`` posts, newest first."""
+    async def posts_by(self, author: str, limit: int, requester: str) -> list[Post]:
+        """The author's latest ``limit`` posts, newest first, as the node's
+        access model lets ``requester`` (a JID) read them.
+
+        :raises PubSubError: as the service's ``items`` when ``requester``
+            may not read them (``not-allowed`` for a whitelist...).
+        """
         try:
-            page = await self.pubsub.items(node_of(author), max_items=limit)
+            page = await self.pubsub.items(
+                node_of(author), max_items=limit, requester=JID.parse(requester)
+            )
         except PubSubError as e:
             if e.condition == "item-not-found":  # no node: never posted
                 return []
@@ -172,9 +231,10 @@ class Microblog:
         return _posts(page.items, author)
 
     async def timeline(self, user: str, limit: int) -> list[Post]:
-        """The latest ``limit`` posts of the people ``user`` follows, newest first."""
+        """The latest ``limit`` posts of the people ``user`` follows that
+        ``user`` may read, newest first."""
         authors = await self.store.following(user)
-        model = self.pubsub.model
+        model, reader = self.pubsub.model, JID.parse(user)
 
         # One transaction of the service's state for all of them; ``Any``:
         # empc.pubsub does not name the type of that state.
@@ -182,31 +242,27 @@ class Microblog:
             found: list[Post] = []
             for author in authors:
                 try:
-                    page = model.items(state, node_of(author), None, max_items=limit)
+                    page = model.items(state, node_of(author), reader, max_items=limit)
                 except PubSubError:
-                    continue  # no node: never posted
+                    continue  # no node (never posted), or not for ``user`` to read
                 found += _posts(page.items, author)
             return sorted(found, key=lambda post: post.id, reverse=True)[:limit]
 
         return await self.pubsub.transaction("tweeter-timeline", latest)
 
     async def statistics(self) -> list[Statistic]:
-        """One row per user who has a microblog, follows or is followed, sorted."""
-        follows = await self.store.follow_counts()
-        authors = [
-            author
-            for author in (user_of_node(node.name) for node in await self.pubsub.nodes())
-            if author is not None
-        ]
-        model = self.pubsub.model
+        """One row per user who has a microblog, follows or is followed,
+        sorted: all of them, in one transaction."""
 
-        def count(state: Any) -> dict[str, int]:
-            return {
-                author: model.items(state, node_of(author), None, max_items=1).count
-                for author in authors
-            }
+        def count(state: Any) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+            posts = {}
+            for node in state.nodes(None, _EVERY):
+                author = user_of_node(node.name)
+                if author is not None:
+                    posts[author] = state.count_items(node.name)
+            return posts, follow_counts(state.connection)
 
-        posts = await self.pubsub.transaction("tweeter-statistics", count)
+        posts, follows = await self.pubsub.transaction("tweeter-statistics", count)
         return [
             Statistic(user, posts.get(user, 0), *follows.get(user, (0, 0)))
             for user in sorted(set(posts) | set(follows))
@@ -279,7 +335,10 @@ class Microblog:
         presence = make_stanza("presence", {"from": sender, "to": to})
         if author is None:
             return presence
-        latest = await self.posts_by(author, 1)
+        try:
+            latest = await self.posts_by(author, 1, to)
+        except PubSubError:  # not for ``to`` to read
+            latest = []
         if latest:
             new_element(NS_COMPONENT, "status", parent=presence).text = latest[0].text
         profile = await self.store.profile(author)
@@ -293,6 +352,29 @@ class Microblog:
         except Exception as e:
             # The post is stored; only this notification is lost.
             self.log.warn("Could not notify {to}: {why}", to=stanza.get("to"), why=str(e))
+
+
+_EVERY = 2**62
+"""A bound on a list that must be whole (SQL's LIMIT wants one)."""
+
+
+async def _watch(committed: Deferred[T], withdraw: Callable[[Deferred[T]], None]) -> T:
+    """``committed``'s value; a caller that stops waiting calls ``withdraw``
+    but does not cancel ``committed``, which goes on to its end (what it
+    does then is done whatever became of the caller)."""
+    answer: Deferred[T] = Deferred(withdraw)
+
+    def hand_over(outcome: T | Failure) -> None:
+        if not answer.called:
+            if isinstance(outcome, Failure):
+                answer.errback(outcome)
+            else:
+                answer.callback(outcome)
+        elif isinstance(outcome, Failure) and not outcome.check(CancelledError, StanzaError):
+            Microblog.log.failure("A post failed after its caller stopped waiting", outcome)
+
+    committed.addBoth(hand_over)
+    return await answer
 
 
 def _posts(items: Sequence[Item], author: str) -> list[Post]:

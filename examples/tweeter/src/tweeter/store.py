@@ -52,7 +52,7 @@ counters = sa.Table(
     "tweeter_counters",
     metadata,
     sa.Column("name", sa.String(16), primary_key=True),
-    sa.Column("value", sa.Integer, nullable=False),
+    sa.Column("value", sa.BigInteger, nullable=False),
 )
 
 SCHEMA = Schema("tweeter", metadata, Path(__file__).with_name("migrations"))
@@ -73,20 +73,6 @@ class Store:
 
     def __init__(self, database: Database) -> None:
         self.database = database
-
-    def next_post_id(self) -> Deferred[int]:
-        """A new post number: 1, 2, 3... for the whole service, never
-        given twice (a number whose post was refused or deleted is lost)."""
-
-        def count(connection: Connection) -> int:
-            # The update locks the row first (PostgreSQL) or the whole
-            # database (SQLite's BEGIN IMMEDIATE): two posts never share one.
-            post = counters.c.name == "post"
-            connection.execute(sa.update(counters).where(post).values(value=counters.c.value + 1))
-            value: int = connection.execute(sa.select(counters.c.value).where(post)).scalar_one()
-            return value
-
-        return self._run("next-post-id", count)
 
     def follow(self, follower: str, followee: str) -> Deferred[bool]:
         """``follower`` follows ``followee`` (a request for it is dropped);
@@ -110,22 +96,11 @@ class Store:
 
     def followers(self, user: str) -> Deferred[list[str]]:
         """Who follows ``user``, sorted."""
-        return self._column("followers", follows.c.follower, follows.c.followee == user)
+        return self._run("followers", lambda c: followers_of(c, user))
 
     def follow_counts(self) -> Deferred[dict[str, tuple[int, int]]]:
         """(followers, following) of every user who follows or is followed."""
-
-        def count(connection: Connection) -> dict[str, tuple[int, int]]:
-            counts: dict[str, tuple[int, int]] = {}
-            for column, index in ((follows.c.followee, 0), (follows.c.follower, 1)):
-                rows = connection.execute(sa.select(column, sa.func.count()).group_by(column))
-                for user, number in rows:
-                    pair = list(counts.get(user, (0, 0)))
-                    pair[index] = number
-                    counts[user] = (pair[0], pair[1])
-            return counts
-
-        return self._run("follow-counts", count)
+        return self._run("follow-counts", follow_counts)
 
     def profile(self, user: str) -> Deferred[Profile | None]:
         """The profile ``user`` registered, if any."""
@@ -184,6 +159,40 @@ class Store:
             return list(connection.execute(statement).scalars())
 
         return self._run(name, select)
+
+
+# -- parts of a transaction: each runs in one that another opened (a post
+# takes its number and reads its followers in the publish's own) --
+
+
+def take_post_number(connection: Connection) -> int:
+    """A new post number: 1, 2, 3... for the whole service, never given
+    twice (a number whose post was refused or deleted is lost)."""
+    # The update locks the row until the transaction ends (PostgreSQL) or
+    # holds the whole database (SQLite's BEGIN IMMEDIATE): two posts never
+    # share one, and numbers follow the order of the commits.
+    post = counters.c.name == "post"
+    connection.execute(sa.update(counters).where(post).values(value=counters.c.value + 1))
+    value: int = connection.execute(sa.select(counters.c.value).where(post)).scalar_one()
+    return value
+
+
+def followers_of(connection: Connection, user: str) -> list[str]:
+    """Who follows ``user``, sorted."""
+    statement = sa.select(follows.c.follower).where(follows.c.followee == user)
+    return list(connection.execute(statement.order_by(follows.c.follower)).scalars())
+
+
+def follow_counts(connection: Connection) -> dict[str, tuple[int, int]]:
+    """(followers, following) of every user who follows or is followed."""
+    counts: dict[str, tuple[int, int]] = {}
+    for column, index in ((follows.c.followee, 0), (follows.c.follower, 1)):
+        rows = connection.execute(sa.select(column, sa.func.count()).group_by(column))
+        for user, number in rows:
+            pair = list(counts.get(user, (0, 0)))
+            pair[index] = number
+            counts[user] = (pair[0], pair[1])
+    return counts
 
 
 def _insert(connection: Connection, table: sa.Table, **values: object) -> bool:
