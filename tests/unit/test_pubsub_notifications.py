@@ -30,7 +30,7 @@ from twisted.logger import capturedLogs
 
 from empc import JID, NotConnected, SendQueueFull
 from empc.forms import NS_DATA
-from empc.pubsub import NS_PUBSUB, NodeConfig, PubSub
+from empc.pubsub import NS_PUBSUB, Item, NodeConfig, Outcome, PubSub, SqlStore
 from empc.pubsub._notifier import Notifier
 from empc.storage import Database, InlineRunner
 from empc.testing import FakeServer
@@ -374,3 +374,22 @@ def test_a_failing_notification_is_logged_and_the_committed_change_still_answers
     assert [a.get("type") for a in answer if etree.QName(a).localname == "iq"] == ["result"]
     assert [e["log_failure"].type for e in logged if "log_failure" in e] == [RuntimeError]
     assert [item.id for item in fired(pubsub.items("news")).items] == ["kept"]
+
+
+def test_a_change_s_committed_callback_runs_after_its_notifications_and_gives_the_value() -> None:
+    pubsub = PubSub()
+    server = FakeServer([pubsub])
+    create(server)
+    ok(subscribe(server))
+    queued: list[int] = []
+
+    def publish(store: SqlStore) -> Outcome[str]:
+        item = Item("direct", ENTRY)
+        return Outcome("direct", pubsub.model.publish(store, "news", None, item).notifications)
+
+    def committed(value: str) -> str:
+        queued.append(pubsub.notifier.queued)
+        return value.upper()
+
+    assert fired(pubsub.change("direct", publish, committed=committed)) == "DIRECT"
+    assert queued == [1]  # the subscriber's event was queued first

@@ -32,9 +32,9 @@ PUBLISH = PUBSUB.format(
 )
 
 
-def held(ran: bool) -> tuple[Tweets, HeldRunner]:
+def held() -> tuple[Tweets, HeldRunner]:
     """Alice posted once; Bob follows her; transactions are held from now on."""
-    runner = HeldRunner(ran)
+    runner = HeldRunner()
     tweets = Tweets(Database("sqlite://", runner=runner, clock=Clock()))
     tweets.say(BOB, f"follow {ALICE}")
     tweets.say(ALICE, "post first")
@@ -50,7 +50,7 @@ def chats_to(tweets: Tweets, user: str) -> list[tuple[str | None, str]]:
 
 
 def test_a_post_committed_past_its_deadline_still_reaches_the_followers() -> None:
-    tweets, runner = held(ran=True)
+    tweets, runner = held()
     tweets.deliver(f"<iq type='set' from='{ALICE}/phone' id='q1'>{PUBLISH}</iq>")
     (timeout,) = tweets.server.advance(31)
     assert error_of(timeout)[:2] == ("wait", "remote-server-timeout")
@@ -61,7 +61,7 @@ def test_a_post_committed_past_its_deadline_still_reaches_the_followers() -> Non
 
 
 def test_a_chat_post_committed_past_its_deadline_still_reaches_the_followers() -> None:
-    tweets, runner = held(ran=True)
+    tweets, runner = held()
     tweets.chat(ALICE, "post second")
     tweets.server.advance(31)
     runner.holding = False
@@ -69,15 +69,16 @@ def test_a_chat_post_committed_past_its_deadline_still_reaches_the_followers() -
     assert chats_to(tweets, BOB) == [(ALICE_ADDRESS, "second")]
 
 
-def test_a_post_abandoned_before_its_transaction_ran_is_not_stored() -> None:
-    tweets, runner = held(ran=False)
-    tweets.deliver(f"<iq type='set' from='{ALICE}/phone' id='q1'>{PUBLISH}</iq>")
+def test_a_post_abandoned_while_it_waits_for_the_database_is_not_stored() -> None:
+    tweets, runner = held()
+    tweets.chat(CAROL, "post busy")  # holds SQLite's one connection
+    tweets.deliver(f"<iq type='set' from='{ALICE}/phone' id='q1'>{PUBLISH}</iq>")  # waits
     tweets.server.advance(31)
     runner.holding = False
     runner.release()
     assert chats_to(tweets, BOB) == []
     assert [post.text for post in tweets.posts(ALICE)] == ["first"]
-    assert tweets.say(ALICE, "post third") == "Posted #2 to 1 follower(s)."
+    assert tweets.say(ALICE, "post third") == "Posted #3 to 1 follower(s)."
 
 
 @pytest.mark.parametrize("creators", [None, [MALLORY]])

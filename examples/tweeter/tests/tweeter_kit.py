@@ -103,15 +103,13 @@ class Tweets:
 
 
 class HeldRunner:
-    """Runs a transaction's work when told to: at once with its outcome
-    held (``ran``: the commit came, the reactor has not heard of it yet),
-    or not before :meth:`release` (it waits for a thread). Inline while
-    ``holding`` is False."""
+    """Runs a transaction's work at once but holds its outcome (the commit
+    came, the reactor has not heard of it yet) until :meth:`release`.
+    Inline while ``holding`` is False."""
 
-    def __init__(self, ran: bool) -> None:
-        self.ran = ran
+    def __init__(self) -> None:
         self.holding = False
-        self.held: list[tuple[Callable[[], Deferred[Any]], Deferred[Any]]] = []
+        self.held: list[tuple[Deferred[Any], Deferred[Any]]] = []
 
     def start(self) -> None:
         pass
@@ -123,17 +121,13 @@ class HeldRunner:
         if not self.holding:
             return maybeDeferred(work)
         held: Deferred[R] = Deferred()
-        if self.ran:
-            outcome = maybeDeferred(work)
-            self.held.append((lambda: outcome, held))
-        else:
-            self.held.append((lambda: maybeDeferred(work), held))
+        self.held.append((maybeDeferred(work), held))
         return held
 
     def release(self) -> None:
-        """Let the oldest held transaction run, or hand over its outcome."""
-        start, held = self.held.pop(0)
-        start().chainDeferred(held)
+        """Hand over the oldest held outcome."""
+        outcome, held = self.held.pop(0)
+        outcome.chainDeferred(held)
 
 
 def done(deferred: Deferred[R]) -> R:

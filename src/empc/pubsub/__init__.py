@@ -22,12 +22,13 @@ from empc.pubsub._model import (
     Limits,
     Node,
     NodeConfig,
+    Outcome,
     Page,
     PubSubModel,
     Subscription,
 )
 from empc.pubsub._service import FEATURES, NS_PUBSUB_EVENT, NS_PUBSUB_OWNER, PubSub, parse_payload
-from empc.pubsub._store import SCHEMA
+from empc.pubsub._store import SCHEMA, SqlStore
 
 __all__ = [
     "FEATURES",
@@ -45,10 +46,12 @@ __all__ = [
     "Node",
     "NodeConfig",
     "NodeConfigForm",
+    "Outcome",
     "Page",
     "PubSub",
     "PubSubError",
     "PubSubModel",
+    "SqlStore",
     "Subscription",
     "parse_payload",
 ]

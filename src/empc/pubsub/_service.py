@@ -14,7 +14,7 @@ import copy
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, overload
 
 from lxml import etree
 from twisted.internet.defer import Deferred
@@ -69,6 +69,7 @@ from empc.routing import (
 from empc.storage import Database, Schema
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 NS_PUBSUB_OWNER = f"{NS_PUBSUB}#owner"
 NS_PUBSUB_EVENT = f"{NS_PUBSUB}#event"
@@ -260,10 +261,12 @@ class PubSub(Handler):
 
     # -- running the model --
 
-    def transaction(self, name: str, work: Callable[[Store], T]) -> Deferred[T]:
+    def transaction(self, name: str, work: Callable[[SqlStore], T]) -> Deferred[T]:
         """Run ``work`` on the service's state in one transaction; fires
         with its value once committed, or fails with its error (the
-        transaction then rolled back)."""
+        transaction then rolled back). ``work`` gets the store, whose
+        ``connection`` an application may use for its own tables in the
+        same transaction (it runs in a storage thread)."""
         database = self._started_database()
         return database.transaction(lambda c: work(SqlStore(c)), name=f"pubsub.{name}")
 
@@ -272,12 +275,31 @@ class PubSub(Handler):
             raise RuntimeError("the PubSub handler has not started")
         return self._database
 
-    def change(self, name: str, work: Callable[[Store], Outcome[T]]) -> Deferred[T]:
+    @overload
+    def change(self, name: str, work: Callable[[SqlStore], Outcome[T]]) -> Deferred[T]: ...
+    @overload
+    def change(
+        self, name: str, work: Callable[[SqlStore], Outcome[T]], *, committed: Callable[[T], U]
+    ) -> Deferred[U]: ...
+    def change(
+        self,
+        name: str,
+        work: Callable[[SqlStore], Outcome[Any]],
+        *,
+        committed: Callable[[Any], Any] | None = None,
+    ) -> Deferred[Any]:
         """Like :meth:`transaction`, then send the notifications the change
         caused, and fire with its value. A change that commits is notified
-        even if the Deferred was canceled (a request past its deadline)."""
+        even if the Deferred was canceled (a request past its deadline);
+        one whose caller stopped waiting before it ran never runs.
 
-        def committed(outcome: Outcome[T]) -> T:
+        :param committed: the application's own part of what the commit
+            causes (its messages...): called in the reactor thread with the
+            value once the notifications are queued, even if the caller
+            stopped waiting; the Deferred fires with what it returns.
+        """
+
+        def notify(outcome: Outcome[Any]) -> Any:
             # The change is kept whatever happens here: a notification that
             # cannot be built or queued is logged, and the others still go.
             for notification in outcome.notifications:
@@ -285,11 +307,11 @@ class PubSub(Handler):
                     self._notify(notification)
                 except Exception:
                     self.log.failure("PubSub: a notification of {name} failed", name=name)
-            return outcome.value
+            return outcome.value if committed is None else committed(outcome.value)
 
         database = self._started_database()
         return database.transaction(
-            lambda c: work(SqlStore(c)), name=f"pubsub.{name}", committed=committed
+            lambda c: work(SqlStore(c)), name=f"pubsub.{name}", committed=notify
         )
 
     def _now(self) -> float:

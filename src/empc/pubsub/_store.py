@@ -106,7 +106,11 @@ _AFFILIATED = (OWNER, PUBLISHER, MEMBER)
 
 
 class SqlStore:
-    """The model's store over ``connection``, in its transaction."""
+    """The model's store over ``connection``, in its transaction.
+
+    :ivar connection: the transaction's connection: an application's own
+        tables may join the same transaction through it.
+    """
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection

@@ -12,22 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple
 
 from lxml import etree
-from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from empc import JID, NS_COMPONENT, StanzaError, make_message, make_stanza, new_element
-from empc.pubsub import Item, NodeConfig, PubSub, PubSubError
-from empc.pubsub._model import Outcome
+from empc.pubsub import Item, NodeConfig, Outcome, PubSub, PubSubError, SqlStore
 from tweeter.addresses import address_of, node_of, user_of_node
 from tweeter.payloads import Post, atom_entry, post_of
 from tweeter.store import Store, follow_counts, followers_of, take_post_number
-
-T = TypeVar("T")
 
 NS_NICK = "http://jabber.org/protocol/nick"
 
@@ -132,13 +127,8 @@ class Microblog:
         text = check_text(text)
         when, node, owner = self.clock.seconds(), node_of(author), JID.parse(author)
         model, config = self.pubsub.model, self._node_config(author)
-        abandoned = False
 
-        # ``Any``: empc.pubsub names no type for its store, and only its
-        # SQL store shares its connection (for the tweeter's own tables).
-        def publish(state: Any) -> Outcome[tuple[Post, list[str]]]:
-            if abandoned:  # the caller stopped waiting before this ran
-                raise CancelledError()
+        def publish(state: SqlStore) -> Outcome[tuple[Post, list[str]]]:
             notifications = []
             if state.node(node, lock=True) is None:
                 try:
@@ -167,14 +157,12 @@ class Microblog:
                 self._notify(message)
             return post, len(followers)
 
-        def withdraw(_: Deferred[tuple[Post, int]]) -> None:
-            nonlocal abandoned
-            abandoned = True
+        # The chat messages go out once the post committed, even if the
+        # caller stopped waiting (empc.storage keeps a running transaction,
+        # and drops one that had not started).
+        return await self.pubsub.change("tweeter-post", publish, committed=send)
 
-        committed = self.pubsub.change("tweeter-post", publish).addCallback(send)
-        return await _watch(committed, withdraw)
-
-    def _readers(self, state: Any, node: str, users: list[str]) -> list[str]:
+    def _readers(self, state: SqlStore, node: str, users: list[str]) -> list[str]:
         """Those of ``users`` the node's access model lets read its items."""
         found = state.node(node)
         if found is None or found.config.access_model == "open":
@@ -236,9 +224,8 @@ class Microblog:
         authors = await self.store.following(user)
         model, reader = self.pubsub.model, JID.parse(user)
 
-        # One transaction of the service's state for all of them; ``Any``:
-        # empc.pubsub does not name the type of that state.
-        def latest(state: Any) -> list[Post]:
+        # One transaction of the service's state for all of them.
+        def latest(state: SqlStore) -> list[Post]:
             found: list[Post] = []
             for author in authors:
                 try:
@@ -254,7 +241,7 @@ class Microblog:
         """One row per user who has a microblog, follows or is followed,
         sorted: all of them, in one transaction."""
 
-        def count(state: Any) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+        def count(state: SqlStore) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
             posts = {}
             for node in state.nodes(None, _EVERY):
                 author = user_of_node(node.name)
@@ -356,25 +343,6 @@ class Microblog:
 
 _EVERY = 2**62
 """A bound on a list that must be whole (SQL's LIMIT wants one)."""
-
-
-async def _watch(committed: Deferred[T], withdraw: Callable[[Deferred[T]], None]) -> T:
-    """``committed``'s value; a caller that stops waiting calls ``withdraw``
-    but does not cancel ``committed``, which goes on to its end (what it
-    does then is done whatever became of the caller)."""
-    answer: Deferred[T] = Deferred(withdraw)
-
-    def hand_over(outcome: T | Failure) -> None:
-        if not answer.called:
-            if isinstance(outcome, Failure):
-                answer.errback(outcome)
-            else:
-                answer.callback(outcome)
-        elif isinstance(outcome, Failure) and not outcome.check(CancelledError, StanzaError):
-            Microblog.log.failure("A post failed after its caller stopped waiting", outcome)
-
-    committed.addBoth(hand_over)
-    return await answer
 
 
 def _posts(items: Sequence[Item], author: str) -> list[Post]:
