@@ -1,5 +1,10 @@
-"""``python -m empc``: commands that run no component.
+"""``empc`` (or ``python -m empc``): commands that run no component.
 
+``check -c config.yaml`` builds what ``twistd empc -c config.yaml`` would
+run and prints it: the components with their handlers and routes, the
+storage, the access lists and the limits. It connects to nothing, unless
+given ``--connect``: then it tries each component's handshake once and
+prints the server's answer (exit status 1 unless every one is accepted).
 ``routes -c config.yaml`` prints each component's route table, in the
 order routes are tried (the first match wins). ``migrate -c config.yaml``
 runs the storage's migrations (every schema the handlers declare) and
@@ -10,15 +15,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
+from twisted.python import usage
 from twisted.python.failure import Failure
 
+from empc._check import built_components, describe, try_handshakes
 from empc._component import Component
 from empc._config import Config, ConfigError, load_config
 from empc._tap import build_component, build_database
 from empc.storage import InlineRunner, StorageError
+
+T = TypeVar("T")
 
 
 def _no_threads(action: object, stanza: object) -> Deferred[object]:
@@ -54,18 +65,54 @@ def _migrate(config: Config) -> int:
     return 0
 
 
+def _check(config: Config, connect: bool, timeout: float) -> int:
+    from twisted.internet import reactor
+
+    print(describe(config, *built_components(config, reactor)))
+    if not connect:
+        return 0
+    answers = _run(reactor, lambda: try_handshakes(config, reactor, timeout))
+    for component, words in zip(config.components, answers, strict=True):
+        print(f"handshake of {component.domain}: {words}")
+    return 0 if all(words == "accepted" for words in answers) else 1
+
+
+def _run(reactor: Any, start: Callable[[], Deferred[T]]) -> T:
+    """Run the reactor until the Deferred ``start`` returns has fired;
+    return its result, or raise its failure."""
+    outcome: list[T | Failure] = []
+
+    def started() -> None:
+        done = start()
+        done.addBoth(outcome.append)
+        done.addBoth(lambda _: reactor.stop())
+
+    reactor.callWhenRunning(started)
+    reactor.run()
+    if isinstance(outcome[0], Failure):
+        outcome[0].raiseException()
+    return outcome[0]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m empc")
+    parser = argparse.ArgumentParser(prog="empc")
     commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="print what twistd empc would run, and exit")
+    check.add_argument("--connect", action="store_true", help="try each component's handshake once")
+    check.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to connect and to handshake"
+    )
     routes = commands.add_parser("routes", help="print the route table of each component")
     migrate = commands.add_parser("migrate", help="run the storage's migrations and exit")
-    for command in (routes, migrate):
+    for command in (check, routes, migrate):
         command.add_argument("-c", "--config", default="config.yaml", help="the config file")
     options = parser.parse_args(argv)
     try:
         config = load_config(options.config)
+        if options.command == "check":
+            return _check(config, options.connect, options.timeout)
         return _routes(config) if options.command == "routes" else _migrate(config)
-    except (ConfigError, StorageError, ValueError) as e:
+    except (ConfigError, StorageError, ValueError, usage.UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 
