@@ -48,6 +48,8 @@ Reference (every key but ``components`` is optional)::
       pool_size: 5                   # connections (and threads) at most
       timeout: 10                    # seconds for a connection, a pool wait, a statement
       max_waiting: 100               # calls waiting for a connection; more: wait errors
+    systemd:                         # used only under Type=notify ($NOTIFY_SOCKET)
+      ready_timeout: 30              # seconds before READY=1 even if a link is down
 """
 
 from __future__ import annotations
@@ -135,6 +137,8 @@ class Config:
     access_lists: Mapping[str, list[str]] = field(default_factory=dict)
     storage: StorageConfig | None = None
     """None when the file has no ``storage`` section."""
+    ready_timeout: float = 30.0
+    """Seconds after which systemd hears ``READY=1`` even if a link is down."""
 
 
 def load_config(path: str, environ: Mapping[str, str] = os.environ) -> Config:
@@ -187,14 +191,26 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
         stable_after=reconnect.number("stable_after", 60.0),
     )
     storage = _read_storage(root, environ)
+    systemd = root.section("systemd")
+    ready_timeout = systemd.number("ready_timeout", 30.0)
     components = [
         _read_component(entry, environ) for entry in root.sections("components", required=True)
     ]
     if not components:
         raise root.error("components", "list at least one component")
-    for section in (limits, keepalive, reconnect, root):
+    for section in (limits, keepalive, reconnect, systemd, root):
         section.refuse_unknown()
-    return Config(root.path, components, link, backoff, action_timeout, load, access_lists, storage)
+    return Config(
+        root.path,
+        components,
+        link,
+        backoff,
+        action_timeout,
+        load,
+        access_lists,
+        storage,
+        ready_timeout=ready_timeout,
+    )
 
 
 def _read_storage(root: _Section, environ: Mapping[str, str]) -> StorageConfig | None:

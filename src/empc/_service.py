@@ -116,6 +116,8 @@ class ComponentService(ClientService):
     if a hook fails, ``on_start_failure`` is called (``twistd empc`` stops
     the process). Stopping the service closes the stream cleanly (``</stream:stream>``, a
     bounded wait for the server's own close) before the connection goes.
+    ``on_link`` is called with True when a handshake succeeds and with
+    False when that link is lost (``twistd empc`` tells systemd).
     """
 
     log = Logger()
@@ -131,8 +133,10 @@ class ComponentService(ClientService):
         backoff: Backoff = Backoff(),
         random: Callable[[], float] = random.random,
         on_start_failure: Callable[[], object] = lambda: None,
+        on_link: Callable[[bool], object] = lambda linked: None,
     ) -> None:
         self.component = component
+        self._on_link = on_link
         self._clock = clock
         self._backoff = backoff
         self._random = random
@@ -190,12 +194,14 @@ class ComponentService(ClientService):
         self._last_error = None
         self._protocol = protocol
         linked_at = self._clock.seconds()
+        self._on_link(True)
         protocol.when_lost().addCallback(lambda _: self._lost(protocol, linked_at))
 
     def _lost(self, protocol: ComponentProtocol, linked_at: float) -> None:
         """Judge a link that was up: it runs before the retry policy."""
         if self._protocol is protocol:
             self._protocol = None
+        self._on_link(False)
         if self._stopping:
             return
         lasted = self._clock.seconds() - linked_at

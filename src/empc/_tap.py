@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from twisted.application.service import IService, MultiService
@@ -16,6 +17,7 @@ from twisted.python import usage
 from empc._component import Component
 from empc._config import ComponentConfig, Config, ConfigError, StorageConfig, load_config
 from empc._service import ComponentService, StorageService
+from empc._systemd import notifier_from_environ
 from empc._threads import ActionThreads
 from empc.handlers import builtin_handlers
 from empc.routing import Handler, ThreadRunner
@@ -27,19 +29,48 @@ log = Logger()
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = "Run the XMPP components described by a YAML config file."
-    optParameters: ClassVar = [["config", "c", "config.yaml", "The config file."]]
+    optParameters: ClassVar = [
+        ["config", "c", "config.yaml", "The config file."],
+        ["log-format", None, "text", "text, or json: one object per line."],
+    ]
 
     def postOptions(self) -> None:
         try:
             self["parsed"] = load_config(self["config"])
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
+        log_format = self["log-format"]
+        if log_format not in ("text", "json"):
+            raise usage.UsageError(f"--log-format: expected text or json, got {log_format!r}")
+        if log_format == "json" and self.parent is not None:
+            _log_json(self.parent)
+
+
+def _log_json(twistd: usage.Options) -> None:
+    """Have twistd log JSON lines to standard output (journald, a container
+    runtime or a log shipper reads them there).
+
+    twistd resolves its ``--logger`` observer factory once its options are
+    parsed, after these: naming the factory here is in time.
+
+    :raises usage.UsageError: with ``--logger`` or ``--syslog``, which
+        choose another observer, and for a daemon or a ``--logfile``, which
+        would not see standard output.
+    """
+    if twistd.get("logger") or twistd.get("syslog"):
+        raise usage.UsageError("--log-format json cannot be combined with --logger or --syslog")
+    if not twistd.get("nodaemon") or twistd.get("logfile") not in (None, "", "-"):
+        raise usage.UsageError(
+            "--log-format json writes to standard output: run twistd with --nodaemon"
+            " and without --logfile"
+        )
+    twistd["logger"] = "empc._logging.stdout_observer"
 
 
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
-    services = build_services(options["parsed"], reactor)
+    services = build_services(options["parsed"], reactor, os.environ)
     reactor.addSystemEventTrigger("after", "startup", _exit_zero_on_sigterm, reactor)
     return services
 
@@ -70,11 +101,16 @@ def _exit_status_1() -> None:
     os._exit(1)
 
 
-def build_services(config: Config, reactor: Any) -> MultiService:
+def build_services(
+    config: Config, reactor: Any, environ: Mapping[str, str] | None = None
+) -> MultiService:
     """One :class:`ComponentService` per component of ``config``, children
     of the thread pool for blocking actions, which stops after them; with
     a database, the pool is the child of a :class:`StorageService`, which
-    opens the database before and closes it after.
+    opens the database before and closes it after. When ``environ`` names
+    systemd's ``NOTIFY_SOCKET``, all of that and a
+    :class:`~empc._systemd.SystemdNotifier` told of every link are the
+    children of one more service.
 
     :raises usage.UsageError: for a component the config cannot build.
     """
@@ -93,6 +129,9 @@ def build_services(config: Config, reactor: Any) -> MultiService:
         database = build_database(config, [component for _, component, _ in built], reactor)
     except (StorageError, ValueError) as e:
         raise usage.UsageError(f"{config.path}: storage: {e}") from None
+    notifier = notifier_from_environ(
+        environ or {}, [c.domain for c, _, _ in built], reactor, config.ready_timeout
+    )
     for component_config, component, endpoint in built:
         service = ComponentService(
             component,
@@ -102,13 +141,25 @@ def build_services(config: Config, reactor: Any) -> MultiService:
             link=config.link,
             backoff=config.backoff,
             on_start_failure=lambda: _exit_after_failed_start(reactor),
+            on_link=(
+                (lambda linked: None)
+                if notifier is None
+                else functools.partial(notifier.link_changed, component_config.domain)
+            ),
         )
         service.setServiceParent(threads)
-    if database is None:
-        return threads
-    storage = StorageService(database, lambda: _exit_after_failed_start(reactor))
-    threads.setServiceParent(storage)
-    return storage
+    root: MultiService = threads
+    if database is not None:
+        root = StorageService(database, lambda: _exit_after_failed_start(reactor))
+        threads.setServiceParent(root)
+    if notifier is None:
+        return root
+    # Beside the storage, not under it: the watchdog beats while the
+    # database opens. Last, so that it is the first to hear of a stop.
+    top = MultiService()
+    root.setServiceParent(top)
+    notifier.setServiceParent(top)
+    return top
 
 
 def build_database(
