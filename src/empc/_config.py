@@ -48,6 +48,8 @@ Reference (every key but ``components`` is optional)::
       pool_size: 5                   # connections (and threads) at most
       timeout: 10                    # seconds for a connection, a pool wait, a statement
       max_waiting: 100               # calls waiting for a connection; more: wait errors
+    logging:
+      format: text                   # or json: one object per line (twistd --log-format)
     systemd:                         # used only under Type=notify ($NOTIFY_SOCKET)
       ready_timeout: 30              # seconds before READY=1 even if a link is down
 """
@@ -75,6 +77,7 @@ from empc.storage import StorageError, parse_url
 DEFAULT_SERVER = "tcp:host=127.0.0.1:port=5347"
 DEFAULT_SECRET_ENV = "EMPC_SECRET"
 DEFAULT_STORAGE_URL = "sqlite:///empc.sqlite3"
+LOG_FORMATS = ("text", "json")
 HANDLER_ENTRY_POINTS = "empc.handlers"
 
 # lxml refuses deeper documents itself (at 256); stay clear of its limit.
@@ -137,6 +140,8 @@ class Config:
     access_lists: Mapping[str, list[str]] = field(default_factory=dict)
     storage: StorageConfig | None = None
     """None when the file has no ``storage`` section."""
+    log_format: str = "text"
+    """One of :data:`LOG_FORMATS`; ``twistd empc --log-format`` wins."""
     ready_timeout: float = 30.0
     """Seconds after which systemd hears ``READY=1`` even if a link is down."""
 
@@ -191,6 +196,10 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
         stable_after=reconnect.number("stable_after", 60.0),
     )
     storage = _read_storage(root, environ)
+    logging = root.section("logging")
+    log_format = logging.string("format", "text")
+    if log_format not in LOG_FORMATS:
+        raise logging.error("format", f"expected text or json, got {log_format!r}")
     systemd = root.section("systemd")
     ready_timeout = systemd.number("ready_timeout", 30.0)
     components = [
@@ -198,7 +207,7 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
     ]
     if not components:
         raise root.error("components", "list at least one component")
-    for section in (limits, keepalive, reconnect, systemd, root):
+    for section in (limits, keepalive, reconnect, logging, systemd, root):
         section.refuse_unknown()
     return Config(
         root.path,
@@ -209,6 +218,7 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
         load,
         access_lists,
         storage,
+        log_format=log_format,
         ready_timeout=ready_timeout,
     )
 

@@ -15,7 +15,14 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from empc._component import Component
-from empc._config import ComponentConfig, Config, ConfigError, StorageConfig, load_config
+from empc._config import (
+    LOG_FORMATS,
+    ComponentConfig,
+    Config,
+    ConfigError,
+    StorageConfig,
+    load_config,
+)
 from empc._service import ComponentService, StorageService
 from empc._systemd import notifier_from_environ
 from empc._threads import ActionThreads
@@ -31,7 +38,7 @@ class Options(usage.Options):
     longdesc = "Run the XMPP components described by a YAML config file."
     optParameters: ClassVar = [
         ["config", "c", "config.yaml", "The config file."],
-        ["log-format", None, "text", "text, or json: one object per line."],
+        ["log-format", None, None, "text, or json: one object per line (default: the config's)."],
     ]
 
     def postOptions(self) -> None:
@@ -39,8 +46,8 @@ class Options(usage.Options):
             self["parsed"] = load_config(self["config"])
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
-        log_format = self["log-format"]
-        if log_format not in ("text", "json"):
+        log_format = self["log-format"] or self["parsed"].log_format
+        if log_format not in LOG_FORMATS:
             raise usage.UsageError(f"--log-format: expected text or json, got {log_format!r}")
         if log_format == "json" and self.parent is not None:
             _log_json(self.parent)

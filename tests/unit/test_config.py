@@ -176,8 +176,17 @@ def test_unknown_component_key_is_refused_with_key_path_and_line(write) -> None:
 
 
 def test_unknown_top_level_key_is_refused_with_its_line(write) -> None:  # type: ignore[no-untyped-def]
-    message = error_of(write(MINIMAL + "logging: verbose\n"))
-    assert "logging (line 4): unknown key" in message
+    message = error_of(write(MINIMAL + "loging: verbose\n"))
+    assert "loging (line 4): unknown key" in message
+
+
+def test_the_log_format_is_read(write) -> None:  # type: ignore[no-untyped-def]
+    assert load_config(write(MINIMAL + "logging: {format: json}\n"), NO_ENV).log_format == "json"
+
+
+def test_an_unknown_log_format_is_refused_with_its_line(write) -> None:  # type: ignore[no-untyped-def]
+    message = error_of(write(MINIMAL + "logging: {format: xml}\n"))
+    assert "logging.format (line 4): expected text or json, got 'xml'" in message
 
 
 def test_unknown_nested_key_is_refused_with_key_path(write) -> None:  # type: ignore[no-untyped-def]

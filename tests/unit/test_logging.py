@@ -104,6 +104,14 @@ def test_log_format_json_makes_twistd_log_json_lines(tmp_path: Path) -> None:
     assert isinstance(twistd(tmp_path, "--nodaemon")["logger"](), JSONLinesObserver)
 
 
+def test_the_config_s_log_format_applies_without_the_option(tmp_path: Path) -> None:
+    path = tmp_path / "json.yaml"
+    path.write_text(CONFIG + "logging: {format: json}\n", encoding="utf-8")
+    options = ServerOptions()
+    options.parseOptions(["--nodaemon", "empc", "-c", str(path)])
+    assert isinstance(options["logger"](), JSONLinesObserver)
+
+
 def test_text_leaves_twistd_s_own_logging_alone(tmp_path: Path) -> None:
     assert twistd(tmp_path, log_format="text")["logger"] is None  # twistd's own text observer
 
