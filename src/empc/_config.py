@@ -52,6 +52,8 @@ Reference (every key but ``components`` is optional)::
       format: text                   # or json: one object per line (twistd --log-format)
     systemd:                         # used only under Type=notify ($NOTIFY_SOCKET)
       ready_timeout: 30              # seconds before READY=1 even if a link is down
+    metrics:                         # when present: /healthz, /readyz and /metrics over HTTP
+      listen: tcp:9180:interface=127.0.0.1   # a Twisted server endpoint
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from twisted.internet.endpoints import serverFromString
 
 from empc._connection import LinkSettings
 from empc._service import Backoff
@@ -77,6 +80,7 @@ from empc.storage import StorageError, parse_url
 DEFAULT_SERVER = "tcp:host=127.0.0.1:port=5347"
 DEFAULT_SECRET_ENV = "EMPC_SECRET"
 DEFAULT_STORAGE_URL = "sqlite:///empc.sqlite3"
+DEFAULT_METRICS_LISTEN = "tcp:9180:interface=127.0.0.1"
 LOG_FORMATS = ("text", "json")
 HANDLER_ENTRY_POINTS = "empc.handlers"
 
@@ -144,6 +148,8 @@ class Config:
     """One of :data:`LOG_FORMATS`; ``twistd empc --log-format`` wins."""
     ready_timeout: float = 30.0
     """Seconds after which systemd hears ``READY=1`` even if a link is down."""
+    metrics_listen: str | None = None
+    """The server endpoint of the HTTP listener; None without a ``metrics`` section."""
 
 
 def load_config(path: str, environ: Mapping[str, str] = os.environ) -> Config:
@@ -202,6 +208,7 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
         raise logging.error("format", f"expected text or json, got {log_format!r}")
     systemd = root.section("systemd")
     ready_timeout = systemd.number("ready_timeout", 30.0)
+    metrics_listen = _read_metrics(root)
     components = [
         _read_component(entry, environ) for entry in root.sections("components", required=True)
     ]
@@ -220,7 +227,23 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
         storage,
         log_format=log_format,
         ready_timeout=ready_timeout,
+        metrics_listen=metrics_listen,
     )
+
+
+def _read_metrics(root: _Section) -> str | None:
+    if "metrics" not in root.data:
+        return None
+    section = root.section("metrics")
+    listen = section.string("listen", DEFAULT_METRICS_LISTEN)
+    try:
+        # Parsing builds the endpoint object only; the reactor is used
+        # once it listens, so none is needed to check the string.
+        serverFromString(None, listen)
+    except Exception as e:
+        raise section.error("listen", f"not a server endpoint: {e}") from None
+    section.refuse_unknown()
+    return listen
 
 
 def _read_storage(root: _Section, environ: Mapping[str, str]) -> StorageConfig | None:

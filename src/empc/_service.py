@@ -117,7 +117,9 @@ class ComponentService(ClientService):
     the process). Stopping the service closes the stream cleanly (``</stream:stream>``, a
     bounded wait for the server's own close) before the connection goes.
     ``on_link`` is called with True when a handshake succeeds and with
-    False when that link is lost (``twistd empc`` tells systemd).
+    False when that link is lost (``twistd empc`` tells systemd and the
+    health endpoints); ``on_handshake_failure`` with the stream error
+    condition of each refused handshake (``twistd empc`` counts them).
     """
 
     log = Logger()
@@ -134,9 +136,11 @@ class ComponentService(ClientService):
         random: Callable[[], float] = random.random,
         on_start_failure: Callable[[], object] = lambda: None,
         on_link: Callable[[bool], object] = lambda linked: None,
+        on_handshake_failure: Callable[[str], object] = lambda condition: None,
     ) -> None:
         self.component = component
         self._on_link = on_link
+        self._on_handshake_failure = on_handshake_failure
         self._clock = clock
         self._backoff = backoff
         self._random = random
@@ -224,6 +228,8 @@ class ComponentService(ClientService):
             return failure
         self._last_error = error
         self._failures += 1
+        if isinstance(error, StreamError):
+            self._on_handshake_failure(error.condition)
         log = self.log.error if is_permanent(error) else self.log.warn
         log(
             "Could not connect {domain}: {why}",

@@ -7,10 +7,12 @@ import os
 import signal
 import sys
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
+from prometheus_client import CollectorRegistry
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
-from twisted.internet.endpoints import clientFromString
+from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -23,6 +25,7 @@ from empc._config import (
     StorageConfig,
     load_config,
 )
+from empc._metrics import Health, metrics_site
 from empc._service import ComponentService, StorageService
 from empc._systemd import notifier_from_environ
 from empc._threads import ActionThreads
@@ -117,7 +120,9 @@ def build_services(
     opens the database before and closes it after. When ``environ`` names
     systemd's ``NOTIFY_SOCKET``, all of that and a
     :class:`~empc._systemd.SystemdNotifier` told of every link are the
-    children of one more service.
+    children of one more service; so are they, after the HTTP listener of
+    ``/healthz``, ``/readyz`` and ``/metrics`` (a registry of its own),
+    when the config has a ``metrics`` section.
 
     :raises usage.UsageError: for a component the config cannot build.
     """
@@ -139,7 +144,10 @@ def build_services(
     notifier = notifier_from_environ(
         environ or {}, [c.domain for c, _, _ in built], reactor, config.ready_timeout
     )
+    health = None if config.metrics_listen is None else Health(CollectorRegistry(), database)
+    listeners = [listener for listener in (notifier, health) if listener is not None]
     for component_config, component, endpoint in built:
+        domain = component_config.domain
         service = ComponentService(
             component,
             endpoint,
@@ -148,25 +156,48 @@ def build_services(
             link=config.link,
             backoff=config.backoff,
             on_start_failure=lambda: _exit_after_failed_start(reactor),
-            on_link=(
-                (lambda linked: None)
-                if notifier is None
-                else functools.partial(notifier.link_changed, component_config.domain)
+            on_link=functools.partial(_tell_link, listeners, domain),
+            on_handshake_failure=(
+                (lambda condition: None)
+                if health is None
+                else functools.partial(health.handshake_failed, domain)
             ),
         )
+        if health is not None:
+            health.add_component(domain, functools.partial(getattr, service, "running"))
         service.setServiceParent(threads)
     root: MultiService = threads
     if database is not None:
         root = StorageService(database, lambda: _exit_after_failed_start(reactor))
         threads.setServiceParent(root)
-    if notifier is None:
+    if notifier is None and health is None:
         return root
-    # Beside the storage, not under it: the watchdog beats while the
-    # database opens. Last, so that it is the first to hear of a stop.
     top = MultiService()
+    if health is not None:
+        # First, beside the storage: it answers while the database opens,
+        # and goes on answering until the components have stopped.
+        assert config.metrics_listen is not None
+        listener = StreamServerEndpointService(
+            serverFromString(reactor, config.metrics_listen), metrics_site(health)
+        )
+        listener.setServiceParent(top)
     root.setServiceParent(top)
-    notifier.setServiceParent(top)
+    if notifier is not None:
+        # Beside the storage, not under it: the watchdog beats while the
+        # database opens. Last, so that it is the first to hear of a stop.
+        notifier.setServiceParent(top)
     return top
+
+
+class _LinkListener(Protocol):
+    def link_changed(self, domain: str, linked: bool) -> None: ...
+
+
+def _tell_link(listeners: Iterable[_LinkListener], domain: str, linked: bool) -> None:
+    """Tell each of ``listeners`` (systemd, the health endpoints) that
+    ``domain``'s link went up or down."""
+    for listener in listeners:
+        listener.link_changed(domain, linked)
 
 
 def build_database(
