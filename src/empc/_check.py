@@ -36,8 +36,9 @@ def built_components(config: Config, reactor: Any) -> tuple[list[Component], Sto
         gives for a component or a storage the config cannot build.
     """
     root = build_services(config, reactor)
-    storage = root if isinstance(root, StorageService) else None
-    return [s.component for s in _services(root) if isinstance(s, ComponentService)], storage
+    services = [root, *_services(root)]  # the storage may be the root or beside a listener
+    storage = next((s for s in services if isinstance(s, StorageService)), None)
+    return [s.component for s in services if isinstance(s, ComponentService)], storage
 
 
 def _services(collection: IServiceCollection) -> Iterator[object]:

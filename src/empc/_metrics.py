@@ -98,7 +98,7 @@ class Health(Collector):
             yield GaugeMetricFamily(
                 "empc_storage_connections_in_use",
                 "Storage connections running a transaction.",
-                value=self._database._running,
+                value=self._database.in_use,
             )
             yield GaugeMetricFamily(
                 "empc_storage_pool_size",

@@ -185,3 +185,14 @@ def test_connection_not_made_within_the_timeout_is_timed_out(config: Config) -> 
 def test_connection_refused_is_reported(config: Config) -> None:
     answer = handshake(config, Endpoint(fail(ConnectionRefusedError())), Clock())
     assert answer == ["connection refused"]
+
+
+def test_check_finds_the_storage_beside_a_metrics_listener(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = tmp_path / "state.sqlite3"
+    extra = f"    storage: {{url: 'sqlite:///{database}'}}\n    metrics: {{}}\n"
+    assert main(["check", "-c", write_config(tmp_path, SAMPLE + extra)]) == 0
+    out = capsys.readouterr().out
+    assert "storage: none" not in out
+    assert "state.sqlite3" in out

@@ -165,6 +165,11 @@ class Database:
     def schemas(self) -> list[Schema]:
         return list(self._schemas.values())
 
+    @property
+    def in_use(self) -> int:
+        """How many calls hold a connection now."""
+        return self._running
+
     def add_schema(self, schema: Schema) -> None:
         """Have :meth:`open` migrate ``schema`` too; adding it again is harmless.
 
