@@ -45,7 +45,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from empc.forms import NS_DATA, Field, Form, as_text
+from empc.forms import NS_DATA, Field, Form, as_text, values_of
 from empc.protocol import JID, NS_COMPONENT, new_element
 from empc.routing import (
     AccessRule,
@@ -696,7 +696,7 @@ class Commands(Handler):
             if isinstance(step, Canceled):
                 return None  # the message that canceled it is answered
             dialog.asked = step
-            dialog.values = _values_of(step.form, step.values)
+            dialog.values = values_of(step.values)
             errors = _fill(dialog, step.form, arguments)
             arguments = ""
             if dialog.missing:
@@ -802,10 +802,6 @@ CANCEL_HINT = "(send 'cancel' to stop)"
 def _question(field: Field[Any]) -> str:
     """How a chat dialog asks for ``field``."""
     return f"{field.prompt()}\n{CANCEL_HINT}"
-
-
-def _values_of(form: type[Form], instance: Form) -> dict[str, Any]:
-    return {field.name: getattr(instance, field.name) for field in form.fields.values()}
 
 
 def _askable(form: type[Form]) -> list[Field[Any]]:

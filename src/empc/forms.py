@@ -793,6 +793,12 @@ class Form:
         return f"{type(self).__name__}({values})"
 
 
+def values_of(form: Form) -> dict[str, Any]:
+    """The values of ``form`` by field attribute name, as its class takes
+    them back: ``type(form)(**values_of(form))`` equals ``form``."""
+    return dict(form._values)
+
+
 def _values(element: etree._Element, field: Field[Any], instance: Form) -> None:
     """Add the ``<value/>`` elements of the field's value in ``instance``."""
     value = instance._values[field.name]
@@ -950,4 +956,5 @@ __all__ = [
     "TextPrivate",
     "TextSingle",
     "as_text",
+    "values_of",
 ]

@@ -54,7 +54,7 @@ from lxml import etree
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 
-from empc.forms import NS_DATA, Field, Fixed, Form, TextPrivate
+from empc.forms import NS_DATA, Field, Fixed, Form, TextPrivate, values_of
 from empc.protocol import JID, LocalProtocolError, new_element
 from empc.routing import Handler, StanzaError, iq, make_stanza, presence, sender_of
 
@@ -262,7 +262,7 @@ class Registration(Handler, Generic[F]):
                 x = _keep_secrets(x, self.form, current)
             return self.form.parse(x)
         fields = _fields_by_name(self.form)
-        values = {} if current is None else _values_of(self.form, current)
+        values = {} if current is None else values_of(current)
         for name in _legacy_order(self.legacy):
             field = fields[self.legacy[name]]
             text = query.findtext(f"{{{NS_REGISTER}}}{name}")
@@ -316,10 +316,6 @@ def _keep_secrets(x: etree._Element, form: type[Form], current: Form) -> etree._
                 submitted.remove(value)
             new_element(NS_DATA, "value", parent=submitted).text = _text(field, current)
     return x
-
-
-def _values_of(form: type[Form], values: Form) -> dict[str, Any]:
-    return {field.name: getattr(values, field.name) for field in form.fields.values()}
 
 
 def _fields_by_name(form: type[Form]) -> dict[str, Field[Any]]:

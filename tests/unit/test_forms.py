@@ -30,6 +30,7 @@ from empc.forms import (
     TextSingle,
     as_text,
 )
+from empc.forms import values_of as form_values
 from empc.testing import FakeServer
 
 X = f"{{{NS_DATA}}}"
@@ -1021,3 +1022,9 @@ def test_as_text_keeps_a_single_line_value_on_one_line() -> None:
 def test_a_chat_answer_of_separators_alone_is_no_answer(answer: str) -> None:
     with pytest.raises(ValueError, match="an answer is required"):
         Secrets.tags.from_chat(answer)
+
+
+def test_values_of_gives_what_the_form_class_takes_back() -> None:
+    form = Secrets(pin="9876", tags=["a", "b"], name="bob")
+    assert form_values(form) == {"pin": "9876", "tags": ["a", "b"], "name": "bob"}
+    assert Secrets(**form_values(form)) == form

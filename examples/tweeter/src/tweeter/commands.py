@@ -82,9 +82,14 @@ class TweeterCommands(Handler):
             component: only a server's users have microblogs.
         """
         requester = session.requester
-        if requester.local is None or requester.domain == self.component.domain:
+        if not self.is_user(requester):
             raise StanzaError("forbidden", "only the users of a server may use the tweeter")
         return self.key_of(requester)
+
+    def is_user(self, jid: JID) -> bool:
+        """Whether ``jid`` is a server's user: not a server, and not an
+        address at the component (answering those could start a loop)."""
+        return jid.local is not None and jid.domain != self.component.domain
 
     def key_of(self, jid: JID) -> str:
         """The user of ``jid`` (which has a local part) as the tweeter knows users.

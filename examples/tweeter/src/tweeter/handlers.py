@@ -201,7 +201,7 @@ class Tweeter(TweeterCommands, Registration[ProfileForm]):
         return ProfileForm(name=profile.name, auto_accept=profile.auto_accept)
 
     async def register(self, user: JID, form: ProfileForm) -> None:
-        if user.local is None or user.domain == self.component.domain:
+        if not self.is_user(user):
             raise StanzaError("forbidden", "only the users of a server may register")
         key = self.key_of(user)
         await self.store.set_profile(Profile(key, form.name or "", form.auto_accept))
@@ -311,9 +311,7 @@ class Tweeter(TweeterCommands, Registration[ProfileForm]):
             sender = JID.parse(stanza.get("from") or "")
         except InvalidJID:
             return None
-        if sender.local is None or sender.domain == self.component.domain:
-            return None
-        return self.key_of(sender)
+        return self.key_of(sender) if self.is_user(sender) else None
 
     def _owner_of(self, node: str) -> str | None:
         """The owner of a feed node, or None if ``node`` is no user's feed."""
