@@ -8,7 +8,8 @@ prints the server's answer (exit status 1 unless every one is accepted).
 ``routes -c config.yaml`` prints each component's route table, in the
 order routes are tried (the first match wins). ``migrate -c config.yaml``
 runs the storage's migrations (every schema the handlers declare) and
-exits, as ``twistd empc`` would at start-up.
+exits, as ``twistd empc`` would at start-up. ``new NAME`` makes a new
+component project in the new folder ``NAME`` (see :mod:`empc._new`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, fail
@@ -26,6 +28,7 @@ from twisted.python.failure import Failure
 from empc._check import built_components, describe, try_handshakes
 from empc._component import Component
 from empc._config import Config, ConfigError, load_config
+from empc._new import STORAGES, NewProjectError, new_project
 from empc._tap import build_component, build_database
 from empc.storage import InlineRunner, StorageError
 
@@ -77,6 +80,15 @@ def _check(config: Config, connect: bool, timeout: float) -> int:
     return 0 if all(words == "accepted" for words in answers) else 1
 
 
+def _new(name: str, parent: str, domain: str | None, storage: str) -> int:
+    project = new_project(name, Path(parent), domain, storage)
+    print(f"made {project.path}:")
+    for path in project.files:
+        print(f"  {path.relative_to(project.path)}")
+    print(f"next: cd {project.path} and read README.md (set up, test, run)")
+    return 0
+
+
 def _run(reactor: Any, start: Callable[[], Deferred[T]]) -> T:
     """Run the reactor until the Deferred ``start`` returns has fired;
     return its result, or raise its failure."""
@@ -106,7 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     migrate = commands.add_parser("migrate", help="run the storage's migrations and exit")
     for command in (check, routes, migrate):
         command.add_argument("-c", "--config", default="config.yaml", help="the config file")
+    new = commands.add_parser("new", help="make a new component project in the folder NAME")
+    new.add_argument("name", metavar="NAME", help="the project's Python package name")
+    new.add_argument("--domain", help="the component's domain (default: NAME.localhost)")
+    new.add_argument("--storage", choices=STORAGES, default="sqlite", help="the database")
+    new.add_argument("--directory", default=".", help="where to make the folder NAME")
     options = parser.parse_args(argv)
+    if options.command == "new":
+        try:
+            return _new(options.name, options.directory, options.domain, options.storage)
+        except NewProjectError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     try:
         config = load_config(options.config)
         if options.command == "check":
