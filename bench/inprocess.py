@@ -9,10 +9,11 @@ parser, stream, router, actions, replies, serialization. The best of
 
 Usage::
 
-    python bench/inprocess.py [--rounds N] [--empc-root PATH]
+    python bench/inprocess.py [--rounds N] [--empc-root PATH] [--metrics]
 
 ``--empc-root`` measures another checkout (a git worktree of an older
 commit, say): its ``src`` is imported instead of the installed empc.
+``--metrics`` gives the component a tally, as the metrics listener does.
 """
 
 from __future__ import annotations
@@ -74,8 +75,9 @@ def stanzas(workload: str) -> bytes:
     return b"".join(PING % i if i % 2 == 0 else CHAT % (i, b"hello") for i in range(STANZAS))
 
 
-def linked_protocol() -> Any:
-    """A protocol past its handshake, serving the echo and built-in handlers."""
+def linked_protocol(metrics: bool) -> Any:
+    """A protocol past its handshake, serving the echo and built-in handlers;
+    counting its traffic if ``metrics``."""
     from twisted.internet.task import Clock
 
     from bench.echo import EchoHandler
@@ -85,7 +87,12 @@ def linked_protocol() -> Any:
 
     clock = Clock()
     handlers = [EchoHandler(), *(cls() for cls in BUILTINS.values())]
-    component = Component("bench.localhost", handlers, clock)
+    if metrics:
+        from empc.routing import Tally
+
+        component = Component("bench.localhost", handlers, clock, tally=Tally())
+    else:  # as an empc from before the tally knows it
+        component = Component("bench.localhost", handlers, clock)
     quiet = LinkSettings(keepalive_interval=0, ping_interval=0)
     protocol = ComponentProtocol(component, "secret", clock, quiet)
     protocol.makeConnection(CountingTransport())
@@ -96,9 +103,9 @@ def linked_protocol() -> Any:
     return protocol
 
 
-def cost(workload: str, rounds: int) -> float:
+def cost(workload: str, rounds: int, metrics: bool) -> float:
     """Microseconds of CPU per stanza, best of ``rounds``."""
-    protocol = linked_protocol()
+    protocol = linked_protocol(metrics)
     data = stanzas(workload)
     reads = [data[i : i + READ_SIZE] for i in range(0, len(data), READ_SIZE)]
     best = float("inf")
@@ -114,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20, help="rounds; the best is kept")
     parser.add_argument("--empc-root", type=Path, help="measure the empc of this checkout")
+    parser.add_argument("--metrics", action="store_true", help="count the traffic, for metrics")
     args = parser.parse_args(argv)
     if not 1 <= args.rounds <= 1000:
         parser.error("--rounds must be 1 to 1000")
@@ -124,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"empc: {empc.__file__}")
     for workload in WORKLOADS:
-        print(f"{workload:6} {cost(workload, args.rounds):7.2f} us per stanza")
+        print(f"{workload:6} {cost(workload, args.rounds, args.metrics):7.2f} us per stanza")
     return 0
 
 

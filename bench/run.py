@@ -25,7 +25,7 @@ Usage::
                         [--windows 1,100,1000] [--stanzas N] [--repeat R]
                         [--components empc,reference,reference-twisted]
                         [--only COMPONENT] [--empc-root PATH] [--warmup N]
-                        [--timeout S] [--empc-runner twistd|twist] [--json FILE]
+                        [--timeout S] [--empc-runner twistd|twist] [--metrics] [--json FILE]
 """
 
 from __future__ import annotations
@@ -82,6 +82,11 @@ keepalive:
   interval: 600
   ping_interval: 600
   ping_timeout: 60
+"""
+# With --metrics: the HTTP listener, and the component counting its traffic.
+METRICS_CONFIG = """\
+metrics:
+  listen: tcp:0:interface=127.0.0.1
 """
 
 # The project's targets: empc's CPU per stanza at most CPU_LIMIT times the
@@ -601,7 +606,9 @@ EMPC_RUNNERS = {
 }
 
 
-def component_command(kind: str, port: int, workdir: Path, runner: str = "twistd") -> list[str]:
+def component_command(
+    kind: str, port: int, workdir: Path, runner: str = "twistd", metrics: bool = False
+) -> list[str]:
     if kind in REFERENCE_PROGRAMS:
         return [
             sys.executable,
@@ -614,7 +621,8 @@ def component_command(kind: str, port: int, workdir: Path, runner: str = "twistd
             SECRET,
         ]
     config = workdir / "empc.yaml"
-    config.write_text(COMPONENT_CONFIG.format(domain=DOMAIN, port=port, secret=SECRET))
+    text = COMPONENT_CONFIG.format(domain=DOMAIN, port=port, secret=SECRET)
+    config.write_text(text + (METRICS_CONFIG if metrics else ""))
     return [sys.executable, *EMPC_RUNNERS[runner], "empc", "-c", str(config)]
 
 
@@ -693,7 +701,7 @@ def run_connection(
             listener.listen(1)
             port = listener.getsockname()[1]
             proc = subprocess.Popen(
-                component_command(kind, port, workdir, args.empc_runner),
+                component_command(kind, port, workdir, args.empc_runner, args.metrics),
                 cwd=workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -1128,6 +1136,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=sorted(EMPC_RUNNERS),
         default="twistd",
         help="start empc with twistd -n (default) or with twist",
+    )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="run empc with its metrics listener on (it then counts every stanza)",
     )
     parser.add_argument(
         "--warmup",

@@ -21,14 +21,17 @@ from empc.routing import (
     PendingRequests,
     Router,
     StanzaError,
+    Tally,
     ThreadRunner,
     make_error_reply,
+    parse_stanza_error,
 )
 
 if TYPE_CHECKING:
     from empc.storage import Database
 
 _IQ = f"{{{NS_COMPONENT}}}iq"
+_KIND = {f"{{{NS_COMPONENT}}}{kind}": kind for kind in ("iq", "message", "presence")}
 
 
 _SEND_IN_THREAD = (
@@ -73,6 +76,8 @@ class Component:
         (``self.component.storage``), or None. The component neither opens
         nor closes it: the process opens it before its components start,
         with every handler's ``schemas``, and closes it after they stop.
+    :param tally: counts what the component receives, sends, answers and
+        refuses, for the metrics; None (the default) counts nothing.
     """
 
     log = Logger()
@@ -90,8 +95,10 @@ class Component:
         access_lists: Mapping[str, Iterable[str]] | None = None,
         threads: ThreadRunner | None = None,
         storage: Database | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self.domain = JID.parse(domain).domain
+        self.tally = tally
         self.storage = storage
         self.clock = clock
         self.identity = identity
@@ -105,6 +112,7 @@ class Component:
             limits=limits,
             access_lists=access_lists,
             threads=threads,
+            tally=tally,
         )
         self._requests = PendingRequests(clock)
         # The stream, while it takes stanzas; handlers may use it only while
@@ -159,9 +167,12 @@ class Component:
         """Serve a stanza the server delivered.
 
         A stanza for another domain is dropped with a warning: no reply to
-        it could be sent from there. An IQ request that arrives once the
-        stream is ending is not run (see :meth:`_refuse_while_closing`).
+        it could be sent from there. Once the stream is ending, only the
+        answers to the component's own requests are taken; other stanzas
+        are refused (see :meth:`_refuse_while_closing`).
         """
+        if self.tally is not None:
+            self.tally.received[_KIND.get(stanza.tag, "other")] += 1
         to = stanza.get("to") or ""
         if not in_domain(to, self.domain):
             self.log.warn(
@@ -172,25 +183,32 @@ class Component:
                 domain=self.domain,
             )
             return
-        if stanza.tag == _IQ:
-            iq_type = stanza.get("type")
-            if iq_type in ("result", "error") and self._requests.resolve(stanza):
-                return
-            if iq_type in ("get", "set") and not self._open:
-                self._refuse_while_closing(stanza)
-                return
+        answer = stanza.tag == _IQ and stanza.get("type") in ("result", "error")
+        if answer and self._requests.resolve(stanza):
+            return
+        if not self._open:
+            self._refuse_while_closing(stanza)
+            return
         self.router.dispatch(stanza)
 
     def _refuse_while_closing(self, stanza: etree._Element) -> None:
-        """An IQ request that came once the stream was ending: answered at
-        once with an error while the stream still carries answers (its
-        action would keep the stream open), not run at all once it does
-        not (its outcome could never be told)."""
+        """A stanza that came once the stream was ending is not served: its
+        action would hold the stream open past the grace given to those
+        already running. An IQ request or a message is answered at once
+        with ``resource-constraint`` (type ``wait``: the sender may try
+        again once the service is back) while the stream still carries
+        answers; anything else, or once it does not, is dropped."""
+        if self.tally is not None:
+            self.tally.refused["draining"] += 1
+        kind = _KIND.get(stanza.tag)
+        stanza_type = stanza.get("type")
+        if kind == "presence" or stanza_type == "error" or stanza_type == "result":
+            return
         if self._link is None:
             self.log.warn(
-                "Not serving an IQ {type} from {sender} that arrived after {domain} "
-                "closed its stream: no answer could go out",
-                type=stanza.get("type"),
+                "Not serving a {kind} from {sender} that arrived after {domain} closed its "
+                "stream: no answer could go out",
+                kind=kind,
                 sender=stanza.get("from"),
                 domain=self.domain,
             )
@@ -219,12 +237,25 @@ class Component:
         if self._link is None:
             raise NotConnected(f"{self.domain} is not connected")
         self._link.send(stanza)
+        tally = self.tally
+        if tally is not None:
+            kind = _KIND.get(stanza.tag, "other")
+            tally.sent[kind] += 1
+            if kind == "iq":
+                iq_type = stanza.get("type")
+                if iq_type == "result":
+                    tally.results += 1
+                elif iq_type == "error":
+                    tally.errors[parse_stanza_error(stanza).condition] += 1
 
     def _send_result(self, envelope: Envelope) -> None:
         """What the router sends for an action that returned nothing."""
         if self._link is None:
             raise NotConnected(f"{self.domain} is not connected")
         self._link.send_result(*envelope)
+        if self.tally is not None:
+            self.tally.sent["iq"] += 1
+            self.tally.results += 1
 
     def request(self, iq: etree._Element, timeout: float | None = None) -> Deferred[etree._Element]:
         """Send an IQ get or set and wait for its answer.

@@ -20,8 +20,10 @@ Reference (every key but ``components`` is optional)::
       max_stanza_size: 524288        # bytes
       max_depth: 64                  # nested elements in a stanza (1 to 200)
       action_timeout: 30             # seconds an IQ action may take
+      grace: 10                      # seconds the actions running when a stream
+                                     # ends (SIGTERM, the server's close) get
       close_timeout: 5               # seconds a closing stream waits for the
-                                     # replies still running, then for the server
+                                     # server's own close
       max_in_flight: 1000            # actions running at once, per component
       rate: 0                        # stanzas/second per sender; 0: no limit
       burst: 10                      # stanzas a sender may send at once
@@ -50,6 +52,8 @@ Reference (every key but ``components`` is optional)::
       max_waiting: 100               # calls waiting for a connection; more: wait errors
     logging:
       format: text                   # or json: one object per line (twistd --log-format)
+      debug: false                   # true: every stanza in and out, at debug level,
+                                     # with passwords and message texts masked
     systemd:                         # used only under Type=notify ($NOTIFY_SOCKET)
       ready_timeout: 30              # seconds before READY=1 even if a link is down
     metrics:                         # when present: /healthz, /readyz and /metrics over HTTP
@@ -175,6 +179,7 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
     limits = root.section("limits")
     keepalive = root.section("keepalive")
     reconnect = root.section("reconnect")
+    logging = root.section("logging")
     link = LinkSettings(
         max_stanza_size=limits.integer("max_stanza_size", 512 * 1024, minimum=1024),
         max_depth=limits.integer("max_depth", 64, minimum=1, maximum=MAX_DEPTH),
@@ -182,8 +187,10 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
         ping_interval=keepalive.number("ping_interval", 300.0),
         ping_timeout=keepalive.number("ping_timeout", 60.0, minimum=0.1),
         ping_target=_read_jid(keepalive, "ping_target"),
+        grace=limits.number("grace", 10.0, minimum=0),
         close_timeout=limits.number("close_timeout", 5.0, minimum=0.1),
         max_send_queue=limits.integer("max_send_queue", 4 * 1024 * 1024, minimum=1024),
+        log_stanzas=logging.boolean("debug", False),
     )
     action_timeout = limits.number("action_timeout", 30.0, minimum=0.001)
     rate = limits.number("rate", 0.0)
@@ -202,7 +209,6 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
         stable_after=reconnect.number("stable_after", 60.0),
     )
     storage = _read_storage(root, environ)
-    logging = root.section("logging")
     log_format = logging.string("format", "text")
     if log_format not in LOG_FORMATS:
         raise logging.error("format", f"expected text or json, got {log_format!r}")

@@ -8,8 +8,8 @@ the connection so that the service reconnects.
 
 When the stream ends, from either side, the stanzas received before the
 end still get their replies: handlers can no longer send, but the router's
-replies go out until it is idle or ``close_timeout`` has passed, and only
-then does our ``</stream:stream>`` follow them.
+replies go out until it is idle or ``grace`` has passed, and only then
+does our ``</stream:stream>`` follow them.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from empc.protocol import (
     StreamClosed,
     StreamError,
     StreamErrorReceived,
+    masked,
     new_element,
 )
 from empc.routing import RequestTimeout, make_stanza
@@ -65,8 +66,10 @@ class LinkSettings:
     ping_interval: float = 300.0
     ping_timeout: float = 60.0
     ping_target: str | None = None
+    grace: float = 10.0
     close_timeout: float = 5.0
     max_send_queue: int = 4 * 1024 * 1024
+    log_stanzas: bool = False
 
 
 @implementer(IPushProducer)
@@ -143,6 +146,8 @@ class ComponentProtocol(Protocol):
         """
         self._check_backlog()
         self._stream.send(stanza)
+        if self._settings.log_stanzas:
+            self._log_stanza("out", masked(stanza))
         self._sent()
 
     def send_result(self, iq_id: str | None, to: str | None, sender: str | None) -> None:
@@ -150,7 +155,23 @@ class ComponentProtocol(Protocol):
         and :meth:`send` for what fails."""
         self._check_backlog()
         self._stream.send_result(iq_id, to, sender)
+        if self._settings.log_stanzas:
+            result = make_stanza("iq", {"type": "result", "id": iq_id, "to": to, "from": sender})
+            self._log_stanza("out", masked(result))
         self._sent()
+
+    def _log_stanza(self, direction: str, text: str) -> None:
+        self.log.debug(
+            "Stanza {direction} on {domain}: {stanza}",
+            direction=direction,
+            domain=self._component.domain,
+            stanza=text,
+        )
+
+    @property
+    def send_queue(self) -> int:
+        """Bytes sent since the server stopped reading (0 while it reads)."""
+        return 0 if self._backlog is None else self._backlog.size
 
     def _check_backlog(self) -> None:
         if self._backlog is not None and self._backlog.size >= self._settings.max_send_queue:
@@ -167,7 +188,7 @@ class ComponentProtocol(Protocol):
     def close(self) -> Deferred[None]:
         """Close the stream cleanly; fires once the connection is gone.
 
-        The replies still due go out first (for at most ``close_timeout``
+        The replies still due go out first (for at most ``grace``
         seconds), then our ``</stream:stream>``; the server then has
         ``close_timeout`` seconds to close its side before the connection
         is dropped anyway.
@@ -188,13 +209,13 @@ class ComponentProtocol(Protocol):
     def _drain(self, why: str) -> None:
         """The stream is ending: handlers can send no more, and the stanzas
         received so far get their replies before our close tag, for at most
-        ``close_timeout`` seconds."""
+        ``grace`` seconds."""
         if self._draining:
             return
         self._draining = True
         self._component.stop_sending(Failure(ConnectionLost(why)))
         self._drained = self._component.router.when_idle()
-        self._drained.addTimeout(self._settings.close_timeout, self._clock)
+        self._drained.addTimeout(self._settings.grace, self._clock)
         self._drained.addErrback(self._drain_timed_out)
         self._drained.addCallback(lambda _: self._end_stream())
 
@@ -206,7 +227,7 @@ class ComponentProtocol(Protocol):
             "{timeout} seconds",
             domain=self._component.domain,
             count=self._component.router.unanswered,
-            timeout=self._settings.close_timeout,
+            timeout=self._settings.grace,
         )
 
     def _end_stream(self) -> None:
@@ -270,6 +291,8 @@ class ComponentProtocol(Protocol):
 
     def _handle(self, event: object) -> None:
         if isinstance(event, StanzaReceived):
+            if self._settings.log_stanzas:
+                self._log_stanza("in", masked(event.stanza))
             self._component.receive(event.stanza)
         elif isinstance(event, Authenticated):
             self._authenticated()

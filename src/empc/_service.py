@@ -36,7 +36,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from empc._component import Component
-from empc._connection import ComponentProtocol, LinkSettings
+from empc._connection import ComponentProtocol, HandshakeTimeout, LinkSettings
 from empc.protocol import (
     Conflict,
     HostUnknown,
@@ -119,7 +119,8 @@ class ComponentService(ClientService):
     ``on_link`` is called with True when a handshake succeeds and with
     False when that link is lost (``twistd empc`` tells systemd and the
     health endpoints); ``on_handshake_failure`` with the stream error
-    condition of each refused handshake (``twistd empc`` counts them).
+    condition of each refused handshake, or ``timeout`` for a handshake
+    the server did not answer in time (``twistd empc`` counts them).
     """
 
     log = Logger()
@@ -176,6 +177,11 @@ class ComponentService(ClientService):
         )
         self._on_start_failure()
 
+    @property
+    def send_queue(self) -> int:
+        """Bytes sent on the live link that the server has not read yet."""
+        return 0 if self._protocol is None else self._protocol.send_queue
+
     def stopService(self) -> Deferred[None]:
         self._stopping = True
         protocol = self._protocol
@@ -230,6 +236,8 @@ class ComponentService(ClientService):
         self._failures += 1
         if isinstance(error, StreamError):
             self._on_handshake_failure(error.condition)
+        elif isinstance(error, HandshakeTimeout):
+            self._on_handshake_failure("timeout")
         log = self.log.error if is_permanent(error) else self.log.warn
         log(
             "Could not connect {domain}: {why}",

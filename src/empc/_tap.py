@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Protocol
 
 from prometheus_client import CollectorRegistry
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -25,12 +27,12 @@ from empc._config import (
     StorageConfig,
     load_config,
 )
-from empc._metrics import Health, metrics_site
+from empc._metrics import Health, MetricsEndpoint, metrics_site
 from empc._service import ComponentService, StorageService
 from empc._systemd import notifier_from_environ
 from empc._threads import ActionThreads
 from empc.handlers import builtin_handlers
-from empc.routing import Handler, ThreadRunner
+from empc.routing import Handler, Tally, ThreadRunner
 from empc.storage import Database, Runner, StorageError, schemas_of
 
 log = Logger()
@@ -80,19 +82,72 @@ def _log_json(twistd: usage.Options) -> None:
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
-    services = build_services(options["parsed"], reactor, os.environ)
-    reactor.addSystemEventTrigger("after", "startup", _exit_zero_on_sigterm, reactor)
+    config: Config = options["parsed"]
+    services = build_services(config, reactor, os.environ)
+    shutdown = Shutdown(reactor, list(components_of(services)), config.link.grace)
+    reactor.addSystemEventTrigger("after", "startup", shutdown.install)
     return services
 
 
-def _exit_zero_on_sigterm(reactor: Any) -> None:
-    """Make SIGTERM a normal stop that exits 0.
+class Shutdown:
+    """What SIGTERM does.
 
-    twistd re-raises SIGTERM on itself once it has shut down, so a service
-    manager would record a clean stop as "killed by a signal". The services
-    still stop the same way: the streams are closed cleanly first.
+    The first stops the reactor, and the services drain: each component
+    takes no new stanza, its actions in flight get ``grace`` seconds to
+    finish and send their replies, then its stream is closed cleanly, and
+    the process exits 0. (Installed in place of twistd's own handler,
+    which re-raises SIGTERM on the process once it has shut down, so a
+    service manager would record a clean stop as "killed by a signal".)
+    A second SIGTERM exits at once with status 1, logging how many actions
+    were abandoned.
     """
-    signal.signal(signal.SIGTERM, lambda signum, frame: reactor.callFromThread(reactor.stop))
+
+    def __init__(
+        self,
+        reactor: Any,
+        components: Iterable[Component],
+        grace: float,
+        exit: Callable[[], object] = lambda: _exit_status_1(),
+    ) -> None:
+        self._reactor = reactor
+        self._components = list(components)
+        self._grace = grace
+        self._exit = exit
+        self._stopping = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self.terminate)
+
+    def terminate(self, signum: object = None, frame: object = None) -> None:
+        in_flight = sum(component.router.unanswered for component in self._components)
+        if self._stopping:
+            log.error(
+                "SIGTERM again: exiting at once, abandoning {count} actions in flight",
+                count=in_flight,
+            )
+            self._exit()
+            return
+        self._stopping = True
+        log.info(
+            "SIGTERM: stopping; {count} actions in flight get up to {grace} seconds "
+            "(SIGTERM again to exit at once)",
+            count=in_flight,
+            grace=self._grace,
+        )
+        self._reactor.callFromThread(self._stop)
+
+    def _stop(self) -> None:
+        with contextlib.suppress(ReactorNotRunning):  # already stopping, for another reason
+            self._reactor.stop()
+
+
+def components_of(service: IService) -> Iterator[Component]:
+    """The components under ``service``, in the order they were added."""
+    if isinstance(service, ComponentService):
+        yield service.component
+    elif isinstance(service, MultiService):
+        for child in service:
+            yield from components_of(child)
 
 
 def _exit_after_failed_start(reactor: Any) -> None:
@@ -126,11 +181,17 @@ def build_services(
 
     :raises usage.UsageError: for a component the config cannot build.
     """
-    threads = ActionThreads(reactor, config.limits.threads, config.link.close_timeout)
+    threads = ActionThreads(reactor, config.limits.threads, config.link.grace)
     built = []
     for component_config in config.components:
         try:
-            component = build_component(component_config, config, reactor, threads.run)
+            component = build_component(
+                component_config,
+                config,
+                reactor,
+                threads.run,
+                tally=None if config.metrics_listen is None else Tally(),
+            )
             endpoint = clientFromString(reactor, component_config.server)
         except Exception as e:
             raise usage.UsageError(
@@ -164,7 +225,7 @@ def build_services(
             ),
         )
         if health is not None:
-            health.add_component(domain, functools.partial(getattr, service, "running"))
+            health.add_component(service)
         service.setServiceParent(threads)
     root: MultiService = threads
     if database is not None:
@@ -177,9 +238,12 @@ def build_services(
         # First, beside the storage: it answers while the database opens,
         # and goes on answering until the components have stopped.
         assert config.metrics_listen is not None
-        listener = StreamServerEndpointService(
-            serverFromString(reactor, config.metrics_listen), metrics_site(health)
+        endpoint = MetricsEndpoint(
+            serverFromString(reactor, config.metrics_listen),
+            config.metrics_listen,
+            lambda: _exit_after_failed_start(reactor),
         )
+        listener = StreamServerEndpointService(endpoint, metrics_site(health))
         listener.setServiceParent(top)
     root.setServiceParent(top)
     if notifier is not None:
@@ -235,10 +299,15 @@ def build_database(
 
 
 def build_component(
-    component_config: ComponentConfig, config: Config, clock: Any, threads: ThreadRunner | None
+    component_config: ComponentConfig,
+    config: Config,
+    clock: Any,
+    threads: ThreadRunner | None,
+    tally: Tally | None = None,
 ) -> Component:
     """The component a config entry describes, built-in handlers last so
-    that the component's own routes win at equal priority.
+    that the component's own routes win at equal priority; ``tally``
+    counts its traffic for the metrics.
 
     :raises ValueError: for routes the component cannot serve (an access
         rule naming an unknown list, for instance).
@@ -258,6 +327,7 @@ def build_component(
         limits=config.limits,
         access_lists=config.access_lists,
         threads=threads,
+        tally=tally,
     )
     for route in component.router.routes:
         log.info("Route of {domain}: {route}", domain=component.domain, route=route.describe())

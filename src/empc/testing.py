@@ -363,7 +363,7 @@ class FakeServer:
         Fires when every hook has finished; fails if one failed. The clock's
         current turn is run; an action still running keeps the stream open
         (and the Deferred waiting) until it answers or the link's
-        ``close_timeout`` has passed on the clock.
+        ``grace`` has passed on the clock.
         """
         self._stopping = True
         closed: Deferred[None] = succeed(None)

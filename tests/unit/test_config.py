@@ -93,6 +93,7 @@ def test_every_section_is_read(write) -> None:  # type: ignore[no-untyped-def]
           max_stanza_size: 65536
           max_depth: 32
           action_timeout: 5
+          grace: 20
           close_timeout: 2.5
           max_in_flight: 50
           rate: 4
@@ -125,6 +126,7 @@ def test_every_section_is_read(write) -> None:  # type: ignore[no-untyped-def]
         ping_interval=20.0,
         ping_timeout=3.0,
         ping_target="example.org",
+        grace=20.0,
         close_timeout=2.5,
         max_send_queue=100000,
     )
@@ -278,6 +280,7 @@ def test_number_below_its_minimum_is_refused(write) -> None:  # type: ignore[no-
             "limits:\n  max_depth: 201\n",
             "limits.max_depth (line 5): must be at most 200, got 201",
         ),
+        ("limits:\n  grace: -1\n", "limits.grace (line 5): must be at least 0, got -1"),
         (
             "limits:\n  close_timeout: 0.05\n",
             "limits.close_timeout (line 5): must be at least 0.1, got 0.05",

@@ -746,12 +746,12 @@ def test_after_the_servers_close_handlers_can_no_longer_send() -> None:
         link.component.send(make_stanza("message", {"to": "user@example.org"}))
 
 
-def test_reply_still_running_after_close_timeout_is_dropped_and_counted(
+def test_reply_still_running_after_the_grace_is_dropped_and_counted(
     logs: list[LogEvent],
 ) -> None:
     link, slow = slow_link()
     link.feed(SLOW + CLOSE)
-    link.clock.advance(link.settings.close_timeout)
+    link.clock.advance(link.settings.grace)
     assert link.written() == CLOSE
     assert any("1 stanzas still unanswered" in formatEvent(event) for event in logs)
     slow.waiting[0].callback(None)
@@ -812,7 +812,7 @@ def test_connection_lost_during_the_drain_leaves_no_timer_and_no_false_alarm(
     link.lose()
     # Only the action's own deadline is left (the default 30 seconds).
     assert [call.getTime() for call in link.clock.getDelayedCalls()] == [30.0]
-    link.clock.advance(link.settings.close_timeout)
+    link.clock.advance(link.settings.grace)
     assert not any("still unanswered" in formatEvent(event) for event in logs)
 
 
@@ -828,3 +828,37 @@ def test_iq_request_arriving_during_our_drain_is_refused_at_once_with_wait() -> 
     assert len(slow.waiting) == 1  # only the first one runs
     slow.waiting[0].callback(None)
     assert link.written().endswith(CLOSE)
+
+
+# The debug switch: every stanza in and out, masked
+
+
+def stanza_lines(logs: list[LogEvent]) -> list[str]:
+    return [formatEvent(event) for event in logs if "Stanza " in formatEvent(event)]
+
+
+def test_with_the_debug_switch_every_stanza_in_and_out_is_logged_masked_at_debug(
+    logs: list[LogEvent],
+) -> None:
+    link = Link(LinkSettings(keepalive_interval=0, ping_interval=0, log_stanzas=True))
+    link.handshake()
+    link.feed(PING)
+    link.feed(
+        b"<message type='chat' from='user@example.org/r' to='echo.example.org'>"
+        b"<body>my password is hunter2</body></message>"
+    )
+    lines = stanza_lines(logs)
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("Stanza in on echo.example.org: <iq")
+    assert "ping-1" in lines[0]
+    assert lines[1].startswith("Stanza out on echo.example.org: <iq")
+    assert 'type="result"' in lines[1] and "ping-1" in lines[1]
+    assert "hunter2" not in lines[2] and "[22 characters]" in lines[2]
+    levels = {event["log_level"].name for event in logs if "Stanza " in formatEvent(event)}
+    assert levels == {"debug"}
+
+
+def test_without_the_debug_switch_no_stanza_is_logged(ready: Link, logs: list[LogEvent]) -> None:
+    ready.feed(PING)
+    assert parse(ready.written())[0].get("type") == "result"
+    assert stanza_lines(logs) == []

@@ -13,7 +13,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.scripts.twistd import ServerOptions
 
-from empc._config import Secret
+from empc._config import ConfigError, Secret, load_config
 from empc._logging import JSONLinesObserver, event_as_json, stdout_observer
 from empc._tap import Options
 
@@ -146,3 +146,17 @@ def test_the_json_observer_of_twistd_writes_to_standard_output(
 ) -> None:
     stdout_observer()(event())
     assert json.loads(capsys.readouterr().out)["message"] == "Linked echo.example.org"
+
+
+def test_the_debug_switch_turns_on_the_stanza_log_of_every_link(tmp_path: Path) -> None:
+    path = tmp_path / "debug.yaml"
+    path.write_text(CONFIG + "logging: {debug: true}\n", encoding="utf-8")
+    assert load_config(str(path), {}).link.log_stanzas
+    assert not load_config(write(tmp_path), {}).link.log_stanzas
+
+
+def test_a_debug_switch_that_is_no_boolean_names_key_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "debug.yaml"
+    path.write_text(CONFIG + "logging:\n  debug: loud\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"logging\.debug \(line \d+\): "):
+        load_config(str(path), {})

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-import functools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
-from test_service import CLOSE, HANDSHAKE_OK, SERVER_HEADER, stream_error
+from test_service import CLOSE, HANDSHAKE_OK, SERVER_HEADER, stream_error, successResultOf
 from test_systemd import write_config
-from twisted.application.service import MultiService
-from twisted.internet.error import ConnectionDone
+from twisted.application.service import IService, MultiService
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import CannotListenError, ConnectionAborted, ConnectionDone
+from twisted.internet.interfaces import IListeningPort, IProtocol
+from twisted.internet.protocol import Factory
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import capturedLogs, formatEvent
+from twisted.python.failure import Failure
 from twisted.web.resource import getChildForRequest
 from twisted.web.server import Site
 from twisted.web.test.requesthelper import DummyRequest
 
 from empc import _tap
-from empc._config import ConfigError, load_config
-from empc._metrics import Health, metrics_site
+from empc._component import Component
+from empc._config import Config, ConfigError, load_config
+from empc._metrics import Health, MetricsEndpoint, metrics_site
 from empc.storage import Database
 
 
@@ -31,10 +39,19 @@ def get(site: Site, path: bytes) -> tuple[int, bytes, DummyRequest]:
     return request.responseCode or 200, body, request
 
 
+@dataclass
+class Watched:
+    """A component service as the metrics see it."""
+
+    component: Component
+    running: bool = True
+    send_queue: int = 0
+
+
 def health_of(started: dict[str, bool], database: Database | None = None) -> Health:
     health = Health(CollectorRegistry(), database)
-    for domain in started:
-        health.add_component(domain, functools.partial(started.__getitem__, domain))
+    for domain, running in started.items():
+        health.add_component(Watched(Component(domain, [], Clock()), running))
     return health
 
 
@@ -171,7 +188,19 @@ def test_the_process_listens_where_the_config_says_and_answers_health(tmp_path: 
     top.stopService()
 
 
-def connect(reactor: MemoryReactorClock, server_says: bytes) -> None:
+def started_process(tmp_path: Path) -> tuple[Config, MemoryReactorClock, IService, Site]:
+    """The services of a config with a metrics listener, started on a
+    memory reactor, and the listener's site."""
+    config = load_config(
+        write_config(tmp_path, "metrics:\n  listen: tcp:0:interface=127.0.0.1\n"), {}
+    )
+    reactor = MemoryReactorClock()
+    top = _tap.build_services(config, reactor, {})
+    top.startService()
+    return config, reactor, top, reactor.tcpServers[0][1]
+
+
+def connect(reactor: MemoryReactorClock, server_says: bytes) -> IProtocol:
     """Answer the last connection attempt with ``server_says``."""
     factory = reactor.tcpClients[-1][2]
     protocol = factory.buildProtocol(None)
@@ -180,15 +209,11 @@ def connect(reactor: MemoryReactorClock, server_says: bytes) -> None:
     protocol.dataReceived(server_says)
     if server_says.endswith(CLOSE):
         protocol.connectionLost(ConnectionDone())
+    return protocol
 
 
 def test_the_process_counts_refusals_and_links_of_its_components(tmp_path: Path) -> None:
-    extra = "metrics:\n  listen: tcp:0:interface=127.0.0.1\n"
-    config = load_config(write_config(tmp_path, extra), {})
-    reactor = MemoryReactorClock()
-    top = _tap.build_services(config, reactor, {})
-    top.startService()
-    site = reactor.tcpServers[0][1]
+    config, reactor, top, site = started_process(tmp_path)
     connect(reactor, SERVER_HEADER + stream_error("conflict") + CLOSE)
     reactor.advance(config.backoff.max_delay * 2)
     connect(reactor, SERVER_HEADER + HANDSHAKE_OK)
@@ -199,3 +224,98 @@ def test_the_process_counts_refusals_and_links_of_its_components(tmp_path: Path)
     assert 'empc_component_linked{component="a.example.org"} 1.0' in text
     assert get(site, b"/readyz")[0] == 200
     top.stopService()
+
+
+def iq_get(payload: str, id: str) -> bytes:
+    return (
+        f"<iq type='get' id='{id}' from='alice@example.org/r' to='a.example.org'>{payload}</iq>"
+    ).encode()
+
+
+def test_the_process_counts_the_traffic_of_its_components(tmp_path: Path) -> None:
+    _, reactor, top, site = started_process(tmp_path)
+    server = connect(reactor, SERVER_HEADER + HANDSHAKE_OK)
+    server.dataReceived(
+        iq_get("<ping xmlns='urn:xmpp:ping'/>", "p1")
+        + iq_get("<ping xmlns='urn:xmpp:ping'/>", "p2")
+        + iq_get("<query xmlns='urn:example:nothing'/>", "u1")
+        + b"<message from='alice@example.org/r' to='a.example.org'><body>hi</body></message>"
+    )
+    text = get(site, b"/metrics")[1].decode()
+    labels = 'component="a.example.org"'
+    for line in (
+        f'empc_stanzas_received_total{{{labels},kind="iq"}} 3.0',
+        f'empc_stanzas_received_total{{{labels},kind="message"}} 1.0',
+        f'empc_stanzas_sent_total{{{labels},kind="iq"}} 3.0',
+        f'empc_iq_replies_total{{{labels},condition="",outcome="result"}} 2.0',
+        f'empc_iq_replies_total{{{labels},condition="service-unavailable",outcome="error"}} 1.0',
+        f'empc_action_seconds_bucket{{{labels},le="0.001",route="Ping.ping"}} 2.0',
+        f'empc_action_seconds_bucket{{{labels},le="+Inf",route="Ping.ping"}} 2.0',
+        f'empc_action_seconds_count{{{labels},route="Ping.ping"}} 2.0',
+        f"empc_actions_in_flight{{{labels}}} 0.0",
+        f"empc_send_queue_bytes{{{labels}}} 0.0",
+    ):
+        assert line in text, line
+    top.stopService()
+
+
+def test_a_handshake_without_answer_is_counted_as_a_timeout(tmp_path: Path) -> None:
+    config, reactor, top, site = started_process(tmp_path)
+    server = connect(reactor, SERVER_HEADER)
+    reactor.advance(config.link.handshake_timeout)
+    server.connectionLost(Failure(ConnectionAborted()))  # what the abort leads to
+    text = get(site, b"/metrics")[1].decode()
+    assert (
+        'empc_handshake_failures_total{component="a.example.org",condition="timeout"} 1.0' in text
+    )
+    top.stopService()
+
+
+def test_without_metrics_a_component_counts_nothing(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path), {})
+    services = _tap.build_services(config, MemoryReactorClock(), {})
+    assert [component.tally for component in _tap.components_of(services)] == [None]
+
+
+class FixedEndpoint:
+    """An endpoint whose listen has the outcome the test chose."""
+
+    def __init__(self, outcome: Deferred[IListeningPort]) -> None:
+        self.outcome = outcome
+
+    def listen(self, factory: object) -> Deferred[IListeningPort]:
+        return self.outcome
+
+
+class Port:
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", self.host, 9180)
+
+
+def test_a_port_that_cannot_be_taken_is_logged_and_stops_the_process() -> None:
+    stops: list[None] = []
+    refused = fail(CannotListenError("127.0.0.1", 9180, OSError("Address already in use")))
+    endpoint = MetricsEndpoint(
+        FixedEndpoint(refused), "tcp:9180:interface=127.0.0.1", lambda: stops.append(None)
+    )
+    with capturedLogs() as logs:
+        listening = endpoint.listen(Factory())
+    assert successResultOf(listening) is None
+    assert stops == [None]
+    [line] = [formatEvent(event) for event in logs]
+    assert line.startswith("Cannot listen for metrics on tcp:9180:interface=127.0.0.1: ")
+    assert "Address already in use" in line and line.endswith("; stopping")
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"), [("0.0.0.0", True), ("::", True), ("127.0.0.1", False)]
+)
+def test_listening_on_every_interface_is_warned_about(host: str, warned: bool) -> None:
+    endpoint = MetricsEndpoint(FixedEndpoint(succeed(Port(host))), "tcp:9180", lambda: None)
+    with capturedLogs() as logs:
+        endpoint.listen(Factory())
+    warnings = [formatEvent(event) for event in logs if "every interface" in formatEvent(event)]
+    assert len(warnings) == (1 if warned else 0)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 from tweeter_kit import ALICE, ALICE_ADDRESS, BOB, CAROL, DOMAIN, Tweets, error_of, text_of
-from twisted.internet.error import ConnectionLost
-from twisted.python.failure import Failure
+from twisted.logger import capturedLogs
+
+from empc import NotConnected
 
 
 @pytest.fixture
@@ -60,10 +61,21 @@ def test_a_rejected_post_notifies_nobody(tweets: Tweets) -> None:
     assert notifications(tweets.chat(ALICE, "post " + "x" * 300)) == []
 
 
+class DroppedLink:
+    """A link that dropped after the stanza came in: nothing more goes out."""
+
+    def send(self, stanza: etree._Element) -> None:
+        raise NotConnected("the link dropped")
+
+    def send_result(self, iq_id: str | None, to: str | None, sender: str | None) -> None:
+        raise NotConnected("the link dropped")
+
+
 def test_a_lost_link_loses_notifications_not_the_post(tweets: Tweets) -> None:
     tweets.say(BOB, "follow alice@localhost")
-    tweets.server.component.unlink(Failure(ConnectionLost()))
-    tweets.chat(ALICE, "post while offline")
+    tweets.server.component.link(DroppedLink())
+    with capturedLogs():
+        tweets.chat(ALICE, "post while offline")
     assert [post.text for post in tweets.posts(ALICE)] == ["while offline"]
 
 

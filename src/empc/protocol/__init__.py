@@ -23,6 +23,7 @@ from ._errors import (
     UnsupportedStanzaType,
 )
 from ._jid import JID, InvalidJID, in_domain
+from ._masking import masked
 from ._parser import ParserEvent, StreamFooter, StreamHeader, StreamParser
 from ._stream import (
     NS_COMPONENT,
@@ -79,6 +80,7 @@ __all__ = [
     "UnsupportedStanzaType",
     "handshake_digest",
     "in_domain",
+    "masked",
     "new_element",
     "parse_stream_error",
 ]

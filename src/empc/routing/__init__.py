@@ -16,8 +16,10 @@ from ._stanzas import (
     parse_stanza_error,
     sender_of,
 )
+from ._tally import LATENCY_BUCKETS, Tally
 
 __all__ = [
+    "LATENCY_BUCKETS",
     "NS_STANZAS",
     "AccessRule",
     "DiscoInfo",
@@ -33,6 +35,7 @@ __all__ = [
     "RouteSpec",
     "Router",
     "StanzaError",
+    "Tally",
     "ThreadRunner",
     "iq",
     "make_error_reply",

@@ -53,6 +53,7 @@ from ._stanzas import (
     envelope_of,
     make_error_reply,
 )
+from ._tally import Tally
 
 _IQ = f"{{{NS_COMPONENT}}}iq"
 _KIND = {f"{{{NS_COMPONENT}}}{kind}": kind for kind in ("iq", "message", "presence")}
@@ -83,6 +84,8 @@ class Router:
     :param send_result: called with the envelope of each empty IQ result
         to send (an action that returned None): a shortcut past building an
         element. By default the result is built and given to ``send``.
+    :param tally: counts the refusals and times the actions, for the
+        metrics; None counts nothing.
     """
 
     log = Logger()
@@ -97,8 +100,10 @@ class Router:
         access_lists: Mapping[str, Iterable[str]] | None = None,
         threads: ThreadRunner | None = None,
         send_result: SendResult | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self._send = send
+        self._tally = tally
         self._send_result = send_result or (
             lambda envelope: send(addressed_reply("iq", "result", envelope))
         )
@@ -242,10 +247,14 @@ class Router:
         ``reply`` addresses the answer to an IQ request (None for other
         stanzas).
         """
-        refusal = self._refusal(route, stanza)
-        if refusal is None:
+        refused = self._refusal(route, stanza)
+        if refused is None:
             self._run(route, stanza, reply)
-        elif reply is not None:
+            return
+        reason, refusal = refused
+        if self._tally is not None:
+            self._tally.refused[reason] += 1
+        if reply is not None:
             self._reply(_error_reply(reply, refusal))
         else:
             self.log.info(
@@ -255,23 +264,28 @@ class Router:
                 why=str(refusal),
             )
 
-    def _refusal(self, route: Route, stanza: etree._Element) -> StanzaError | None:
+    def _refusal(self, route: Route, stanza: etree._Element) -> tuple[str, StanzaError] | None:
+        """Why ``stanza`` may not run ``route``'s action (a reason for the
+        metrics, and the error), or None."""
         if route.access is not None or self._rates is not None:
             try:
                 sender = JID.parse(stanza.get("from") or "")
             except InvalidJID:
-                return StanzaError("forbidden", "no valid sender")
+                return "access", StanzaError("forbidden", "no valid sender")
             if route.access is not None and not route.access.permits(sender):
-                return StanzaError("forbidden")
+                return "access", StanzaError("forbidden")
             if self._rates is not None and not self._rates.allow(sender.bare):
-                return StanzaError("resource-constraint", "too many requests: slow down")
+                return "rate", StanzaError("resource-constraint", "too many requests: slow down")
         limit = route.spec.max_in_flight
         if route.spec.blocking:
             busy = self._blocking >= self._blocking_budget
         else:
             busy = self._in_flight >= self._limits.max_in_flight
         if busy or (limit is not None and route.in_flight >= limit):
-            return StanzaError("resource-constraint", "too busy: try again later", type="wait")
+            busy_error = StanzaError(
+                "resource-constraint", "too busy: try again later", type="wait"
+            )
+            return "in_flight", busy_error
         return None
 
     def _run(self, route: Route, stanza: etree._Element, reply: Envelope | None) -> None:
@@ -279,6 +293,7 @@ class Router:
 
         An action that answers at once costs no Deferred and no timer.
         """
+        started = 0.0 if self._tally is None else self._clock.seconds()
         self._unanswered += 1
         route.in_flight += 1
         result: object
@@ -288,31 +303,36 @@ class Router:
                 result = self._in_thread(route, stanza, reply is not None)
             except Exception:  # the runner itself failed: no thread holds the place
                 self._release(route)
-                self._complete(Failure(), route, reply)
+                self._complete(Failure(), route, reply, started)
                 return
         else:
             self._in_flight += 1
             try:
                 result = route.action(stanza)
             except Exception:
-                self._complete(Failure(), route, reply)
+                self._complete(Failure(), route, reply, started)
                 return
             if iscoroutine(result):
                 result = Deferred.fromCoroutine(result)
         if not isinstance(result, Deferred):
-            self._complete(result, route, reply)
+            self._complete(result, route, reply, started)
             return
         timeout = self._timeout if route.spec.timeout is None else route.spec.timeout
         result.addTimeout(timeout, self._clock)
-        result.addBoth(self._complete, route, reply)
+        result.addBoth(self._complete, route, reply, started)
         result.addErrback(
             lambda f: self.log.failure("Completing {route} failed", f, route=route.name)
         )
 
-    def _complete(self, outcome: object, route: Route, reply: Envelope | None) -> None:
-        """The outcome (a result or a Failure) of an action: reply, or send
-        what it returned. A blocking action keeps its place in the limits
-        until its thread is done (see :meth:`_in_thread`)."""
+    def _complete(
+        self, outcome: object, route: Route, reply: Envelope | None, started: float
+    ) -> None:
+        """The outcome (a result or a Failure) of an action that ``started``
+        (on the clock) to run: reply, or send what it returned. A blocking
+        action keeps its place in the limits until its thread is done (see
+        :meth:`_in_thread`)."""
+        if self._tally is not None:
+            self._tally.observe(route.name, self._clock.seconds() - started)
         if not route.spec.blocking:
             self._release(route)
         try:
