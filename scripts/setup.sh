@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what empc needs on a fresh Debian machine (run as root):
-# the XMPP servers and PostgreSQL from Debian's packages and a virtual environment in .venv
+# the XMPP servers, PostgreSQL and systemd-analyze from Debian's packages and a virtual environment in .venv
 # with empc, its test tools and the tweeter example. Safe to run again:
 # it skips what is there.
 set -euo pipefail
@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 need_apt=()
 command -v prosody >/dev/null || need_apt+=(prosody)
+# systemd-analyze checks the unit files that README.md and `empc new` ship.
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 # Debian's own Python needs python3-venv for `python3 -m venv`.
 "$python" -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [[ "${EMPC_WITH_EJABBERD:-1}" == 1 ]] && ! command -v ejabberdctl >/dev/null; then
