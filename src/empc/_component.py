@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 from empc._threads import in_blocking_action
 from empc.protocol import JID, NS_COMPONENT, InvalidJID, LocalProtocolError, in_domain
 from empc.routing import (
+    STANZA_KINDS,
     AccessRule,
     Envelope,
     Handler,
@@ -24,14 +25,12 @@ from empc.routing import (
     Tally,
     ThreadRunner,
     make_error_reply,
-    parse_stanza_error,
 )
 
 if TYPE_CHECKING:
     from empc.storage import Database
 
 _IQ = f"{{{NS_COMPONENT}}}iq"
-_KIND = {f"{{{NS_COMPONENT}}}{kind}": kind for kind in ("iq", "message", "presence")}
 
 
 _SEND_IN_THREAD = (
@@ -150,29 +149,30 @@ class Component:
         self._link = link
         self._open = True
 
-    def stop_sending(self, reason: Failure) -> None:
-        """The stream is ending: handlers can send no more (NotConnected),
-        and pending requests fail with ``reason``; the replies to stanzas
-        already received still go out until :meth:`unlink`."""
+    def stop_sending(self) -> None:
+        """The stream is ending: handlers can send no more (NotConnected);
+        the replies to stanzas already received still go out, and the
+        answers to requests already sent are still taken, until
+        :meth:`unlink`."""
         self._open = False
-        self._requests.fail_all(reason)
 
     def unlink(self, reason: Failure) -> None:
-        """The stream can carry nothing more: replies are dropped too."""
-        self.stop_sending(reason)
+        """The stream can carry nothing more: replies are dropped too, and
+        pending requests fail with ``reason``."""
+        self.stop_sending()
         self._link = None
+        self._requests.fail_all(reason)
         self.router.abandon_requests()
 
     def receive(self, stanza: etree._Element) -> None:
         """Serve a stanza the server delivered.
 
         A stanza for another domain is dropped with a warning: no reply to
-        it could be sent from there. Once the stream is ending, only the
-        answers to the component's own requests are taken; other stanzas
-        are refused (see :meth:`_refuse_while_closing`).
+        it could be sent from there. Once the stream is ending, IQ requests
+        and messages are no longer taken (see :meth:`_refused_while_closing`).
         """
         if self.tally is not None:
-            self.tally.received[_KIND.get(stanza.tag, "other")] += 1
+            self.tally.received[STANZA_KINDS.get(stanza.tag, "other")] += 1
         to = stanza.get("to") or ""
         if not in_domain(to, self.domain):
             self.log.warn(
@@ -186,24 +186,28 @@ class Component:
         answer = stanza.tag == _IQ and stanza.get("type") in ("result", "error")
         if answer and self._requests.resolve(stanza):
             return
-        if not self._open:
-            self._refuse_while_closing(stanza)
+        if not self._open and self._refused_while_closing(stanza):
             return
         self.router.dispatch(stanza)
 
-    def _refuse_while_closing(self, stanza: etree._Element) -> None:
-        """A stanza that came once the stream was ending is not served: its
-        action would hold the stream open past the grace given to those
-        already running. An IQ request or a message is answered at once
-        with ``resource-constraint`` (type ``wait``: the sender may try
-        again once the service is back) while the stream still carries
-        answers; anything else, or once it does not, is dropped."""
+    def _refused_while_closing(self, stanza: etree._Element) -> bool:
+        """Whether a stanza that came once the stream was ending is refused.
+
+        An IQ request or a message (but a groupchat one: a room may expel
+        whoever bounces its messages) is: its action would hold the stream
+        open past the grace of those already running. It is answered at
+        once ``resource-constraint`` (type ``wait``: the sender learns that
+        it was not taken, and may try again) while the stream still carries
+        answers, and dropped with a log line once it does not. A presence,
+        a groupchat message, an error or a result is still served: it asks
+        for no answer, and may change what the component knows.
+        """
+        kind = STANZA_KINDS.get(stanza.tag)
+        stanza_type = stanza.get("type")
+        if kind == "presence" or stanza_type in ("error", "result", "groupchat"):
+            return False
         if self.tally is not None:
             self.tally.refused["draining"] += 1
-        kind = _KIND.get(stanza.tag)
-        stanza_type = stanza.get("type")
-        if kind == "presence" or stanza_type == "error" or stanza_type == "result":
-            return
         if self._link is None:
             self.log.warn(
                 "Not serving a {kind} from {sender} that arrived after {domain} closed its "
@@ -212,12 +216,13 @@ class Component:
                 sender=stanza.get("from"),
                 domain=self.domain,
             )
-            return
+            return True
         error = StanzaError("resource-constraint", "the service is restarting", type="wait")
         try:
             self._send_reply(make_error_reply(stanza, error))
         except LocalProtocolError as e:
             self.log.warn("Dropped a stanza to {to}: {why}", to=stanza.get("from"), why=str(e))
+        return True
 
     def send(self, stanza: etree._Element) -> None:
         """Send a stanza; ``from`` defaults to the component's domain.
@@ -237,16 +242,8 @@ class Component:
         if self._link is None:
             raise NotConnected(f"{self.domain} is not connected")
         self._link.send(stanza)
-        tally = self.tally
-        if tally is not None:
-            kind = _KIND.get(stanza.tag, "other")
-            tally.sent[kind] += 1
-            if kind == "iq":
-                iq_type = stanza.get("type")
-                if iq_type == "result":
-                    tally.results += 1
-                elif iq_type == "error":
-                    tally.errors[parse_stanza_error(stanza).condition] += 1
+        if self.tally is not None:
+            self.tally.count_sent(stanza)
 
     def _send_result(self, envelope: Envelope) -> None:
         """What the router sends for an action that returned nothing."""

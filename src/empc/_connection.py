@@ -156,6 +156,7 @@ class ComponentProtocol(Protocol):
         self._check_backlog()
         self._stream.send_result(iq_id, to, sender)
         if self._settings.log_stanzas:
+            sender = sender or self._component.domain  # as the stream writes it
             result = make_stanza("iq", {"type": "result", "id": iq_id, "to": to, "from": sender})
             self._log_stanza("out", masked(result))
         self._sent()
@@ -198,7 +199,7 @@ class ComponentProtocol(Protocol):
         lost = self.when_lost()
         self._closing = True
         if self._stream.state is State.READY:
-            self._drain("the stream is closing")
+            self._drain()
         elif not self._draining:
             self._unlink("the stream is closing")
             self._stream.close()
@@ -206,14 +207,14 @@ class ComponentProtocol(Protocol):
             self._await_close()
         return lost
 
-    def _drain(self, why: str) -> None:
+    def _drain(self) -> None:
         """The stream is ending: handlers can send no more, and the stanzas
         received so far get their replies before our close tag, for at most
         ``grace`` seconds."""
         if self._draining:
             return
         self._draining = True
-        self._component.stop_sending(Failure(ConnectionLost(why)))
+        self._component.stop_sending()
         self._drained = self._component.router.when_idle()
         self._drained.addTimeout(self._settings.grace, self._clock)
         self._drained.addErrback(self._drain_timed_out)
@@ -319,7 +320,7 @@ class ComponentProtocol(Protocol):
             self._end(f"the server broke the protocol: {event.error}")
         elif isinstance(event, ServerClosed):
             self.log.info("Server closed the stream of {domain}", domain=self._component.domain)
-            self._drain("the server closed the stream")
+            self._drain()
         elif isinstance(event, StreamClosed):
             if self._closing:
                 self.log.info("Stream closed cleanly for {domain}", domain=self._component.domain)
@@ -329,7 +330,7 @@ class ComponentProtocol(Protocol):
         """The stream ends from the server's side: drain a stream that was
         ready; otherwise the stream has answered already."""
         if self._stream.state is State.DRAINING:
-            self._drain(why)
+            self._drain()
         else:
             self._unlink(why)
             self._drop()

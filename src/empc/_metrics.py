@@ -27,6 +27,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
@@ -40,7 +41,8 @@ from empc._component import Component
 from empc.routing import LATENCY_BUCKETS
 from empc.storage import Database
 
-_BUCKET_BOUNDS = [*(str(bound) for bound in LATENCY_BUCKETS), "+Inf"]
+# As prometheus_client writes its own bounds: le="1.0", le="+Inf".
+_BUCKET_BOUNDS = [floatToGoString(bound) for bound in (*LATENCY_BUCKETS, float("inf"))]
 
 
 class Watched(Protocol):

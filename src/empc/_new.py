@@ -22,15 +22,18 @@ import secrets
 import string
 import sys
 from dataclasses import dataclass
+from importlib.metadata import version
 from importlib.resources import files
+from importlib.util import find_spec
 from pathlib import Path
-
-from empc.protocol import JID, InvalidJID
 
 STORAGES = ("sqlite", "postgresql")
 
 _TEMPLATES = files("empc") / "_new_templates"
 _ALLOWED = re.compile(r"[a-z0-9_]+")
+# Host name labels (RFC 1123): what a config, a unit file and a README can
+# all carry as they are.
+_DOMAIN = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
 # Names the project's package would hide from itself or from empc.
 _TAKEN = frozenset(sys.stdlib_module_names) | {
     *("empc", "twisted", "zope", "lxml", "yaml", "sqlalchemy", "alembic", "psycopg"),
@@ -65,7 +68,8 @@ def check_name(name: str) -> None:
         character other than a lowercase ASCII letter, a digit or an
         underscore, a first character other than a letter, a Python
         keyword, or the name of a module the project needs (the standard
-        library's, empc's and its own ``tests``).
+        library's, empc's and its own ``tests``) or that is importable
+        here already (any installed package's: the project would hide it).
     """
     if not name:
         raise NewProjectError("the project name is empty")
@@ -78,10 +82,10 @@ def check_name(name: str) -> None:
         raise NewProjectError(f"invalid project name {name!r}: it must start with a letter")
     if keyword.iskeyword(name):
         raise NewProjectError(f"invalid project name {name!r}: it is a Python keyword")
-    if name in _TAKEN:
+    if name in _TAKEN or find_spec(name) is not None:
         raise NewProjectError(
             f"invalid project name {name!r}: a module of that name exists already "
-            "(the standard library's or one empc needs)"
+            "(the standard library's, an installed package's, or one empc needs)"
         )
 
 
@@ -94,16 +98,15 @@ def render(name: str, domain: str, storage: str) -> dict[str, str]:
     """Every file of the project, by its path relative to the project's folder.
 
     :raises NewProjectError: for a bad ``name`` (see :func:`check_name`), a
-        ``domain`` that is not a bare domain, or an unknown ``storage``.
+        ``domain`` that is not a host name, or an unknown ``storage``.
     """
     check_name(name)
-    try:
-        jid = JID.parse(domain)
-    except InvalidJID as e:
-        raise NewProjectError(f"invalid domain {domain!r}: {e}") from None
-    if jid.local is not None or jid.resource is not None:
-        raise NewProjectError(f"invalid domain {domain!r}: give a domain alone, such as a.b.c")
-    domain = jid.domain  # in lower case, as the server compares it
+    domain = domain.lower()  # as the server compares it
+    if not _DOMAIN.fullmatch(domain):
+        raise NewProjectError(
+            f"invalid domain {domain!r}: give a host name alone (letters, digits and "
+            "hyphens, in labels joined by dots), such as chat.example.org"
+        )
     if storage not in STORAGES:
         raise NewProjectError(f"unknown storage {storage!r}: use one of {', '.join(STORAGES)}")
     names = {
@@ -112,6 +115,7 @@ def render(name: str, domain: str, storage: str) -> dict[str, str]:
         "handler": "".join(part.capitalize() for part in name.split("_")) + "Handler",
         "domain": domain,
         "env": name.upper(),
+        "empc_version": version("empc"),
     }
     names["storage"] = _fill(f"config-{storage}.yaml", names).rstrip("\n")
     names["storage_note"] = string.Template(_STORAGE_NOTES[storage]).substitute(names)

@@ -90,7 +90,7 @@ def makeService(options: Options) -> IService:
 
 
 class Shutdown:
-    """What SIGTERM does.
+    """What SIGTERM (and SIGINT, Ctrl-C) does.
 
     The first stops the reactor, and the services drain: each component
     takes no new stanza, its actions in flight get ``grace`` seconds to
@@ -98,8 +98,14 @@ class Shutdown:
     the process exits 0. (Installed in place of twistd's own handler,
     which re-raises SIGTERM on the process once it has shut down, so a
     service manager would record a clean stop as "killed by a signal".)
-    A second SIGTERM exits at once with status 1, logging how many actions
-    were abandoned.
+    A second signal exits at once with status 1, saying on standard error
+    how many actions it abandoned.
+
+    The signal handler itself only hands the first signal to the reactor
+    thread: it may interrupt the logging or any other code, which it must
+    not enter. For the second, it counts, writes one line with ``write``
+    (unbuffered) and calls ``exit``, which must not return to that code
+    either.
     """
 
     def __init__(
@@ -107,36 +113,40 @@ class Shutdown:
         reactor: Any,
         components: Iterable[Component],
         grace: float,
-        exit: Callable[[], object] = lambda: _exit_status_1(),
+        write: Callable[[bytes], object] = lambda data: os.write(2, data),
+        exit: Callable[[], object] = lambda: os._exit(1),
     ) -> None:
         self._reactor = reactor
         self._components = list(components)
         self._grace = grace
+        self._write = write
         self._exit = exit
         self._stopping = False
 
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self.terminate)
+        signal.signal(signal.SIGINT, self.terminate)
 
-    def terminate(self, signum: object = None, frame: object = None) -> None:
-        in_flight = sum(component.router.unanswered for component in self._components)
-        if self._stopping:
-            log.error(
-                "SIGTERM again: exiting at once, abandoning {count} actions in flight",
-                count=in_flight,
-            )
-            self._exit()
+    def terminate(self, signum: int = signal.SIGTERM, frame: object = None) -> None:
+        if not self._stopping:
+            self._stopping = True
+            self._reactor.callFromThread(self._stop, signal.Signals(signum).name)
             return
-        self._stopping = True
+        name, abandoned = signal.Signals(signum).name, self._in_flight()
+        self._write(f"{name} again: exiting at once, abandoning {abandoned} actions\n".encode())
+        self._exit()
+
+    def _in_flight(self) -> int:
+        return sum(component.router.unanswered for component in self._components)
+
+    def _stop(self, name: str) -> None:
         log.info(
-            "SIGTERM: stopping; {count} actions in flight get up to {grace} seconds "
-            "(SIGTERM again to exit at once)",
-            count=in_flight,
+            "{signal}: stopping; {count} actions in flight get up to {grace} seconds "
+            "({signal} again to exit at once)",
+            signal=name,
+            count=self._in_flight(),
             grace=self._grace,
         )
-        self._reactor.callFromThread(self._stop)
-
-    def _stop(self) -> None:
         with contextlib.suppress(ReactorNotRunning):  # already stopping, for another reason
             self._reactor.stop()
 

@@ -862,3 +862,30 @@ def test_without_the_debug_switch_no_stanza_is_logged(ready: Link, logs: list[Lo
     ready.feed(PING)
     assert parse(ready.written())[0].get("type") == "result"
     assert stanza_lines(logs) == []
+
+
+class Asking(Handler):
+    """Answers its IQ once the server has answered a ping of its own."""
+
+    @iq("get", "{urn:example:ask}query")
+    async def query(self, stanza: etree._Element) -> None:
+        ping = make_stanza("iq", {"type": "get", "to": "example.org"})
+        etree.SubElement(ping, "{urn:xmpp:ping}ping")
+        await self.component.request(ping)
+
+
+def test_an_action_waiting_for_an_answer_at_our_close_gets_it_and_replies() -> None:
+    link = Link(handlers=[Asking()])
+    link.handshake()
+    link.feed(
+        b"<iq type='get' id='ask-1' from='user@example.org/r' to='echo.example.org'>"
+        b"<query xmlns='urn:example:ask'/></iq>"
+    )
+    [request] = parse(link.written())
+    link.protocol.close()
+    assert link.written() == b""  # our close waits for the action
+    link.feed(answer(request))
+    written = link.written()
+    assert written.endswith(CLOSE)
+    [reply] = parse(written[: -len(CLOSE)])
+    assert (reply.get("id"), reply.get("type")) == ("ask-1", "result")

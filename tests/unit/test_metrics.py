@@ -250,6 +250,7 @@ def test_the_process_counts_the_traffic_of_its_components(tmp_path: Path) -> Non
         f'empc_iq_replies_total{{{labels},condition="",outcome="result"}} 2.0',
         f'empc_iq_replies_total{{{labels},condition="service-unavailable",outcome="error"}} 1.0',
         f'empc_action_seconds_bucket{{{labels},le="0.001",route="Ping.ping"}} 2.0',
+        f'empc_action_seconds_bucket{{{labels},le="1.0",route="Ping.ping"}} 2.0',
         f'empc_action_seconds_bucket{{{labels},le="+Inf",route="Ping.ping"}} 2.0',
         f'empc_action_seconds_count{{{labels},route="Ping.ping"}} 2.0',
         f"empc_actions_in_flight{{{labels}}} 0.0",

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -110,7 +111,7 @@ def test_pyproject_offers_the_handler_as_an_entry_point_and_a_test_extra(tmp_pat
     pyproject = tomllib.loads((made(tmp_path) / "pyproject.toml").read_text())
     assert pyproject["build-system"]["build-backend"] == "hatchling.build"
     assert pyproject["project"]["name"] == NAME
-    assert "empc" in pyproject["project"]["dependencies"]
+    assert pyproject["project"]["dependencies"] == [f"empc>={version('empc')}"]
     assert pyproject["project"]["entry-points"]["empc.handlers"] == {
         NAME: f"{NAME}.handlers:HelloBotHandler"
     }
@@ -258,7 +259,17 @@ def test_a_bad_name_is_refused_saying_which_rule_it_breaks(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_domain_with_a_local_part_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(NewProjectError, match="give a domain alone"):
-        new_project(NAME, tmp_path, domain="alice@example.org")
+@pytest.mark.parametrize(
+    "domain",
+    ["alice@example.org", "example.org/r", "[::1]", "%h.example.org", "-a.example", "a..b"],
+)
+def test_a_domain_that_is_not_a_host_name_is_refused(tmp_path: Path, domain: str) -> None:
+    with pytest.raises(NewProjectError, match="give a host name alone"):
+        new_project(NAME, tmp_path, domain=domain)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_name_an_installed_package_has_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(NewProjectError, match="a module of that name exists already"):
+        new_project("attr", tmp_path)
     assert list(tmp_path.iterdir()) == []

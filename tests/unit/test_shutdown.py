@@ -3,6 +3,7 @@ it abandoned."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,8 +32,8 @@ class FakeReactor:
         self.stops = 0
         self.running = True
 
-    def callFromThread(self, function: Callable[[], object]) -> None:
-        function()
+    def callFromThread(self, function: Callable[..., object], *args: object) -> None:
+        function(*args)
 
     def stop(self) -> None:
         if not self.running:
@@ -64,31 +65,41 @@ def test_the_first_sigterm_stops_the_reactor_and_says_what_is_in_flight(
 ) -> None:
     reactor = FakeReactor()
     exits: list[None] = []
-    shutdown = Shutdown(reactor, [busy_component(2)], grace=10, exit=lambda: exits.append(None))
+    shutdown = Shutdown(
+        reactor, [busy_component(2)], grace=10, write=print, exit=lambda: exits.append(None)
+    )
     shutdown.terminate()
     assert (reactor.stops, exits) == (1, [])
     assert any("2 actions in flight get up to 10 seconds" in formatEvent(event) for event in logs)
 
 
-def test_a_second_sigterm_exits_at_once_counting_the_abandoned_actions(
-    logs: list[LogEvent],
-) -> None:
+def test_a_second_sigterm_exits_at_once_saying_how_many_actions_it_abandons() -> None:
     reactor = FakeReactor()
     exits: list[None] = []
+    written: list[bytes] = []
     components = [busy_component(2), busy_component(1)]
-    shutdown = Shutdown(reactor, components, grace=10, exit=lambda: exits.append(None))
+    shutdown = Shutdown(
+        reactor, components, grace=10, write=written.append, exit=lambda: exits.append(None)
+    )
     shutdown.terminate()
     shutdown.terminate()
     assert (reactor.stops, exits) == (1, [None])
-    assert any(
-        "exiting at once, abandoning 3 actions in flight" in formatEvent(event) for event in logs
-    )
+    assert written == [b"SIGTERM again: exiting at once, abandoning 3 actions\n"]
+
+
+def test_ctrl_c_drains_the_same_way_under_its_own_name(logs: list[LogEvent]) -> None:
+    written: list[bytes] = []
+    shutdown = Shutdown(FakeReactor(), [], grace=10, write=written.append, exit=lambda: None)
+    shutdown.terminate(signal.SIGINT)
+    shutdown.terminate(signal.SIGINT)
+    assert any("SIGINT: stopping" in formatEvent(event) for event in logs)
+    assert written == [b"SIGINT again: exiting at once, abandoning 0 actions\n"]
 
 
 def test_sigterm_while_the_reactor_already_stops_is_no_error(logs: list[LogEvent]) -> None:
     reactor = FakeReactor()
     reactor.running = False
-    Shutdown(reactor, [], grace=10, exit=lambda: None).terminate()
+    Shutdown(reactor, [], grace=10, write=print, exit=lambda: None).terminate()
     assert not [event for event in logs if event.get("log_failure")]
 
 

@@ -1,17 +1,17 @@
-"""Stanzas as the debug log shows them: secrets and message texts masked.
+"""Stanzas as the debug log shows them: secrets and people's texts masked.
 
 The debug switch (``logging: {debug: true}``) logs every stanza in and out.
 A log is read by more people than the service's users would choose, and
-kept longer, so what is masked is decided by what the stanza *is*, not by
-where it came from:
+kept longer, so what is masked is decided by what an element *is*,
+wherever it sits in the stanza (a forwarded or carbon-copied message
+included):
 
 - a password (``jabber:iq:register``, ``jabber:iq:auth``);
-- a data form value whose field is ``text-private``, or whose name says it
-  holds a password, a secret or a token: a submitted form does not repeat
-  the field's type;
-- a message's body, subject and thread text, which may be anything a user
-  typed, a password asked for over chat included. Only its length is
-  shown.
+- every value of a submitted data form but its ``FORM_TYPE`` (a submission
+  does not repeat which fields are secret), and in other forms the values
+  of ``text-private`` fields;
+- the texts people write: message bodies (XHTML-IM ones too), subjects,
+  threads and presence statuses. Only their length is shown.
 """
 
 from __future__ import annotations
@@ -22,13 +22,16 @@ from lxml import etree
 
 MASK = "********"
 _PASSWORDS = ("{jabber:iq:register}password", "{jabber:iq:auth}password")
+_FORM = "{jabber:x:data}x"
 _FIELD = "{jabber:x:data}field"
 _VALUE = "{jabber:x:data}value"
-_SECRET_NAMES = ("password", "secret", "token")
-_TEXTS = frozenset(
-    f"{{{namespace}}}{name}"
-    for namespace in ("jabber:component:accept", "jabber:client")
-    for name in ("body", "subject", "thread")
+_TEXTS = (
+    *(
+        f"{{{namespace}}}{name}"
+        for namespace in ("jabber:component:accept", "jabber:client", "jabber:server")
+        for name in ("body", "subject", "thread", "status")
+    ),
+    "{http://www.w3.org/1999/xhtml}body",
 )
 
 
@@ -39,16 +42,19 @@ def masked(stanza: etree._Element) -> str:
     for element in copy.iter(*_PASSWORDS):
         if element.text:
             element.text = MASK
-    for field in copy.iter(_FIELD):
-        if _is_secret(field):
-            for value in field.iter(_VALUE):
-                value.text = MASK
-    for child in copy:
-        if child.tag in _TEXTS and child.text:
-            child.text = f"[{len(child.text)} characters]"
+    for form in copy.iter(_FORM):
+        submitted = form.get("type") == "submit"
+        for field in form.iter(_FIELD):
+            if field.get("var") != "FORM_TYPE" and (
+                submitted or field.get("type") == "text-private"
+            ):
+                for value in field.iter(_VALUE):
+                    value.text = MASK
+    for text in copy.iter(*_TEXTS):
+        # An XHTML body's text is in its descendants: all of it is counted.
+        length = sum(len(part) for part in text.itertext())
+        if length:
+            for child in list(text):
+                text.remove(child)
+            text.text = f"[{length} characters]"
     return etree.tostring(copy, encoding="unicode")
-
-
-def _is_secret(field: etree._Element) -> bool:
-    name = (field.get("var") or "").lower()
-    return field.get("type") == "text-private" or any(word in name for word in _SECRET_NAMES)

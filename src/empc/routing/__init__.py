@@ -7,6 +7,7 @@ from ._router import Router, ThreadRunner
 from ._routes import Route, RouteSpec, iq, marked_methods, message, presence, route
 from ._stanzas import (
     NS_STANZAS,
+    STANZA_KINDS,
     Envelope,
     StanzaError,
     make_error_reply,
@@ -21,6 +22,7 @@ from ._tally import LATENCY_BUCKETS, Tally
 __all__ = [
     "LATENCY_BUCKETS",
     "NS_STANZAS",
+    "STANZA_KINDS",
     "AccessRule",
     "DiscoInfo",
     "DiscoItem",

@@ -47,6 +47,7 @@ from empc.protocol import JID, NS_COMPONENT, InvalidJID, LocalProtocolError, Res
 from ._admission import AccessRule, Limits, RateLimiter
 from ._routes import IQ_REQUEST_TYPES, Route, declared_routes
 from ._stanzas import (
+    STANZA_KINDS,
     Envelope,
     StanzaError,
     addressed_reply,
@@ -56,7 +57,6 @@ from ._stanzas import (
 from ._tally import Tally
 
 _IQ = f"{{{NS_COMPONENT}}}iq"
-_KIND = {f"{{{NS_COMPONENT}}}{kind}": kind for kind in ("iq", "message", "presence")}
 _DEFAULT_TYPE = {"message": "normal", "presence": "available"}
 # Answers, never answered: only a route naming the type takes them.
 _ANSWER_TYPES = frozenset(("error", "result"))
@@ -200,7 +200,7 @@ class Router:
 
     def match(self, stanza: etree._Element) -> Route | None:
         """The first route that matches ``stanza``, or None."""
-        kind = _KIND.get(stanza.tag)
+        kind = STANZA_KINDS.get(stanza.tag)
         return None if kind is None else self._match(stanza, kind, stanza.get("type"))
 
     def _match(self, stanza: etree._Element, kind: str, stanza_type: str | None) -> Route | None:
@@ -225,7 +225,7 @@ class Router:
 
     def dispatch(self, stanza: etree._Element) -> None:
         """Serve one incoming stanza."""
-        kind = _KIND.get(stanza.tag)
+        kind = STANZA_KINDS.get(stanza.tag)
         if kind is None:
             return
         stanza_type = stanza.get("type")
@@ -331,7 +331,7 @@ class Router:
         (on the clock) to run: reply, or send what it returned. A blocking
         action keeps its place in the limits until its thread is done (see
         :meth:`_in_thread`)."""
-        if self._tally is not None:
+        if self._tally is not None and outcome is not _NOT_RUN:
             self._tally.observe(route.name, self._clock.seconds() - started)
         if not route.spec.blocking:
             self._release(route)

@@ -36,7 +36,10 @@ CONDITION_TYPES: Mapping[str, str] = {
     "unexpected-request": "wait",
 }
 ERROR_TYPES = frozenset(("auth", "cancel", "continue", "modify", "wait"))
-_KINDS = {f"{{{NS_COMPONENT}}}{kind}": kind for kind in ("iq", "message", "presence")}
+# The kind of a stanza, by its tag.
+STANZA_KINDS: Mapping[str, str] = {
+    f"{{{NS_COMPONENT}}}{kind}": kind for kind in ("iq", "message", "presence")
+}
 
 
 class StanzaError(Exception):
@@ -111,7 +114,7 @@ def make_message(
 
 def make_reply(stanza: etree._Element, type: str | None = None) -> etree._Element:
     """A reply to ``stanza``: same kind and id, ``to`` and ``from`` swapped."""
-    kind = _KINDS.get(stanza.tag) or etree.QName(stanza).localname
+    kind = STANZA_KINDS.get(stanza.tag) or etree.QName(stanza).localname
     return addressed_reply(kind, type, envelope_of(stanza))
 
 

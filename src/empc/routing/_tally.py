@@ -13,6 +13,10 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 
+from lxml import etree
+
+from ._stanzas import STANZA_KINDS, parse_stanza_error
+
 # Upper bounds, in seconds, of the action latency buckets: from an action
 # that answers at once to one that reaches the default 30-second deadline.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -53,6 +57,17 @@ class Tally:
         self.errors: defaultdict[str, int] = defaultdict(int)
         self.refused: defaultdict[str, int] = defaultdict(int)
         self.latency: dict[str, Latency] = {}
+
+    def count_sent(self, stanza: etree._Element) -> None:
+        """Count a stanza sent, and the answer it is if it is an IQ's."""
+        kind = STANZA_KINDS.get(stanza.tag, "other")
+        self.sent[kind] += 1
+        if kind == "iq":
+            iq_type = stanza.get("type")
+            if iq_type == "result":
+                self.results += 1
+            elif iq_type == "error":
+                self.errors[parse_stanza_error(stanza).condition] += 1
 
     def observe(self, route: str, seconds: float) -> None:
         """Record that an action of ``route`` took ``seconds``."""
