@@ -58,11 +58,12 @@ def component_config(
     access_lists: dict[str, list[str]] | None = None,
     limits: dict[str, Any] | None = None,
     storage: dict[str, Any] | None = None,
+    sections: dict[str, Any] | None = None,
 ) -> str:
     """The YAML config for ``twistd empc``; ``components`` are the list items
     (``domain``, ``server``, ``secret``, ``handlers``...); ``access_lists``,
     ``limits`` and ``storage`` are the top-level sections of those names, if
-    given."""
+    given; ``sections`` any others (``metrics``, ``logging``...)."""
     config: dict[str, Any] = {
         "components": list(components),
         "reconnect": {
@@ -82,6 +83,7 @@ def component_config(
         config["limits"] = limits
     if storage is not None:
         config["storage"] = storage
+    config.update(sections or {})
     return yaml.safe_dump(config, sort_keys=False)
 
 

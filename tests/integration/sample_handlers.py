@@ -27,12 +27,15 @@ NS_BLOCKING = "urn:example:blocking"
 NS_ADMIN = "urn:example:admin"
 NS_SECOND = "urn:example:second"
 NS_WHOAMI = "urn:example:whoami"
+NS_DRAIN = "urn:example:drain"
 
 CITIES = {"Paris": "sunny", "Oslo": "snow"}
 # Far longer than the 1 s timeout of the slow routes, far shorter than a hang.
 SLEEP = 10.0
-# Long enough for a SIGTERM to arrive while it runs; well within close_timeout.
+# Long enough for a SIGTERM to arrive while it runs; well within the grace.
 LINGER = 1.5
+# Long enough for a SIGTERM and another IQ to arrive while it runs.
+DRAIN = 3.0
 
 
 def _element(namespace: str, name: str, **attributes: str) -> etree._Element:
@@ -113,3 +116,13 @@ class WhoAmI(Handler):
     @iq("get", f"{{{NS_WHOAMI}}}whoami")
     def whoami(self, stanza: etree._Element) -> etree._Element:
         return _element(NS_WHOAMI, "whoami", pid=str(os.getpid()))
+
+
+class Draining(Handler):
+    """An action still running when the component is told to stop, in the
+    reactor (a coroutine): it finishes DRAIN seconds after it started."""
+
+    @iq("get", f"{{{NS_DRAIN}}}work")
+    async def work(self, stanza: etree._Element) -> etree._Element:
+        await task.deferLater(self.component.clock, DRAIN, lambda: None)
+        return _element(NS_DRAIN, "work", done="yes")
