@@ -251,7 +251,6 @@ class Component:
             raise NotConnected(f"{self.domain} is not connected")
         self._link.send_result(*envelope)
         if self.tally is not None:
-            self.tally.sent["iq"] += 1
             self.tally.results += 1
 
     def request(self, iq: etree._Element, timeout: float | None = None) -> Deferred[etree._Element]:

@@ -20,6 +20,7 @@ from ._stanzas import STANZA_KINDS, parse_stanza_error
 # Upper bounds, in seconds, of the action latency buckets: from an action
 # that answers at once to one that reaches the default 30-second deadline.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_FIRST_BOUND = LATENCY_BUCKETS[0]
 
 
 class Latency:
@@ -38,7 +39,8 @@ class Tally:
 
     :ivar received: stanzas received, by kind (``iq``, ``message``,
         ``presence``).
-    :ivar sent: stanzas sent, by kind.
+    :ivar sent: stanzas sent, by kind, but IQ results: every IQ answered
+        sends one, and counting it once saves an increment per request.
     :ivar results: IQ results sent.
     :ivar errors: IQ errors sent, by condition.
     :ivar refused: stanzas whose action did not run, by reason: ``access``
@@ -61,18 +63,21 @@ class Tally:
     def count_sent(self, stanza: etree._Element) -> None:
         """Count a stanza sent, and the answer it is if it is an IQ's."""
         kind = STANZA_KINDS.get(stanza.tag, "other")
-        self.sent[kind] += 1
         if kind == "iq":
             iq_type = stanza.get("type")
             if iq_type == "result":
                 self.results += 1
-            elif iq_type == "error":
+                return
+            if iq_type == "error":
                 self.errors[parse_stanza_error(stanza).condition] += 1
+        self.sent[kind] += 1
 
     def observe(self, route: str, seconds: float) -> None:
         """Record that an action of ``route`` took ``seconds``."""
         latency = self.latency.get(route)
         if latency is None:
             latency = self.latency[route] = Latency()
-        latency.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        # Most actions answer within the first bound: no search for them.
+        index = 0 if seconds <= _FIRST_BOUND else bisect_left(LATENCY_BUCKETS, seconds)
+        latency.counts[index] += 1
         latency.total += seconds
