@@ -24,6 +24,7 @@ from empc.routing import (
     StanzaError,
     Tally,
     ThreadRunner,
+    addressed_reply,
     make_error_reply,
 )
 
@@ -114,6 +115,9 @@ class Component:
             tally=tally,
         )
         self._requests = PendingRequests(clock)
+        # IQ requests served for an answer (see answer()), by the
+        # (id, to, from) their answer will have.
+        self._answering: dict[Envelope, Deferred[etree._Element]] = {}
         # The stream, while it takes stanzas; handlers may use it only while
         # _open, replies to stanzas already received until it is unlinked.
         self._link: Link | None = None
@@ -121,6 +125,12 @@ class Component:
         for handler in self.handlers:
             handler.component = self
             self.router.add(handler)
+
+    @property
+    def server_domain(self) -> str:
+        """The domain of the server this is a component of: the parent of
+        its own (``example.org`` for ``echo.example.org``)."""
+        return self.domain.split(".", 1)[1] if "." in self.domain else self.domain
 
     @property
     def connected(self) -> bool:
@@ -162,6 +172,9 @@ class Component:
         self.stop_sending()
         self._link = None
         self._requests.fail_all(reason)
+        answering, self._answering = self._answering, {}
+        for waiting in answering.values():
+            waiting.errback(reason)
         self.router.abandon_requests()
 
     def receive(self, stanza: etree._Element) -> None:
@@ -237,8 +250,39 @@ class Component:
             raise LocalProtocolError(_SEND_IN_THREAD)
         self._send_reply(stanza)
 
+    def answer(self, iq: etree._Element) -> Deferred[etree._Element]:
+        """Serve an IQ request through the routes as if the server had
+        delivered it, whatever its ``to``, and give its answer (a
+        ``result`` or ``error`` IQ, under the same reply contract) instead
+        of sending it: for requests that came wrapped in another stanza.
+
+        Fails with ``bad-request`` if a request with the same ``id``,
+        ``from`` and ``to`` is still being answered, and with the reason the
+        link went if it goes first.
+        """
+        key = (iq.get("id"), iq.get("from"), iq.get("to"))
+        if key in self._answering:
+            return fail(StanzaError("bad-request", "a request with this id is being answered"))
+        answered: Deferred[etree._Element] = Deferred()
+        self._answering[key] = answered
+        self.router.dispatch(iq)
+        return answered
+
+    def _answered(self, envelope: Envelope, answer: Callable[[], etree._Element]) -> bool:
+        """Whether ``envelope`` addresses the answer to a request served
+        by :meth:`answer`: then ``answer()`` is handed to its waiter."""
+        waiting = self._answering.pop(envelope, None)
+        if waiting is None:
+            return False
+        waiting.callback(answer())
+        return True
+
     def _send_reply(self, stanza: etree._Element) -> None:
         """What the router sends: replies, and the stanzas actions return."""
+        if self._answering and stanza.tag == _IQ:
+            envelope = (stanza.get("id"), stanza.get("to"), stanza.get("from"))
+            if self._answered(envelope, lambda: stanza):
+                return
         if self._link is None:
             raise NotConnected(f"{self.domain} is not connected")
         self._link.send(stanza)
@@ -247,6 +291,10 @@ class Component:
 
     def _send_result(self, envelope: Envelope) -> None:
         """What the router sends for an action that returned nothing."""
+        if self._answering and self._answered(
+            envelope, lambda: addressed_reply("iq", "result", envelope)
+        ):
+            return
         if self._link is None:
             raise NotConnected(f"{self.domain} is not connected")
         self._link.send_result(*envelope)

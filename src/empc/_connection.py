@@ -371,7 +371,7 @@ class ComponentProtocol(Protocol):
             self._flush()
 
     def _ping(self) -> None:
-        target = self._settings.ping_target or _parent_domain(self._component.domain)
+        target = self._settings.ping_target or self._component.server_domain
         ping = make_stanza("iq", {"type": "get", "to": target})
         new_element(NS_PING, "ping", parent=ping)
         # Any answer, even an error, proves the link is alive.
@@ -441,8 +441,3 @@ class _Backlog:
     def __init__(self) -> None:
         self.size = 0
         self.stanzas = 0
-
-
-def _parent_domain(domain: str) -> str:
-    """The server's domain under which a component usually lives."""
-    return domain.split(".", 1)[1] if "." in domain else domain

@@ -68,6 +68,7 @@ from twisted.python.failure import Failure
 from empc._component import Component
 from empc._config import load_config
 from empc._connection import ComponentProtocol, LinkSettings
+from empc._forwarding import as_component, forwarded, forwarded_stanza
 from empc._tap import build_component
 from empc._threads import call_with_copy, unpacked
 from empc.handlers import builtin_handlers
@@ -79,12 +80,13 @@ from empc.protocol import (
     StreamFooter,
     StreamHeader,
     StreamParser,
+    new_element,
     parse_stream_error,
 )
 from empc.routing import NS_STANZAS, Handler, ThreadRunner
 from empc.storage import Database, InlineRunner, schemas_of
 
-__all__ = ["DEFAULT_SENDER", "NAMESPACES", "FakeServer", "LinkSettings"]
+__all__ = ["DEFAULT_SENDER", "NAMESPACES", "FakeServer", "LinkSettings", "delegated_answer"]
 
 DEFAULT_SENDER = "user@example.org/tests"
 """The ``from`` given to delivered stanzas that have none."""
@@ -300,6 +302,61 @@ class FakeServer:
                 element.set(name, value)
         return self.feed(etree.tostring(element, with_tail=False))
 
+    def grant(
+        self,
+        *,
+        version: int = 2,
+        roster: str = "none",
+        message: str = "none",
+        presence: str = "none",
+        iq: Mapping[str, str] | None = None,
+    ) -> list[etree._Element]:
+        """Play the server granting privileges (XEP-0356): its advertisement
+        in ``urn:xmpp:privilege:VERSION``, from the component's parent
+        domain; ``iq`` maps namespaces to ``get``, ``set`` or ``both``."""
+        namespace = f"urn:xmpp:privilege:{version}"
+        advertisement = new_element(NS_COMPONENT, "message", {"from": self.component.server_domain})
+        privilege = new_element(namespace, "privilege", parent=advertisement)
+        for access, kind in (("roster", roster), ("message", message), ("presence", presence)):
+            new_element(namespace, "perm", {"access": access, "type": kind}, privilege)
+        if iq:
+            perm = new_element(namespace, "perm", {"access": "iq"}, privilege)
+            for ns, kind in iq.items():
+                new_element(namespace, "namespace", {"ns": ns, "type": kind}, perm)
+        return self.deliver(advertisement)
+
+    def delegate(self, *namespaces: str, version: int = 2) -> list[etree._Element]:
+        """Play the server delegating ``namespaces`` (XEP-0355): its
+        advertisement in ``urn:xmpp:delegation:VERSION``."""
+        namespace = f"urn:xmpp:delegation:{version}"
+        advertisement = new_element(NS_COMPONENT, "message", {"from": self.component.server_domain})
+        delegation = new_element(namespace, "delegation", parent=advertisement)
+        for delegated in namespaces:
+            new_element(namespace, "delegated", {"namespace": delegated}, delegation)
+        return self.deliver(advertisement)
+
+    def deliver_delegated(
+        self, stanza: str | bytes | etree._Element, *, version: int = 2, sender: str | None = None
+    ) -> list[etree._Element]:
+        """Deliver a user's IQ as the server forwards a delegated one: in
+        ``<delegation><forwarded>`` of ``urn:xmpp:delegation:VERSION``, from
+        ``sender`` (the server by default). The user's IQ is completed as
+        :meth:`deliver` does (but its ``to`` defaults to the server).
+        Returns what the component sent: the wrapped answer, with
+        :func:`delegated_answer` to read it."""
+        inner = _parse(stanza) if isinstance(stanza, str | bytes) else copy.deepcopy(stanza)
+        defaults = {"to": self.component.server_domain, "from": DEFAULT_SENDER}
+        defaults["id"] = f"test-{next(self._ids)}"
+        for name, value in defaults.items():
+            if inner.get(name) is None:
+                inner.set(name, value)
+        namespace = f"urn:xmpp:delegation:{version}"
+        outer = new_element(
+            NS_COMPONENT, "iq", {"type": "set", "from": sender or self.component.server_domain}
+        )
+        forwarded(inner, new_element(namespace, "delegation", parent=outer))
+        return self.deliver(outer)
+
     def feed(self, data: bytes) -> list[etree._Element]:
         """Feed raw bytes of the server's stream to the component, in one
         read, then run the clock's current turn (see the module's
@@ -444,6 +501,20 @@ class _Connection(StringTransport):
         self.connected = False
         assert self.protocol is not None
         self.protocol.connectionLost(reason)
+
+
+def delegated_answer(outer: etree._Element) -> etree._Element:
+    """The user's answer inside the component's answer to a delegated IQ,
+    in the component namespace.
+
+    :raises AssertionError: if ``outer`` is not a result wrapping one IQ.
+    """
+    if outer.get("type") != "result" or len(outer) != 1:
+        raise AssertionError(f"not a delegation result: {etree.tostring(outer)!r}")
+    inner = forwarded_stanza(outer[0], "iq")
+    if inner is None:
+        raise AssertionError(f"no forwarded IQ in {etree.tostring(outer)!r}")
+    return as_component(inner)
 
 
 def _hand_off(clock: IReactorTime) -> ThreadRunner:

@@ -101,7 +101,7 @@ def test_check_prints_components_handlers_routes_lists_and_limits_and_exits_0(
     assert "component echo.example.org" in out
     assert "  server: tcp:host=127.0.0.1:port=5347" in out
     assert "    support:Greeter" in out
-    assert "      1. message chat (priority 0) -> Greeter.greet" in out
+    assert "      3. message chat (priority 0) -> Greeter.greet" in out
     assert "  admins: alice@example.org" in out
     assert "  max_in_flight: 7" in out
     assert "storage: none" in out

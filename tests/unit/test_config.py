@@ -63,7 +63,14 @@ def test_minimal_config_gets_the_defaults(write) -> None:  # type: ignore[no-unt
     assert component.server == "tcp:host=127.0.0.1:port=5347"
     assert component.handlers == []
     assert component.identity == ("component", "generic", "empc")
-    assert component.builtins == {"ping": True, "disco": True, "version": True, "commands": True}
+    assert component.builtins == {
+        "ping": True,
+        "disco": True,
+        "version": True,
+        "commands": True,
+        "privilege": True,
+        "delegation": True,
+    }
     assert config.link == LinkSettings()
     assert config.backoff == Backoff()
     assert config.limits == Limits()
@@ -117,7 +124,14 @@ def test_every_section_is_read(write) -> None:  # type: ignore[no-untyped-def]
     [component] = config.components
     assert component.server == "tcp:host=xmpp.example.org:port=5275"
     assert component.identity == ("gateway", "irc", "Bridge")
-    assert component.builtins == {"ping": False, "disco": True, "version": True, "commands": True}
+    assert component.builtins == {
+        "ping": False,
+        "disco": True,
+        "version": True,
+        "commands": True,
+        "privilege": True,
+        "delegation": True,
+    }
     assert config.action_timeout == 5.0
     assert config.link == LinkSettings(
         max_stanza_size=65536,

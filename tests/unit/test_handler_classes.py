@@ -238,6 +238,8 @@ def test_disco_info_features_are_derived_from_the_routes() -> None:
             NS_DISCO_ITEMS,
             NS_VERSION,
             "urn:xmpp:ping",
+            "urn:xmpp:delegation:1",  # the built-in Delegation's
+            "urn:xmpp:delegation:2",
             NS_WEATHER,  # a payload's namespace
             f"{NS_EVENTS}#list",  # declared instead of the payload's namespace
             "urn:example:rooms",  # declared on a message route

@@ -470,7 +470,14 @@ def test_from_config_builds_the_first_component_with_its_handlers(tmp_path: Path
     server = FakeServer.from_config(write_config(tmp_path, GREETER_CONFIG))
     assert server.domain == "greeter.example.org"
     handlers = server.component.handlers
-    assert [type(h).__name__ for h in handlers] == ["Greeter", "AdminGreeter", "Ping", "Disco"]
+    assert [type(h).__name__ for h in handlers] == [
+        "Greeter",
+        "AdminGreeter",
+        "Ping",
+        "Disco",
+        "Privilege",
+        "Delegation",
+    ]
     assert isinstance(handlers[0], Greeter)
     assert one(server.deliver(chat())).findtext(f"{C}body") == "hi there"
 
@@ -501,7 +508,13 @@ def test_from_config_applies_the_access_lists(tmp_path: Path) -> None:
 def test_from_config_picks_the_component_by_domain(tmp_path: Path) -> None:
     server = FakeServer.from_config(write_config(tmp_path, GREETER_CONFIG), "other.example.org")
     assert server.domain == "other.example.org"
-    assert [type(h).__name__ for h in server.component.handlers] == ["Ping", "Disco", "Version"]
+    assert [type(h).__name__ for h in server.component.handlers] == [
+        "Ping",
+        "Disco",
+        "Version",
+        "Privilege",
+        "Delegation",
+    ]
 
 
 def test_from_config_with_an_unknown_domain_raises_lookup_error(tmp_path: Path) -> None:
@@ -522,6 +535,17 @@ def test_from_config_action_timeout_is_the_config_s(tmp_path: Path) -> None:
 
 # python -m empc routes
 
+PRIVILEGE_ROUTE = "message [p1:privilege | p2:privilege] (priority 10) -> Privilege.advertised"
+DELEGATION_ROUTE = "message [d1:delegation | d2:delegation] (priority 10) -> Delegation.advertised"
+
+
+def delegated_iq_routes(first: int) -> list[str]:
+    return [
+        f"    {first + n}. iq get|set {{urn:xmpp:delegation:{n + 1}}}delegation (priority 0) "
+        "-> Delegation.delegated_iq"
+        for n in range(2)
+    ]
+
 
 def test_routes_prints_each_domain_and_its_numbered_routes_in_order(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -530,16 +554,22 @@ def test_routes_prints_each_domain_and_its_numbered_routes_in_order(
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
         "greeter.example.org:",
-        "    1. message chat (priority 0) -> Greeter.greet",
-        "    2. message chat (priority 0; allow list:admins) -> AdminGreeter.greet",
+        f"    1. {PRIVILEGE_ROUTE}",
+        f"    2. {DELEGATION_ROUTE}",
+        "    3. message chat (priority 0) -> Greeter.greet",
+        "    4. message chat (priority 0; allow list:admins) -> AdminGreeter.greet",
+        "    5. iq get {urn:xmpp:ping}ping (priority 0) -> Ping.ping",
+        "    6. iq get {http://jabber.org/protocol/disco#info}query (priority 0) -> Disco.info",
+        "    7. iq get {http://jabber.org/protocol/disco#items}query (priority 0) -> Disco.items",
+        *delegated_iq_routes(8),
+        "other.example.org:",
+        f"    1. {PRIVILEGE_ROUTE}",
+        f"    2. {DELEGATION_ROUTE}",
         "    3. iq get {urn:xmpp:ping}ping (priority 0) -> Ping.ping",
         "    4. iq get {http://jabber.org/protocol/disco#info}query (priority 0) -> Disco.info",
         "    5. iq get {http://jabber.org/protocol/disco#items}query (priority 0) -> Disco.items",
-        "other.example.org:",
-        "    1. iq get {urn:xmpp:ping}ping (priority 0) -> Ping.ping",
-        "    2. iq get {http://jabber.org/protocol/disco#info}query (priority 0) -> Disco.info",
-        "    3. iq get {http://jabber.org/protocol/disco#items}query (priority 0) -> Disco.items",
-        "    4. iq get {jabber:iq:version}query (priority 0) -> Version.software_version",
+        "    6. iq get {jabber:iq:version}query (priority 0) -> Version.software_version",
+        *delegated_iq_routes(7),
     ]
 
 

@@ -4,6 +4,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from empc.commands import Commands, declared_commands
+from empc.delegation import Delegation
+from empc.privilege import Privilege
 from empc.routing import Handler
 
 from ._disco import Disco
@@ -15,6 +17,8 @@ BUILTINS: Mapping[str, type[Handler]] = {
     "disco": Disco,
     "version": Version,
     "commands": Commands,
+    "privilege": Privilege,
+    "delegation": Delegation,
 }
 """The built-in handlers by their name in the config's ``builtins``."""
 

@@ -1,0 +1,123 @@
+"""Serving the users' own namespaces: namespace delegation (XEP-0355).
+
+A server can hand the IQs its users send to their own account, or to the
+server, in a namespace to a component: it says which namespaces in a
+message after the handshake (``urn:xmpp:delegation:1`` from ejabberd's
+mod_delegation, ``:2`` from Prosody's), then forwards each such IQ wrapped
+in ``<delegation><forwarded>``. The built-in :class:`Delegation` handler
+unwraps it and serves it through the routes like any IQ: the action sees
+the user's IQ as the user sent it (its ``from``, its ``to`` at the user's
+bare JID or at the server); the answer, result or error under the same
+reply contract, goes back wrapped. A route serves a delegated namespace by
+matching its payload, as it would without delegation.
+
+The wrapping is a claim that the server makes, so it is checked before
+anything is unwrapped (a user must not be able to have the component serve
+a forged request as another user's):
+
+- an envelope not from the server (the component's parent domain) is
+  refused ``forbidden``;
+- one that does not hold exactly one forwarded IQ get or set with one
+  payload, from a valid JID, is refused ``bad-request``;
+- one for a namespace the server has not said it delegates is refused
+  ``forbidden``.
+
+The server asks the component which features it has for a delegated
+namespace with disco#info on the node ``<delegation namespace>::<namespace>``:
+the answer lists the namespace and the features under it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from lxml import etree
+from twisted.logger import Logger
+
+from empc._forwarding import as_component, forwarded, forwarded_stanza, from_the_server
+from empc.protocol import JID, InvalidJID, new_element
+from empc.routing import DiscoInfo, Handler, StanzaError, iq, message
+
+NS_DELEGATION_1 = "urn:xmpp:delegation:1"
+NS_DELEGATION_2 = "urn:xmpp:delegation:2"
+NAMESPACES = (NS_DELEGATION_1, NS_DELEGATION_2)
+_PREFIXES = {"d1": NS_DELEGATION_1, "d2": NS_DELEGATION_2}
+_ENVELOPES = frozenset(f"{{{ns}}}delegation" for ns in NAMESPACES)
+
+
+class Delegation(Handler):
+    """Unwraps delegated IQs and wraps their answers (see the module).
+    Built in: ``builtins: {delegation: false}`` switches it off.
+
+    :ivar delegated: the namespaces the server last said it delegates, each
+        with the delegation namespace it said so in.
+    """
+
+    log = Logger()
+    features = NAMESPACES
+
+    def __init__(self, config: Mapping[str, object] | None = None) -> None:
+        super().__init__(config)
+        self.delegated: dict[str, str] = {}
+
+    # Before any handler's catch-all message route: only the server sends these.
+    @message(xpath="d1:delegation | d2:delegation", namespaces=_PREFIXES, priority=10)
+    def advertised(self, stanza: etree._Element) -> None:
+        if not from_the_server(self.component, stanza, "delegations"):
+            return
+        self.delegated = {
+            delegated.get("namespace", ""): etree.QName(delegation).namespace or ""
+            for delegation in stanza
+            if delegation.tag in _ENVELOPES
+            for delegated in delegation.iter(f"{{{etree.QName(delegation).namespace}}}delegated")
+            if delegated.get("namespace")
+        }
+        self.log.info(
+            "The server delegates to {domain}: {namespaces}",
+            domain=self.component.domain,
+            namespaces=", ".join(sorted(self.delegated)) or "nothing",
+        )
+
+    @iq(("get", "set"), f"{{{NS_DELEGATION_1}}}delegation")
+    @iq(("get", "set"), f"{{{NS_DELEGATION_2}}}delegation")
+    async def delegated_iq(self, stanza: etree._Element) -> etree._Element:
+        envelope = stanza[0]
+        request = self._unwrapped(stanza.get("from"), envelope)
+        answer = await self.component.answer(request)
+        wrapper = new_element(etree.QName(envelope).namespace or "", "delegation")
+        forwarded(answer, wrapper)
+        return wrapper
+
+    def _unwrapped(self, sender: str | None, envelope: etree._Element) -> etree._Element:
+        """The IQ ``envelope`` holds, in the component namespace.
+
+        :raises StanzaError: ``forbidden`` or ``bad-request``, as the module
+            says.
+        """
+        if sender != self.component.server_domain:
+            raise StanzaError("forbidden", "only the server delegates requests")
+        inner = forwarded_stanza(envelope, "iq")
+        if inner is None or inner.get("type") not in ("get", "set") or len(inner) != 1:
+            raise StanzaError("bad-request", "expected one forwarded IQ get or set with a payload")
+        try:
+            JID.parse(inner.get("from") or "")
+        except InvalidJID:
+            raise StanzaError("bad-request", "the forwarded IQ has no valid sender") from None
+        namespace = etree.QName(inner[0]).namespace or ""
+        if self.delegated.get(namespace) != etree.QName(envelope).namespace:
+            raise StanzaError("forbidden", f"{namespace} is not delegated to this component")
+        return as_component(inner)
+
+    def disco_info(self, node: str | None, requester: JID) -> DiscoInfo | None:
+        """The features of a delegated namespace, on its delegation node."""
+        for delegation in NAMESPACES:
+            prefix = f"{delegation}::"
+            if node and node.startswith(prefix) and node[len(prefix) :] in self.delegated:
+                namespace = node[len(prefix) :]
+                features = [
+                    feature
+                    for feature in self.component.router.features()
+                    if feature == namespace or feature.startswith(f"{namespace}#")
+                ]
+                return [], features
+        return None
