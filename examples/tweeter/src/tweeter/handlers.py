@@ -34,11 +34,13 @@ from empc import (
 )
 from empc import message as message_route
 from empc import presence as presence_route
+from empc.privilege import Privilege
 from empc.pubsub import NS_PUBSUB, PubSub, PubSubError
 from empc.registration import Registration
 from empc.storage import Schema
 from tweeter.addresses import NODE_PREFIX, InvalidUser, user_of_address, user_of_node
 from tweeter.commands import ProfileForm, TweeterCommands
+from tweeter.contacts import Contacts
 from tweeter.microblog import Follow, Microblog, PostRejected
 from tweeter.payloads import NS_MICROBLOG, entry_text, publish_payload
 from tweeter.store import SCHEMA, Profile, Store
@@ -85,12 +87,17 @@ class Tweeter(TweeterCommands, Registration[ProfileForm]):
         database = self.component.storage
         if database is None:
             raise RuntimeError("the tweeter needs the component's storage")
+        try:
+            contacts = Contacts(Privilege.of(self.component), self.component.domain)
+        except LookupError:  # builtins: {privilege: false}
+            contacts = None
         self._blog = Microblog(
             Store(database),
             services[0],
             self.component.domain,
             self.component.clock,
             self.component.send,
+            contacts,
         )
 
     def stop(self) -> None:

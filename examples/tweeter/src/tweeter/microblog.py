@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from empc import JID, NS_COMPONENT, StanzaError, make_message, make_stanza, new_element
 from empc.pubsub import Item, NodeConfig, Outcome, PubSub, PubSubError, SqlStore
 from tweeter.addresses import address_of, node_of, user_of_node
+from tweeter.contacts import Contacts
 from tweeter.payloads import Post, atom_entry, post_of
 from tweeter.store import Store, follow_counts, followers_of, take_post_number
 
@@ -88,6 +89,8 @@ class Microblog:
     :param clock: gives the time of new posts.
     :param send: sends a notification; may raise (the link may be down),
         which is logged and does not undo the post.
+    :param contacts: puts followed users in their followers' rosters, when
+        the server allows it.
     """
 
     log = Logger()
@@ -99,8 +102,10 @@ class Microblog:
         domain: str,
         clock: IReactorTime,
         send: Callable[[etree._Element], None],
+        contacts: Contacts | None = None,
     ) -> None:
         self.store = store
+        self._contacts = contacts
         self.pubsub = pubsub
         self.domain = domain
         self.clock = clock
@@ -264,6 +269,7 @@ class Microblog:
         profile = await self.store.profile(followee)
         if profile is None or profile.auto_accept:
             await self.store.follow(follower, followee)  # drops a stale request too
+            self._followed(follower, followee, True)
             return Follow.FOLLOWING
         if await self.store.request_follow(follower, followee):
             self._notify(
@@ -279,6 +285,7 @@ class Microblog:
     async def unfollow(self, follower: str, followee: str) -> Unfollow:
         """Stop following ``followee``, or withdraw the request to."""
         if await self.store.unfollow(follower, followee):
+            self._followed(follower, followee, False)
             return Unfollow.UNFOLLOWED
         if await self.store.drop_request(follower, followee):
             return Unfollow.WITHDRAWN
@@ -293,6 +300,7 @@ class Microblog:
         address = address_of(followee, self.domain)
         if accept:
             await self.store.follow(follower, followee)
+            self._followed(follower, followee, True)
             text = f"{followee} accepted your request: you now follow {followee}."
             presences = [
                 make_stanza("presence", {"from": address, "to": follower, "type": "subscribed"}),
@@ -332,6 +340,15 @@ class Microblog:
         if profile is not None:
             new_element(NS_NICK, "nick", parent=presence).text = profile.name
         return presence
+
+    def _followed(self, follower: str, followee: str, follows: bool) -> None:
+        """Tell the contacts that ``follower`` now follows ``followee``, or
+        no longer does."""
+        if self._contacts is not None:
+            if follows:
+                self._contacts.followed(follower, followee)
+            else:
+                self._contacts.unfollowed(follower, followee)
 
     def _notify(self, stanza: etree._Element) -> None:
         try:
