@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 need_apt=()
 command -v prosody >/dev/null || need_apt+=(prosody)
+# Prosody's XEP-0356 and XEP-0355 modules (the privileged-entity tests).
+[[ -e /usr/lib/prosody/modules/mod_privilege/mod_privilege.lua ]] || need_apt+=(prosody-modules)
 # systemd-analyze checks the unit files that README.md and `empc new` ship.
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 # Debian's own Python needs python3-venv for `python3 -m venv`.

@@ -37,17 +37,32 @@ _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"
 
 @dataclass(frozen=True)
 class ComponentEntry:
-    """An external component the server accepts: its domain and shared secret."""
+    """An external component the server accepts: its domain and shared secret.
+
+    A ``privileged`` one is granted the XEP-0356 permissions (roster both,
+    message outgoing, presence roster; on Prosody also the IQ permissions of
+    ``PRIVILEGED_IQ_NAMESPACES``) and the XEP-0355 delegation of
+    ``DELEGATED_NAMESPACE`` on the server's host.
+    """
 
     domain: str
     secret: str
+    privileged: bool = False
 
+
+# The namespace the server delegates to the privileged component.
+DELEGATED_NAMESPACE = "urn:example:delegated"
+# Prosody's mod_privilege (urn:xmpp:privilege:2) only: the namespaces of the
+# IQs a privileged component may send on a user's behalf, and their types.
+PRIVILEGED_IQ_NAMESPACES = {"urn:xmpp:ping": "get", DELEGATED_NAMESPACE: "both"}
 
 DEFAULT_COMPONENTS: tuple[ComponentEntry, ...] = (
     ComponentEntry("echo.localhost", "s3cret"),
     ComponentEntry("second.localhost", "s3cond"),
     # The example microblog of examples/tweeter (tests/integration/test_tweeter.py).
     ComponentEntry("tweeter.localhost", "tw33ter"),
+    # Privileged entity and delegated namespace (test_privileged_servers.py).
+    ComponentEntry("privileged.localhost", "pr1v1leged", privileged=True),
 )
 
 
@@ -339,6 +354,40 @@ def _lua_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _prosody_component(component: ComponentEntry) -> str:
+    section = (
+        f"Component {_lua_string(component.domain)}\n"
+        f"\tcomponent_secret = {_lua_string(component.secret)}\n"
+    )
+    if component.privileged:
+        section += '\tmodules_enabled = { "privilege", "delegation" }\n'
+    return section
+
+
+def _prosody_privileges(domains: Sequence[str]) -> str:
+    """The VirtualHost options of mod_privilege and mod_delegation (from
+    prosody-modules) granting ``domains`` their permissions and the
+    delegation (only one entity is served a namespace: the first listed)."""
+    if not domains:
+        return ""
+    iq = "".join(
+        f"[{_lua_string(ns)}] = {_lua_string(kind)}; "
+        for ns, kind in PRIVILEGED_IQ_NAMESPACES.items()
+    )
+    entities = "".join(
+        f'\t\t[{_lua_string(domain)}] = {{ roster = "both"; message = "outgoing"; '
+        f'presence = "roster"; iq = {{ {iq}}} }},\n'
+        for domain in domains
+    )
+    return f"""\
+\tprivileged_entities = {{
+{entities}\t}}
+\tdelegations = {{
+\t\t[{_lua_string(DELEGATED_NAMESPACE)}] = {{ jid = {_lua_string(domains[0])} }},
+\t}}
+"""
+
+
 class ProsodyServer(XmppServer):
     """Prosody 0.12, run in the foreground: ``prosody -F --config FILE``."""
 
@@ -362,10 +411,14 @@ class ProsodyServer(XmppServer):
         certs = self.workdir / "certs"  # empty: no TLS on loopback
         data.mkdir(exist_ok=True)
         certs.mkdir(exist_ok=True)
-        components = "\n".join(
-            f"Component {_lua_string(c.domain)}\n\tcomponent_secret = {_lua_string(c.secret)}\n"
-            for c in self.components
-        )
+        components = "\n".join(_prosody_component(c) for c in self.components)
+        privileged = [c.domain for c in self.components if c.privileged]
+        # The modules run on the VirtualHost (the options are read there) and
+        # in each privileged component's section (which tells the host when
+        # the component has authenticated).
+        modules = ["roster", "saslauth", "disco", "ping", "register", "offline"]
+        if privileged:
+            modules += ["privilege", "delegation"]
         self.config_path.write_text(f"""\
 -- Generated for empc integration tests.
 -- Tests run as root; without this, mod_posix refuses to start.
@@ -388,12 +441,12 @@ authentication = "internal_hashed"
 storage = "internal"
 
 -- offline: a chat message to a user who is not online waits for their next login.
-modules_enabled = {{ "roster", "saslauth", "disco", "ping", "register", "offline" }}
+modules_enabled = {{ {", ".join(map(_lua_string, modules))} }}
 -- No s2s: nothing outside loopback, and no listener on the 5269 default.
 modules_disabled = {{ "s2s" }}
 
 VirtualHost "{self.host}"
-
+{_prosody_privileges(privileged)}
 {components}""")
 
     def command(self) -> list[str]:
@@ -458,6 +511,14 @@ class EjabberdServer(XmppServer):
         extra_listeners = "".join(
             _service_listener(listener, services) for listener in self.service_listeners
         )
+        privileged = [c.domain for c in self.components if c.privileged]
+        privileged_acl = privileged_rule = privileged_modules = ""
+        if privileged:
+            # The access rule "privileged" matches the privileged components only.
+            servers = "".join(f"      - {domain}\n" for domain in privileged)
+            privileged_acl = f"  privileged:\n    server:\n{servers}"
+            privileged_rule = "  privileged:\n    allow: privileged\n"
+            privileged_modules = _EJABBERD_PRIVILEGE_MODULES
         self.config_path.write_text(f"""\
 # Generated for empc integration tests.
 hosts:
@@ -483,18 +544,18 @@ auth_password_format: plain
 acl:
   local:
     user_regexp: ""
-access_rules:
+{privileged_acl}access_rules:
   local:
     allow: local
   c2s:
     allow: all
-modules:
+{privileged_rule}modules:
   mod_disco: {{}}
   mod_ping: {{}}
   mod_roster: {{}}
   # A chat message to a user who is not online waits for their next login.
   mod_offline: {{}}
-""")
+{privileged_modules}""")
         # Sourced by ejabberdctl after its own defaults, so these win.
         self.ctl_config_path.write_text(f"""\
 ERLANG_NODE={self.node}
@@ -540,6 +601,24 @@ CONTRIB_MODULES_PATH={self.workdir / "contrib"}
         for jid, password in self.users:
             user, host = jid.split("@")
             self.run_tool(self.ctl("register", user, host, password))
+
+
+# mod_privilege and mod_delegation, each permission and the delegated
+# namespace granted by the access rule "privileged".
+_EJABBERD_PRIVILEGE_MODULES = f"""\
+  mod_privilege:
+    roster:
+      both: privileged
+    message:
+      outgoing: privileged
+    presence:
+      roster: privileged
+  mod_delegation:
+    namespaces:
+      "{DELEGATED_NAMESPACE}":
+        access: privileged
+        filtering: []
+"""
 
 
 def _service_listener(listener: ServiceListener, services: str) -> str:
