@@ -43,9 +43,14 @@ def test_readme_examples_run(tmp_path: Path) -> None:
 
 
 def test_readme_building_block_examples_run(tmp_path: Path) -> None:
-    _, _, _, commands, gateway, storage, pubsub, _ = python_blocks()
+    _, _, _, commands, gateway, storage, pubsub, concierge, _ = python_blocks()
     compile(storage, "storage.py", "exec")  # it needs its migrations directory to run
-    for name, code in (("commands.py", commands), ("gateway.py", gateway), ("pubsub.py", pubsub)):
+    for name, code in (
+        ("commands.py", commands),
+        ("gateway.py", gateway),
+        ("pubsub.py", pubsub),
+        ("concierge.py", concierge),  # defines a handler: it imports
+    ):
         (tmp_path / name).write_text(code)
         run = subprocess.run(
             [sys.executable, name], cwd=tmp_path, capture_output=True, text=True, timeout=60
