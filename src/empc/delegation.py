@@ -22,9 +22,9 @@ a forged request as another user's):
 - one for a namespace the server has not said it delegates is refused
   ``forbidden``.
 
-The server asks the component which features it has for a delegated
-namespace with disco#info on the node ``<delegation namespace>::<namespace>``:
-the answer lists the namespace and the features under it.
+The server asks the component which features it has for a namespace with
+disco#info on the node ``<delegation namespace>::<namespace>``: the answer
+lists the namespace and the features under it, when a route serves it.
 """
 
 from __future__ import annotations
@@ -88,36 +88,46 @@ class Delegation(Handler):
         forwarded(answer, wrapper)
         return wrapper
 
-    def _unwrapped(self, sender: str | None, envelope: etree._Element) -> etree._Element:
+    def _unwrapped(self, forwarder: str | None, envelope: etree._Element) -> etree._Element:
         """The IQ ``envelope`` holds, in the component namespace.
 
         :raises StanzaError: ``forbidden`` or ``bad-request``, as the module
             says.
         """
-        if sender != self.component.server_domain:
+        if forwarder != self.component.server_domain:
             raise StanzaError("forbidden", "only the server delegates requests")
         inner = forwarded_stanza(envelope, "iq")
         if inner is None or inner.get("type") not in ("get", "set") or len(inner) != 1:
             raise StanzaError("bad-request", "expected one forwarded IQ get or set with a payload")
         try:
-            JID.parse(inner.get("from") or "")
+            sender = JID.parse(inner.get("from") or "")
         except InvalidJID:
             raise StanzaError("bad-request", "the forwarded IQ has no valid sender") from None
         namespace = etree.QName(inner[0]).namespace or ""
         if self.delegated.get(namespace) != etree.QName(envelope).namespace:
             raise StanzaError("forbidden", f"{namespace} is not delegated to this component")
-        return as_component(inner)
+        request = as_component(inner)
+        if request.get("to") is None:
+            # An IQ without 'to' is for the sender's own account (RFC 6120
+            # §10.3.3); Prosody leaves out a 'to' that named it.
+            request.set("to", str(sender.bare))
+        return request
 
     def disco_info(self, node: str | None, requester: JID) -> DiscoInfo | None:
-        """The features of a delegated namespace, on its delegation node."""
+        """The features the routes serve of a namespace, on its delegation
+        nodes (``<delegation namespace>::<namespace>``, and ejabberd's
+        ``<delegation namespace>:bare:<namespace>`` for IQs to a user's bare
+        JID): the namespace and the features under it. Answered before
+        the namespace is delegated: ejabberd asks first, and delegates only
+        what the component says it serves."""
         for delegation in NAMESPACES:
-            prefix = f"{delegation}::"
-            if node and node.startswith(prefix) and node[len(prefix) :] in self.delegated:
-                namespace = node[len(prefix) :]
-                features = [
-                    feature
-                    for feature in self.component.router.features()
-                    if feature == namespace or feature.startswith(f"{namespace}#")
-                ]
-                return [], features
+            for prefix in (f"{delegation}::", f"{delegation}:bare:"):
+                if node and node.startswith(prefix):
+                    namespace = node[len(prefix) :]
+                    features = [
+                        feature
+                        for feature in self.component.router.features()
+                        if feature == namespace or feature.startswith(f"{namespace}#")
+                    ]
+                    return ([], features) if features else None
         return None

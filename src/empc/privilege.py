@@ -35,9 +35,15 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 
 from empc._component import Component
-from empc._forwarding import NS_CLIENT, as_client, as_component, forwarded, from_the_server
+from empc._forwarding import (
+    as_client,
+    as_component,
+    forwarded,
+    forwarded_stanza,
+    from_the_server,
+)
 from empc.protocol import JID, InvalidJID, LocalProtocolError, new_element
-from empc.routing import Handler, make_stanza, message
+from empc.routing import Handler, StanzaError, make_stanza, message
 
 NS_PRIVILEGE_1 = "urn:xmpp:privilege:1"
 NS_PRIVILEGE_2 = "urn:xmpp:privilege:2"
@@ -224,8 +230,12 @@ class Privilege(Handler):
         if inner.get("id") is None:
             inner.set("id", wrapper.get("id") or "")
         answer = await self.component.request(wrapper)
-        wrapped = answer.find(f"{{{NS_PRIVILEGE_2}}}privileged_iq/{{{NS_CLIENT}}}iq")
-        return answer if wrapped is None else as_component(wrapped)
+        # Prosody answers with the IQ's answer forwarded in <privilege/>.
+        privilege = answer.find(f"{{{NS_PRIVILEGE_2}}}privilege")
+        wrapped = None if privilege is None else forwarded_stanza(privilege, "iq")
+        if wrapped is None:
+            raise StanzaError("undefined-condition", "the server's answer holds no forwarded IQ")
+        return as_component(wrapped)
 
     # -- checks ----------------------------------------------------------------
 

@@ -18,7 +18,17 @@ from lxml import etree
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 
-from empc import Handler, StanzaError, iq
+from empc import (
+    Handler,
+    LocalProtocolError,
+    StanzaError,
+    iq,
+    make_message,
+    make_stanza,
+    message,
+    presence,
+)
+from empc.privilege import Privilege, RosterItem
 from empc.protocol import new_element
 
 NS_WEATHER = "urn:example:weather"
@@ -126,3 +136,54 @@ class Draining(Handler):
     async def work(self, stanza: etree._Element) -> etree._Element:
         await task.deferLater(self.component.clock, DRAIN, lambda: None)
         return _element(NS_DRAIN, "work", done="yes")
+
+
+NS_SEEN = "urn:example:seen"
+
+
+class Acting(Handler):
+    """Acts for the users as the server lets it (XEP-0356), and serves the
+    delegated namespace (XEP-0355). By chat: ``add JID`` puts JID in the
+    sender's roster, ``say JID TEXT`` sends TEXT to JID from the sender,
+    ``ping`` pings the server as the sender; each answers ``done`` or
+    ``error: ...``."""
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(config)
+        self.seen: list[str] = []
+
+    @iq("get", "{urn:example:delegated}query")
+    def delegated(self, stanza: etree._Element) -> etree._Element:
+        attributes = {"from": stanza.get("from") or "", "to": stanza.get("to") or ""}
+        return _element("urn:example:delegated", "query", **attributes)
+
+    @presence()
+    def present(self, stanza: etree._Element) -> None:
+        self.seen.append(stanza.get("from") or "")
+
+    @iq("get", f"{{{NS_SEEN}}}seen")
+    def show_seen(self, stanza: etree._Element) -> etree._Element:
+        return _element(NS_SEEN, "seen", users=" ".join(self.seen))
+
+    @message("chat")
+    async def act(self, stanza: etree._Element) -> etree._Element:
+        privilege = Privilege.of(self.component)
+        user = (stanza.get("from") or "").split("/")[0]
+        words = (stanza.findtext("{jabber:component:accept}body") or "").split(" ", 2)
+        try:
+            if words[0] == "add":
+                await privilege.set_roster_item(user, RosterItem(words[1], groups=("Test",)))
+            elif words[0] == "say":
+                privilege.send_as(user, make_message(words[1], words[2]))
+            elif words[0] == "ping":
+                ping = make_stanza("iq", {"type": "get", "to": self.component.server_domain})
+                new_element("urn:xmpp:ping", "ping", parent=ping)
+                await privilege.iq_as(user, ping)
+            answer = "done"
+        except StanzaError as e:
+            answer = f"error: {e.condition}"
+        except LocalProtocolError as e:
+            answer = f"error: {e}"
+        return make_message(
+            stanza.get("from") or "", answer, from_=self.component.domain, id=stanza.get("id")
+        )

@@ -171,20 +171,37 @@ def test_delegations_claimed_by_anyone_but_the_server_are_ignored(logs: list[Log
     assert delegation.delegated == {}
 
 
-def test_disco_info_on_the_delegation_node_lists_the_namespace_features() -> None:
-    server, _ = served()
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("separator", ["::", ":bare:"])
+def test_disco_info_on_a_delegation_node_lists_the_namespace_features_before_delegation(
+    version: int, separator: str
+) -> None:
+    server = FakeServer([Notes()])  # nothing delegated yet: ejabberd asks first
     [answer] = server.deliver(
         "<iq type='get' from='example.org'><query xmlns='http://jabber.org/protocol/disco#info'"
-        f" node='urn:xmpp:delegation:2::{NS_NOTES}'/></iq>"
+        f" node='urn:xmpp:delegation:{version}{separator}{NS_NOTES}'/></iq>"
     )
     features = [f.get("var") for f in answer.iter("{http://jabber.org/protocol/disco#info}feature")]
     assert features == [NS_NOTES]
 
 
-def test_disco_info_on_the_node_of_a_namespace_not_delegated_is_item_not_found() -> None:
+def test_disco_info_on_the_node_of_a_namespace_no_route_serves_is_item_not_found() -> None:
     server, _ = served()
     [answer] = server.deliver(
         "<iq type='get' from='example.org'><query xmlns='http://jabber.org/protocol/disco#info'"
         " node='urn:xmpp:delegation:2::urn:example:other'/></iq>"
     )
     assert condition(answer) == "item-not-found"
+
+
+def test_an_iq_without_to_is_served_as_addressed_to_the_senders_bare_jid() -> None:
+    server, notes = served()
+    # By hand: deliver_delegated would give the user's IQ a 'to'.
+    bare = new_element("jabber:component:accept", "iq", {"type": "set", "from": "example.org"})
+    delegation = new_element("urn:xmpp:delegation:2", "delegation", parent=bare)
+    wrapper = new_element("urn:xmpp:forward:0", "forwarded", parent=delegation)
+    wrapper.append(etree.fromstring(query()))
+    [outer] = server.deliver(bare)
+    [seen] = notes.seen
+    assert seen.get("to") == "alice@example.org"
+    assert delegated_answer(outer).get("from") == "alice@example.org"

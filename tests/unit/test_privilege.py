@@ -214,9 +214,10 @@ def test_an_iq_is_sent_as_a_user_and_its_answer_unwrapped() -> None:
     assert (inner.get("from"), inner.get("to"), inner.get("id")) == (ALICE, ALICE, "n1")
     server.deliver(
         f"<iq type='result' id='{wrapper.get('id')}' from='{ALICE}'>"
-        "<privileged_iq xmlns='urn:xmpp:privilege:2'><iq xmlns='jabber:client' type='result' "
+        "<privilege xmlns='urn:xmpp:privilege:2'><forwarded xmlns='urn:xmpp:forward:0'>"
+        "<iq xmlns='jabber:client' type='result' "
         f"id='n1' from='{ALICE}'><notes xmlns='urn:example:notes'>x</notes></iq>"
-        "</privileged_iq></iq>"
+        "</forwarded></privilege></iq>"
     )
     result = _trial.successResultOf(answered)
     assert result.tag == f"{C}iq"

@@ -28,7 +28,7 @@ def logs() -> Iterator[list[LogEvent]]:
 def roster_sets(sent: list[etree._Element]) -> list[tuple[str | None, dict[str, str], list[str]]]:
     """(to, item attributes, groups) of each roster change sent."""
     return [
-        (stanza.get("to"), dict(item.attrib), [group.text or "" for group in item])
+        (stanza.get("to"), {str(k): str(v) for k, v in item.items()}, [g.text or "" for g in item])
         for stanza in sent
         if stanza.get("type") == "set"
         for item in stanza.iter(f"{ROSTER}item")
