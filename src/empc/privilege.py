@@ -43,7 +43,7 @@ from empc._forwarding import (
     from_the_server,
 )
 from empc.protocol import JID, InvalidJID, LocalProtocolError, new_element
-from empc.routing import Handler, StanzaError, make_stanza, message
+from empc.routing import Handler, StanzaError, make_stanza, message, route
 
 NS_PRIVILEGE_1 = "urn:xmpp:privilege:1"
 NS_PRIVILEGE_2 = "urn:xmpp:privilege:2"
@@ -153,6 +153,19 @@ class Privilege(Handler):
         )
 
     # -- roster ------------------------------------------------------------
+
+    # By XPath, not payload: a payload would make the roster a feature.
+    @route("r:query", kind="iq", type="set", namespaces={"r": NS_ROSTER})
+    def roster_push(self, stanza: etree._Element) -> None:
+        """Acknowledge a roster push (version 2 sends the rosters' changes,
+        from the user's bare JID): a handler's own route for these comes
+        first, to hear them. A push from anyone else is refused, as RFC
+        6121 §2.1.6 has a client do."""
+        sender = stanza.get("from") or ""
+        try:
+            self._user(sender)
+        except LocalProtocolError:
+            raise StanzaError("forbidden", "not a roster push from a user of the server") from None
 
     async def roster(self, user: str) -> list[RosterItem]:
         """``user``'s roster (a bare JID of the server's)."""

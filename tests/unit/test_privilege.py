@@ -241,3 +241,22 @@ def test_an_iq_not_granted_fails_before_sending(version: int, granted: dict[str,
     )
     assert failure.check(NotGranted)
     assert server.sent == []
+
+
+def test_a_roster_push_from_a_user_of_the_server_is_acknowledged() -> None:
+    server = FakeServer([])
+    server.grant(roster="both")
+    [ack] = server.deliver(
+        f"<iq type='set' from='{ALICE}'><query xmlns='jabber:iq:roster'>"
+        "<item jid='bob@example.org'/></query></iq>"
+    )
+    assert ack.get("type") == "result"
+
+
+def test_a_roster_push_from_anyone_else_is_forbidden() -> None:
+    server = FakeServer([])
+    [refusal] = server.deliver(
+        "<iq type='set' from='mallory@elsewhere.org/x'><query xmlns='jabber:iq:roster'/></iq>"
+    )
+    assert refusal.get("type") == "error"
+    assert refusal.find(f"{C}error/{{urn:ietf:params:xml:ns:xmpp-stanzas}}forbidden") is not None

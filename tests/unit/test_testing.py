@@ -539,11 +539,16 @@ PRIVILEGE_ROUTE = "message [p1:privilege | p2:privilege] (priority 10) -> Privil
 DELEGATION_ROUTE = "message [d1:delegation | d2:delegation] (priority 10) -> Delegation.advertised"
 
 
-def delegated_iq_routes(first: int) -> list[str]:
+def builtin_iq_routes(first: int) -> list[str]:
+    """The last routes of every component: the built-in Privilege's and
+    Delegation's IQ routes, numbered from ``first``."""
     return [
-        f"    {first + n}. iq get|set {{urn:xmpp:delegation:{n + 1}}}delegation (priority 0) "
-        "-> Delegation.delegated_iq"
-        for n in range(2)
+        f"  {first:3}. iq set [r:query] (priority 0) -> Privilege.roster_push",
+        *(
+            f"  {first + n:3}. iq get|set {{urn:xmpp:delegation:{n}}}delegation (priority 0) "
+            "-> Delegation.delegated_iq"
+            for n in (1, 2)
+        ),
     ]
 
 
@@ -561,7 +566,7 @@ def test_routes_prints_each_domain_and_its_numbered_routes_in_order(
         "    5. iq get {urn:xmpp:ping}ping (priority 0) -> Ping.ping",
         "    6. iq get {http://jabber.org/protocol/disco#info}query (priority 0) -> Disco.info",
         "    7. iq get {http://jabber.org/protocol/disco#items}query (priority 0) -> Disco.items",
-        *delegated_iq_routes(8),
+        *builtin_iq_routes(8),
         "other.example.org:",
         f"    1. {PRIVILEGE_ROUTE}",
         f"    2. {DELEGATION_ROUTE}",
@@ -569,7 +574,7 @@ def test_routes_prints_each_domain_and_its_numbered_routes_in_order(
         "    4. iq get {http://jabber.org/protocol/disco#info}query (priority 0) -> Disco.info",
         "    5. iq get {http://jabber.org/protocol/disco#items}query (priority 0) -> Disco.items",
         "    6. iq get {jabber:iq:version}query (priority 0) -> Version.software_version",
-        *delegated_iq_routes(7),
+        *builtin_iq_routes(7),
     ]
 
 
