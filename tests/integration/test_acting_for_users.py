@@ -65,9 +65,9 @@ def test_a_roster_item_set_by_the_component_reaches_the_users_roster(
         return
     assert answer == "done"
     items = roster.element.findall("{jabber:iq:roster}query/{jabber:iq:roster}item")
-    assert [(i.get("jid"), i.findtext("{jabber:iq:roster}group")) for i in items] == [
-        ("dave@localhost", "Test")
-    ]
+    # Other tests of the session may have put others in carol's roster.
+    seen = [(i.get("jid"), i.findtext("{jabber:iq:roster}group")) for i in items]
+    assert ("dave@localhost", "Test") in seen
 
 
 def test_a_message_sent_for_a_user_reaches_the_other_from_the_users_address(
