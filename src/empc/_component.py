@@ -258,7 +258,8 @@ class Component:
 
         Fails with ``bad-request`` if a request with the same ``id``,
         ``from`` and ``to`` is still being answered, and with the reason the
-        link went if it goes first.
+        link went if it goes first. Cancelled (its waiter timed out, say),
+        it still takes the answer when it comes, which then goes nowhere.
         """
         key = (iq.get("id"), iq.get("from"), iq.get("to"))
         if key in self._answering:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from lxml import etree
+from twisted.internet.task import deferLater
 from twisted.logger import LogEvent, capturedLogs
 
 from empc import Handler, StanzaError, iq
@@ -205,3 +206,23 @@ def test_an_iq_without_to_is_served_as_addressed_to_the_senders_bare_jid() -> No
     [seen] = notes.seen
     assert seen.get("to") == "alice@example.org"
     assert delegated_answer(outer).get("from") == "alice@example.org"
+
+
+class Slow(Handler):
+    """Answers notes queries after a minute: past the delegation's deadline."""
+
+    @iq("get", f"{{{NS_NOTES}}}notes", timeout=60)
+    async def notes(self, stanza: etree._Element) -> None:
+        await deferLater(self.component.clock, 60, lambda: None)
+
+
+def test_an_answer_that_comes_after_the_envelopes_deadline_is_dropped(
+    logs: list[LogEvent],
+) -> None:
+    server = FakeServer([Slow()], action_timeout=30)
+    server.delegate(NS_NOTES)
+    assert server.deliver_delegated(query()) == []
+    [timed_out] = server.advance(30)
+    assert condition(timed_out) == "remote-server-timeout"
+    assert server.advance(30) == []  # the late inner answer goes nowhere
+    assert not [e for e in logs if e["log_level"].name == "error" or e.get("log_failure")]
