@@ -66,3 +66,19 @@ def test_a_follower_of_another_server_keeps_their_roster(
     sent = tweets.chat("dave@elsewhere.example", "follow alice@localhost")
     assert roster_sets(sent) == []
     assert not [e for e in logs if e["log_level"].name in ("warn", "error")]
+
+
+def test_a_server_that_refuses_roster_changes_is_warned_about_once(
+    tweets: Tweets, logs: list[LogEvent]
+) -> None:
+    tweets.server.grant(roster="both")
+    for followee in ("alice@localhost", "carol@localhost"):
+        [request] = [s for s in tweets.chat(BOB, f"follow {followee}") if roster_sets([s])]
+        tweets.deliver(
+            f"<iq type='error' id='{request.get('id')}' from='{BOB}'><error type='cancel'>"
+            "<internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+        )
+    warnings = [formatEvent(e) for e in logs if e["log_level"].name == "warn"]
+    assert len(warnings) == 1
+    assert "refused to change a roster" in warnings[0]
+    assert tweets.say(BOB, "following").splitlines()[0] == "You follow 2 user(s):"

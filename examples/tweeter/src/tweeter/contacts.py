@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from empc import LocalProtocolError
+from empc import LocalProtocolError, StanzaError
 from empc.privilege import NotGranted, Privilege, RosterItem
 from tweeter.addresses import address_of
 
@@ -34,7 +34,7 @@ class Contacts:
     def __init__(self, privilege: Privilege, domain: str) -> None:
         self._privilege = privilege
         self._domain = domain
-        self._told = False
+        self._told: set[str] = set()  # what was said once in the log
 
     def followed(self, follower: str, followee: str) -> None:
         item = RosterItem(address_of(followee, self._domain), followee, groups=(GROUP,))
@@ -48,15 +48,23 @@ class Contacts:
         change().addErrback(self._failed, follower)
 
     def _failed(self, failure: Failure, follower: str) -> None:
-        if failure.check(NotGranted):
-            if not self._told:
-                self._told = True
-                self.log.info(
-                    "Followed users are not put in rosters: {why}", why=str(failure.value)
+        """Say why a roster was not changed, once per reason: a server that
+        refuses one roster (ejabberd 23.01 refuses every privileged roster
+        set) refuses the next ones alike."""
+        error = failure.value
+        if isinstance(error, NotGranted):  # the operator's choice: no warning
+            if self._once("not granted"):
+                self.log.info("Followed users are not put in rosters: {why}", why=str(error))
+        elif isinstance(error, StanzaError):
+            if self._once(error.condition):
+                self.log.warn(
+                    "The server refused to change a roster (said once): {why}", why=str(error)
                 )
-        elif not failure.check(LocalProtocolError):  # else another server's user
-            self.log.warn(
-                "Could not change the roster of {user}: {why}",
-                user=follower,
-                why=str(failure.value),
-            )
+        elif not isinstance(error, LocalProtocolError):  # else another server's user
+            self.log.failure("Could not change the roster of {user}", failure, user=follower)
+
+    def _once(self, reason: str) -> bool:
+        """True the first time ``reason`` is given."""
+        first = reason not in self._told
+        self._told.add(reason)
+        return first
