@@ -113,6 +113,7 @@ class Component:
             access_lists=access_lists,
             threads=threads,
             tally=tally,
+            unlimited=(self.server_domain,),
         )
         self._requests = PendingRequests(clock)
         # IQ requests served for an answer (see answer()), by the

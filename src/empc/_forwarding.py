@@ -44,7 +44,8 @@ def _renamed(stanza: etree._Element, old: str, new: str) -> etree._Element:
         name = etree.QName(element)
         if name.namespace == old:
             element.tag = f"{{{new}}}{name.localname}"
-    etree.cleanup_namespaces(copy)
+    # Declarations are kept, even unused ones: an attribute's value may
+    # use a prefix (xsi:type="xsd:string") that no tag does.
     return copy
 
 

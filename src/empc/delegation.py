@@ -6,10 +6,13 @@ message after the handshake (``urn:xmpp:delegation:1`` from ejabberd's
 mod_delegation, ``:2`` from Prosody's), then forwards each such IQ wrapped
 in ``<delegation><forwarded>``. The built-in :class:`Delegation` handler
 unwraps it and serves it through the routes like any IQ: the action sees
-the user's IQ as the user sent it (its ``from``, its ``to`` at the user's
-bare JID or at the server); the answer, result or error under the same
-reply contract, goes back wrapped. A route serves a delegated namespace by
-matching its payload, as it would without delegation.
+the IQ as its sender sent it (its ``from``, its ``to`` at a user's bare JID
+or at the server); the answer, result or error under the same reply
+contract, goes back wrapped. A route serves a delegated namespace by
+matching its payload, as it would without delegation. The sender is not
+always the user the IQ is addressed to: the server forwards an IQ to a
+user's bare JID from anyone (another user, another server's), so a route
+serving a user's own data checks that the sender's bare JID is its ``to``.
 
 The wrapping is a claim that the server makes, so it is checked before
 anything is unwrapped (a user must not be able to have the component serve
@@ -36,13 +39,14 @@ from twisted.logger import Logger
 
 from empc._forwarding import as_component, forwarded, forwarded_stanza, from_the_server
 from empc.protocol import JID, InvalidJID, new_element
-from empc.routing import DiscoInfo, Handler, StanzaError, iq, message
+from empc.routing import DiscoInfo, Handler, StanzaError, iq, make_error_reply, message
 
 NS_DELEGATION_1 = "urn:xmpp:delegation:1"
 NS_DELEGATION_2 = "urn:xmpp:delegation:2"
 NAMESPACES = (NS_DELEGATION_1, NS_DELEGATION_2)
 _PREFIXES = {"d1": NS_DELEGATION_1, "d2": NS_DELEGATION_2}
 _ENVELOPES = frozenset(f"{{{ns}}}delegation" for ns in NAMESPACES)
+_A_DAY = 86400.0
 
 
 class Delegation(Handler):
@@ -65,25 +69,35 @@ class Delegation(Handler):
     def advertised(self, stanza: etree._Element) -> None:
         if not from_the_server(self.component, stanza, "delegations"):
             return
-        self.delegated = {
+        # Added to what came before: ejabberd says one namespace a message.
+        added = {
             delegated.get("namespace", ""): etree.QName(delegation).namespace or ""
             for delegation in stanza
             if delegation.tag in _ENVELOPES
             for delegated in delegation.iter(f"{{{etree.QName(delegation).namespace}}}delegated")
             if delegated.get("namespace")
         }
+        if added.items() <= self.delegated.items():
+            return  # ejabberd says it again for the namespace's bare-JID node
+        self.delegated.update(added)
         self.log.info(
             "The server delegates to {domain}: {namespaces}",
             domain=self.component.domain,
-            namespaces=", ".join(sorted(self.delegated)) or "nothing",
+            namespaces=", ".join(sorted(self.delegated)),
         )
 
-    @iq(("get", "set"), f"{{{NS_DELEGATION_1}}}delegation")
-    @iq(("get", "set"), f"{{{NS_DELEGATION_2}}}delegation")
+    # No deadline of its own (a day): the user's request has its route's,
+    # and an error on the envelope would never reach the user (ejabberd
+    # answers the user with nothing for it).
+    @iq(("get", "set"), f"{{{NS_DELEGATION_1}}}delegation", timeout=_A_DAY)
+    @iq(("get", "set"), f"{{{NS_DELEGATION_2}}}delegation", timeout=_A_DAY)
     async def delegated_iq(self, stanza: etree._Element) -> etree._Element:
         envelope = stanza[0]
         request = self._unwrapped(stanza.get("from"), envelope)
-        answer = await self.component.answer(request)
+        try:
+            answer = await self.component.answer(request)
+        except StanzaError as e:  # the user's request, not the envelope, failed
+            answer = make_error_reply(request, e)
         wrapper = new_element(etree.QName(envelope).namespace or "", "delegation")
         forwarded(answer, wrapper)
         return wrapper

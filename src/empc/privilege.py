@@ -26,6 +26,7 @@ message from anyone else is ignored, with a warning.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -43,7 +44,7 @@ from empc._forwarding import (
     from_the_server,
 )
 from empc.protocol import JID, InvalidJID, LocalProtocolError, new_element
-from empc.routing import Handler, StanzaError, make_stanza, message, route
+from empc.routing import Handler, StanzaError, make_stanza, message, parse_stanza_error, route
 
 NS_PRIVILEGE_1 = "urn:xmpp:privilege:1"
 NS_PRIVILEGE_2 = "urn:xmpp:privilege:2"
@@ -226,8 +227,13 @@ class Privilege(Handler):
 
         :raises NotGranted: unless the server speaks version 2 and granted
             the payload's namespace for this type of IQ.
+        :raises LocalProtocolError: for a stanza that is no IQ get or set
+            with one payload.
+        :raises StanzaError: the error the IQ was answered with.
         """
-        payload = etree.QName(stanza[0]).namespace if len(stanza) == 1 else None
+        if stanza.get("type") not in ("get", "set") or len(stanza) != 1:
+            raise LocalProtocolError("iq_as sends an IQ get or set with one payload")
+        payload = etree.QName(stanza[0]).namespace
         kind = self.granted.iq.get(payload or "", "none")
         wanted = _READS if stanza.get("type") == "get" else _WRITES
         self._require(
@@ -241,13 +247,15 @@ class Privilege(Handler):
         inner.set("from", bare)
         inner.set("to", stanza.get("to") or bare)
         if inner.get("id") is None:
-            inner.set("id", wrapper.get("id") or "")
+            inner.set("id", secrets.token_hex(8))
         answer = await self.component.request(wrapper)
         # Prosody answers with the IQ's answer forwarded in <privilege/>.
         privilege = answer.find(f"{{{NS_PRIVILEGE_2}}}privilege")
         wrapped = None if privilege is None else forwarded_stanza(privilege, "iq")
         if wrapped is None:
             raise StanzaError("undefined-condition", "the server's answer holds no forwarded IQ")
+        if wrapped.get("type") == "error":
+            raise parse_stanza_error(as_component(wrapped))
         return as_component(wrapped)
 
     # -- checks ----------------------------------------------------------------

@@ -14,6 +14,7 @@ from twisted.logger import LogEvent, capturedLogs
 from empc import Handler, StanzaError, iq
 from empc.delegation import Delegation
 from empc.protocol import new_element
+from empc.routing import Limits
 from empc.testing import FakeServer, delegated_answer
 
 NS_NOTES = "urn:example:notes"
@@ -209,20 +210,55 @@ def test_an_iq_without_to_is_served_as_addressed_to_the_senders_bare_jid() -> No
 
 
 class Slow(Handler):
-    """Answers notes queries after a minute: past the delegation's deadline."""
+    """Answers notes queries after a minute: past its route's deadline."""
 
-    @iq("get", f"{{{NS_NOTES}}}notes", timeout=60)
+    @iq("get", f"{{{NS_NOTES}}}notes", timeout=5)
     async def notes(self, stanza: etree._Element) -> None:
         await deferLater(self.component.clock, 60, lambda: None)
 
 
-def test_an_answer_that_comes_after_the_envelopes_deadline_is_dropped(
+def test_a_delegated_iq_past_its_routes_deadline_is_answered_wrapped_to_the_user(
     logs: list[LogEvent],
 ) -> None:
-    server = FakeServer([Slow()], action_timeout=30)
+    server = FakeServer([Slow()], action_timeout=1)  # the envelope has no deadline of its own
     server.delegate(NS_NOTES)
     assert server.deliver_delegated(query()) == []
-    [timed_out] = server.advance(30)
-    assert condition(timed_out) == "remote-server-timeout"
-    assert server.advance(30) == []  # the late inner answer goes nowhere
+    assert server.advance(4) == []
+    [outer] = server.advance(1)
+    answer = delegated_answer(outer)
+    assert (answer.get("type"), answer.get("id")) == ("error", "u1")
+    assert condition(answer) == "remote-server-timeout"
+    assert server.advance(60) == []  # the late outcome goes nowhere
     assert not [e for e in logs if e["log_level"].name == "error" or e.get("log_failure")]
+
+
+def test_a_second_request_with_the_same_id_is_answered_wrapped_bad_request() -> None:
+    server = FakeServer([Slow()])
+    server.delegate(NS_NOTES)
+    assert server.deliver_delegated(query()) == []
+    [outer] = server.deliver_delegated(query())
+    assert condition(delegated_answer(outer)) == "bad-request"
+
+
+def test_namespaces_advertised_one_a_message_all_stay_delegated() -> None:
+    notes = Notes()
+    server = FakeServer([notes])
+    server.delegate(NS_NOTES, version=1)  # ejabberd: one message a namespace
+    server.delegate("urn:example:other", version=1)
+    [outer] = server.deliver_delegated(query(), version=1)
+    assert delegated_answer(outer).get("type") == "result"
+
+
+def test_the_rate_limit_applies_to_each_user_inside_not_to_the_server_envelope() -> None:
+    notes = Notes()
+    server = FakeServer([notes], limits=Limits(rate=1, burst=1))
+    server.delegate(NS_NOTES)
+
+    def from_user(number: int, id: str) -> list[etree._Element]:
+        request = query().replace(ALICE, f"u{number}@example.org/r").replace("'u1'", f"'{id}'")
+        return server.deliver_delegated(request)
+
+    firsts = [from_user(1, "a"), from_user(2, "b")]  # one envelope sender: the server
+    assert [delegated_answer(outer).get("type") for [outer] in firsts] == ["result", "result"]
+    [again] = from_user(1, "c")
+    assert condition(delegated_answer(again)) == "resource-constraint"

@@ -260,3 +260,35 @@ def test_a_roster_push_from_anyone_else_is_forbidden() -> None:
     )
     assert refusal.get("type") == "error"
     assert refusal.find(f"{C}error/{{urn:ietf:params:xml:ns:xmpp-stanzas}}forbidden") is not None
+
+
+def test_an_iq_sent_as_a_user_gets_an_id_and_an_error_answer_raises() -> None:
+    server = FakeServer([])
+    server.grant(iq={"urn:example:notes": "both"})
+    server.clear()
+    request = etree.fromstring(
+        "<iq xmlns='jabber:component:accept' type='set'><notes xmlns='urn:example:notes'/></iq>"
+    )
+    answered = Deferred.fromCoroutine(privilege_of(server).iq_as(ALICE, request))
+    [wrapper] = server.sent
+    [inner] = wrapper.findall("{urn:xmpp:privilege:2}privileged_iq/*")
+    assert inner.get("id")
+    server.deliver(
+        f"<iq type='result' id='{wrapper.get('id')}' from='{ALICE}'>"
+        "<privilege xmlns='urn:xmpp:privilege:2'><forwarded xmlns='urn:xmpp:forward:0'>"
+        f"<iq xmlns='jabber:client' type='error' id='{inner.get('id')}' from='{ALICE}'>"
+        "<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+        "</error></iq></forwarded></privilege></iq>"
+    )
+    failure = _trial.failureResultOf(answered)
+    assert failure.check(StanzaError) and failure.value.condition == "item-not-found"
+
+
+def test_prosodys_nested_iq_namespaces_are_all_read() -> None:
+    server = FakeServer([])
+    server.deliver(
+        "<message from='example.org'><privilege xmlns='urn:xmpp:privilege:2'>"
+        "<perm access='iq'><namespace ns='urn:example:a' type='get'>"
+        "<namespace ns='urn:example:b' type='both'/></namespace></perm></privilege></message>"
+    )
+    assert privilege_of(server).granted.iq == {"urn:example:a": "get", "urn:example:b": "both"}

@@ -86,6 +86,9 @@ class Router:
         element. By default the result is built and given to ``send``.
     :param tally: counts the refusals and times the actions, for the
         metrics; None counts nothing.
+    :param unlimited: senders the rate limit does not apply to: the
+        server, whose envelopes (delegated IQs) carry many users' requests,
+        each admitted on its own sender once unwrapped.
     """
 
     log = Logger()
@@ -101,9 +104,11 @@ class Router:
         threads: ThreadRunner | None = None,
         send_result: SendResult | None = None,
         tally: Tally | None = None,
+        unlimited: Iterable[str] = (),
     ) -> None:
         self._send = send
         self._tally = tally
+        self._unlimited = frozenset(JID.parse(sender) for sender in unlimited)
         self._send_result = send_result or (
             lambda envelope: send(addressed_reply("iq", "result", envelope))
         )
@@ -274,7 +279,8 @@ class Router:
                 return "access", StanzaError("forbidden", "no valid sender")
             if route.access is not None and not route.access.permits(sender):
                 return "access", StanzaError("forbidden")
-            if self._rates is not None and not self._rates.allow(sender.bare):
+            rates = None if sender.bare in self._unlimited else self._rates
+            if rates is not None and not rates.allow(sender.bare):
                 return "rate", StanzaError("resource-constraint", "too many requests: slow down")
         limit = route.spec.max_in_flight
         if route.spec.blocking:
