@@ -198,16 +198,26 @@ def test_without_the_message_permission_send_as_raises_before_sending() -> None:
     assert server.sent == []
 
 
-def test_an_iq_is_sent_as_a_user_and_its_answer_unwrapped() -> None:
+def notes_as_alice(
+    type: str, id: str | None = None
+) -> tuple[FakeServer, Deferred[etree._Element], etree._Element]:
+    """A notes IQ sent as alice on a grant of its namespace: the server,
+    the answer to come, and the wrapper sent."""
     server = FakeServer([])
     server.grant(iq={"urn:example:notes": "both"})
     server.clear()
     request = etree.fromstring(
-        "<iq xmlns='jabber:component:accept' type='get' id='n1'>"
-        "<notes xmlns='urn:example:notes'/></iq>"
+        f"<iq xmlns='jabber:component:accept' type='{type}'><notes xmlns='urn:example:notes'/></iq>"
     )
+    if id is not None:
+        request.set("id", id)
     answered = Deferred.fromCoroutine(privilege_of(server).iq_as(ALICE, request))
     [wrapper] = server.sent
+    return server, answered, wrapper
+
+
+def test_an_iq_is_sent_as_a_user_and_its_answer_unwrapped() -> None:
+    server, answered, wrapper = notes_as_alice("get", "n1")
     assert (wrapper.get("type"), wrapper.get("to")) == ("get", ALICE)
     [inner] = wrapper.findall("{urn:xmpp:privilege:2}privileged_iq/*")
     assert inner.tag == "{jabber:client}iq"
@@ -263,14 +273,7 @@ def test_a_roster_push_from_anyone_else_is_forbidden() -> None:
 
 
 def test_an_iq_sent_as_a_user_gets_an_id_and_an_error_answer_raises() -> None:
-    server = FakeServer([])
-    server.grant(iq={"urn:example:notes": "both"})
-    server.clear()
-    request = etree.fromstring(
-        "<iq xmlns='jabber:component:accept' type='set'><notes xmlns='urn:example:notes'/></iq>"
-    )
-    answered = Deferred.fromCoroutine(privilege_of(server).iq_as(ALICE, request))
-    [wrapper] = server.sent
+    server, answered, wrapper = notes_as_alice("set")
     [inner] = wrapper.findall("{urn:xmpp:privilege:2}privileged_iq/*")
     assert inner.get("id")
     server.deliver(
