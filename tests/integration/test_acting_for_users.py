@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from client import XmppClient, login
@@ -142,3 +143,39 @@ def test_an_iq_sent_as_a_user_is_answered_on_prosody_only(
         assert answer == "done"
     else:  # version 1 has no IQ permission: refused before anything is sent
         assert answer.startswith(f"error: {DOMAIN} may not send IQs as users")
+
+
+# The tweeter, run as the privileged component on Prosody (where a
+# privileged roster set works; ejabberd 23.01 refuses it, see above).
+
+
+def _roster_of(client: XmppClient, owner: str) -> list[tuple[str | None, str | None]]:
+    roster = client.iq(owner, "<query xmlns='jabber:iq:roster'/>")
+    items = roster.element.findall("{jabber:iq:roster}query/{jabber:iq:roster}item")
+    return [(item.get("jid"), item.findtext("{jabber:iq:roster}group")) for item in items]
+
+
+def test_the_tweeter_puts_followed_users_in_the_followers_roster(
+    prosody_server: XmppServer, start_component: StartComponent, tmp_path: Path
+) -> None:
+    prosody_server.start()
+    tweeter = start_component(
+        prosody_server,
+        domain=DOMAIN,
+        handlers=["tweeter.handlers:Tweeter", {"class": "empc.pubsub:PubSub"}],
+        access_lists={"admins": ["carol@localhost"]},
+        storage={"url": f"sqlite:///{tmp_path / 'tweeter.sqlite3'}"},
+        **QUIET,
+    )
+    tweeter.wait_for(re.escape(f"The server granted {DOMAIN}: roster both"), CONNECT_TIMEOUT)
+    bob, _ = prosody_server.account("bob")
+    address = f"alice\\40localhost@{DOMAIN}"
+    with _client(prosody_server, "bob") as client:
+        followed = _command(client, "follow alice@localhost")
+        with_alice = _roster_of(client, bob)
+        unfollowed = _command(client, "unfollow alice@localhost")
+        without_alice = _roster_of(client, bob)
+    assert followed.startswith("You now follow"), followed
+    assert (address, "Tweeter") in with_alice
+    assert unfollowed.startswith("You no longer"), unfollowed
+    assert address not in [jid for jid, _ in without_alice]
