@@ -267,7 +267,11 @@ class Component:
             return fail(StanzaError("bad-request", "a request with this id is being answered"))
         answered: Deferred[etree._Element] = Deferred()
         self._answering[key] = answered
-        self.router.dispatch(iq)
+        try:
+            self.router.dispatch(iq)
+        except Exception:
+            del self._answering[key]
+            raise
         return answered
 
     def _answered(self, envelope: Envelope, answer: Callable[[], etree._Element]) -> bool:
