@@ -78,6 +78,9 @@ class Component:
         with every handler's ``schemas``, and closes it after they stop.
     :param tally: counts what the component receives, sends, answers and
         refuses, for the metrics; None (the default) counts nothing.
+    :param server_domain: the domain of the server (its host) the component
+        serves: the one that may grant privileges and delegate namespaces,
+        and that the keepalive pings; the parent of ``domain`` if None.
     """
 
     log = Logger()
@@ -96,8 +99,10 @@ class Component:
         threads: ThreadRunner | None = None,
         storage: Database | None = None,
         tally: Tally | None = None,
+        server_domain: str | None = None,
     ) -> None:
         self.domain = JID.parse(domain).domain
+        self.server_domain = server_domain or _parent(self.domain)
         self.tally = tally
         self.storage = storage
         self.clock = clock
@@ -126,12 +131,6 @@ class Component:
         for handler in self.handlers:
             handler.component = self
             self.router.add(handler)
-
-    @property
-    def server_domain(self) -> str:
-        """The domain of the server this is a component of: the parent of
-        its own (``example.org`` for ``echo.example.org``)."""
-        return self.domain.split(".", 1)[1] if "." in self.domain else self.domain
 
     @property
     def connected(self) -> bool:
@@ -339,3 +338,9 @@ class Component:
     def _each_handler(self, hook: Callable[[Handler], object]) -> Deferred[object]:
         results = [maybeDeferred(hook, handler) for handler in self.handlers]
         return gatherResults(results, consumeErrors=True).addCallback(lambda _: None)
+
+
+def _parent(domain: str) -> str:
+    """The domain a component's usually lives under: ``example.org`` for
+    ``echo.example.org``."""
+    return domain.split(".", 1)[1] if "." in domain else domain

@@ -7,6 +7,8 @@ Reference (every key but ``components`` is optional)::
         server: tcp:host=127.0.0.1:port=5347   # a Twisted client endpoint
         secret: s3cret               # or secret_file: /etc/empc/echo.secret
         secret_env: EMPC_SECRET      # this variable, when set, wins
+        server_domain: example.org   # the server's host that grants privileges and
+                                     # delegates (default: the domain's parent)
         identity: {category: component, type: generic, name: empc}
         builtins: {ping: true, disco: true, version: true, commands: true}
                                      # or a built-in's config: commands: {idle_timeout: 300}
@@ -35,7 +37,7 @@ Reference (every key but ``components`` is optional)::
       interval: 60                   # whitespace after this many idle seconds
       ping_interval: 300             # XEP-0199 ping to the server
       ping_timeout: 60               # no answer: drop and reconnect
-      ping_target: example.org       # default: the domain's parent
+      ping_target: example.org       # default: the component's server_domain
     reconnect:
       initial_delay: 1
       max_delay: 60
@@ -124,6 +126,7 @@ class ComponentConfig:
     identity: tuple[str, str, str] = ("component", "generic", "empc")
     builtins: Mapping[str, bool] = field(default_factory=dict)
     builtin_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    server_domain: str | None = None
 
 
 @dataclass(frozen=True)
@@ -331,6 +334,11 @@ def _read_component(section: _Section, environ: Mapping[str, str]) -> ComponentC
     if domain.local or domain.resource:
         raise section.error("domain", f"a component JID is a bare domain, not {domain_text!r}")
     secret = _read_secret(section, environ)
+    server_domain = _read_jid(section, "server_domain")
+    if server_domain is not None:
+        host = _parse_jid(section, "server_domain", server_domain)
+        if host.local or host.resource:
+            raise section.error("server_domain", f"a server's domain, not {server_domain!r}")
     identity_section = section.section("identity")
     identity = (
         identity_section.string("category", "component"),
@@ -359,6 +367,7 @@ def _read_component(section: _Section, environ: Mapping[str, str]) -> ComponentC
         identity=identity,
         builtins=builtins,
         builtin_config=builtin_config,
+        server_domain=None if server_domain is None else JID.parse(server_domain).domain,
     )
     for part in (identity_section, builtins_section, section):
         part.refuse_unknown()

@@ -338,6 +338,7 @@ def build_component(
         access_lists=config.access_lists,
         threads=threads,
         tally=tally,
+        server_domain=component_config.server_domain,
     )
     for route in component.router.routes:
         log.info("Route of {domain}: {route}", domain=component.domain, route=route.describe())

@@ -644,3 +644,25 @@ def test_an_unquoted_secret_read_as_an_alias_or_tag_is_not_in_the_error(write, p
 def test_an_invalid_ping_target_is_refused(write) -> None:  # type: ignore[no-untyped-def]
     path = write(MINIMAL + "keepalive:\n  ping_target: 'a b@'\n")
     assert "keepalive.ping_target (line 5)" in error_of(path)
+
+
+def test_server_domain_defaults_to_none_and_is_read_in_lower_case(write) -> None:  # type: ignore[no-untyped-def]
+    [default] = load_config(write(MINIMAL), NO_ENV).components
+    assert default.server_domain is None
+    path = write(
+        f"components:\n  - domain: echo.example.org\n    secret: {SECRET}\n"
+        "    server_domain: XMPP.Example.NET\n"
+    )
+    [component] = load_config(path, NO_ENV).components
+    assert component.server_domain == "xmpp.example.net"
+
+
+@pytest.mark.parametrize("value", ["admin@example.org", "example.org/res"])
+def test_a_server_domain_that_is_no_domain_names_key_and_line(write, value: str) -> None:  # type: ignore[no-untyped-def]
+    path = write(
+        f"components:\n  - domain: echo.example.org\n    secret: {SECRET}\n"
+        f"    server_domain: {value}\n"
+    )
+    assert error_of(path).endswith(
+        f"components[0].server_domain (line 4): a server's domain, not {value!r}"
+    )

@@ -295,3 +295,14 @@ def test_prosodys_nested_iq_namespaces_are_all_read() -> None:
         "<namespace ns='urn:example:b' type='both'/></namespace></perm></privilege></message>"
     )
     assert privilege_of(server).granted.iq == {"urn:example:a": "get", "urn:example:b": "both"}
+
+
+def test_only_the_configured_server_domain_grants() -> None:
+    server = FakeServer([], server_domain="xmpp.example.net")
+    for sender in ("example.org", "xmpp.example.net"):  # the parent, then the server
+        server.deliver(
+            f"<message from='{sender}'><privilege xmlns='urn:xmpp:privilege:1'>"
+            "<perm access='roster' type='both'/></privilege></message>"
+        )
+        granted = privilege_of(server).granted.roster
+        assert granted == ("both" if sender == "xmpp.example.net" else "none")
