@@ -12,7 +12,9 @@ from lxml import etree
 
 from empc.protocol import LocalProtocolError
 from empc.protocol._sasl import (
+    MAX_ITERATIONS,
     NS_SASL,
+    SCRAM_SHA_256,
     AuthenticationFailed,
     NoMechanism,
     SaslClient,
@@ -22,6 +24,7 @@ from empc.protocol._sasl import (
     ServerSignatureMismatch,
     choose_mechanism,
 )
+from empc.protocol._xml import new_element
 
 PROPERTY = settings(max_examples=200, deadline=None)
 
@@ -469,3 +472,17 @@ def test_nothing_is_consumed_after_success() -> None:
     client.receive(from_server("success"))
     with pytest.raises(LocalProtocolError, match="it is authenticated"):
         client.receive(from_server("success"))
+
+
+def test_a_server_asking_for_more_iterations_than_the_cap_is_refused_before_computing() -> None:
+    client = SaslClient(SCRAM_SHA_256, "user", "pencil", client_nonce="rOprNGfwEbeRWgbNEkqO")
+    client.auth()
+    server_first = (
+        "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,"
+        f"i={MAX_ITERATIONS + 1}"
+    )
+    challenge = new_element(NS_SASL, "challenge")
+    challenge.text = base64.b64encode(server_first.encode()).decode()
+    with pytest.raises(SaslProtocolError, match="more than 1,000,000"):
+        client.receive(challenge)
+    assert client.state is SaslState.FAILED

@@ -70,6 +70,11 @@ _FAILURE_EXPLANATIONS = {
     "not-authorized": "the password for that JID is wrong (or the account does not exist)",
     "temporary-auth-failure": "the server could not authenticate for now; later may work",
 }
+# The most PBKDF2 iterations a server may ask for: the proof is computed
+# in the caller's thread (about 0.25 s at this count); a server asking for
+# more would hold it for seconds.
+MAX_ITERATIONS = 1_000_000
+
 # Conditions after which the same attempt may succeed later.
 _PASSING_CONDITIONS = frozenset(("aborted", "temporary-auth-failure"))
 
@@ -277,7 +282,18 @@ class SaslClient:
         payload = self._payload(challenge)
         if self._scram is not None and self.state is SaslState.AUTHENTICATING:
             try:
-                self._scram.set_server_first(_decode_scram(payload))
+                server_first = _decode_scram(payload)
+            except scramp.ScramException as exc:
+                self._fail(SaslProtocolError(f"a malformed SCRAM challenge ({exc})"))
+            iterations = _iterations(server_first)
+            if iterations > MAX_ITERATIONS:
+                self._fail(
+                    SaslProtocolError(
+                        f"the server asks for {iterations} iterations, more than {MAX_ITERATIONS:,}"
+                    )
+                )
+            try:
+                self._scram.set_server_first(server_first)
                 client_final = self._scram.get_client_final()
             except scramp.ScramException as exc:
                 self._fail(SaslProtocolError(f"a malformed SCRAM challenge ({exc})"))
@@ -377,6 +393,15 @@ def _decode(text: str | None) -> bytes:
         return base64.b64decode(text.encode("ascii"), validate=True)
     except (UnicodeEncodeError, binascii.Error):
         raise SaslProtocolError("a payload that is not base64") from None
+
+
+def _iterations(server_first: str) -> int:
+    """The iteration count a SCRAM server-first message asks for; 0 when
+    it names none a number (scramp then refuses the message)."""
+    for attribute in server_first.split(","):
+        if attribute.startswith("i=") and attribute[2:].isdigit():
+            return int(attribute[2:])
+    return 0
 
 
 def _decode_scram(payload: bytes) -> str:
