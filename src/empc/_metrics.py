@@ -255,7 +255,7 @@ def _traffic(watched: dict[str, Watched]) -> Iterator[Metric]:
             continue
         for kind, count in tally.received.items():
             received.add_metric([domain, kind], count)
-        for kind, count in (tally.sent | {"iq": tally.sent.get("iq", 0) + tally.results}).items():
+        for kind, count in tally.sent_by_kind().items():
             sent.add_metric([domain, kind], count)
         replies.add_metric([domain, "result", ""], tally.results)
         for condition, count in tally.errors.items():

@@ -293,14 +293,20 @@ class FakeServer:
 
         :raises RuntimeError: if the component is not connected.
         """
+        element = self._completed(stanza, to=self.domain)
+        return self.feed(etree.tostring(element, with_tail=False))
+
+    def _completed(self, stanza: str | bytes | etree._Element, to: str) -> etree._Element:
+        """``stanza`` parsed or copied, with ``to``, :data:`DEFAULT_SENDER`
+        as ``from`` and, for an IQ, a fresh ``id`` where it has none."""
         element = _parse(stanza) if isinstance(stanza, str | bytes) else copy.deepcopy(stanza)
-        defaults = {"to": self.domain, "from": DEFAULT_SENDER}
+        defaults = {"to": to, "from": DEFAULT_SENDER}
         if etree.QName(element).localname == "iq":
             defaults["id"] = f"test-{next(self._ids)}"
         for name, value in defaults.items():
             if element.get(name) is None:
                 element.set(name, value)
-        return self.feed(etree.tostring(element, with_tail=False))
+        return element
 
     def grant(
         self,
@@ -344,12 +350,7 @@ class FakeServer:
         :meth:`deliver` does (but its ``to`` defaults to the server).
         Returns what the component sent: the wrapped answer, with
         :func:`delegated_answer` to read it."""
-        inner = _parse(stanza) if isinstance(stanza, str | bytes) else copy.deepcopy(stanza)
-        defaults = {"to": self.component.server_domain, "from": DEFAULT_SENDER}
-        defaults["id"] = f"test-{next(self._ids)}"
-        for name, value in defaults.items():
-            if inner.get(name) is None:
-                inner.set(name, value)
+        inner = self._completed(stanza, to=self.component.server_domain)
         namespace = f"urn:xmpp:delegation:{version}"
         outer = new_element(
             NS_COMPONENT, "iq", {"type": "set", "from": sender or self.component.server_domain}

@@ -60,6 +60,10 @@ class Tally:
         self.refused: defaultdict[str, int] = defaultdict(int)
         self.latency: dict[str, Latency] = {}
 
+    def sent_by_kind(self) -> dict[str, int]:
+        """Stanzas sent, by kind, IQ results included."""
+        return self.sent | {"iq": self.sent.get("iq", 0) + self.results}
+
     def count_sent(self, stanza: etree._Element) -> None:
         """Count a stanza sent, and the answer it is if it is an IQ's."""
         kind = STANZA_KINDS.get(stanza.tag, "other")
