@@ -1,7 +1,14 @@
-"""The XEP-0114 component stream as a sans-IO state machine.
+"""XMPP streams as sans-IO state machines: what they share, and the
+XEP-0114 component stream.
 
 Theory of operation
 -------------------
+
+:class:`XmppStream` holds what every stream shares: the restricted-XML
+parser and its limits, the queue of bytes to send, stream errors, and the
+closing handshake. :class:`ComponentStream` adds the XEP-0114 handshake;
+an account's stream (``_client.ClientStream``) adds TLS, SASL, resource
+binding and stream management. Both are driven the same way.
 
 :class:`ComponentStream` knows no sockets and no clock. The caller feeds it
 the bytes it reads with :meth:`~ComponentStream.receive`, which returns
@@ -39,6 +46,7 @@ import enum
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 from xml.sax.saxutils import quoteattr
 
 from lxml import etree
@@ -86,27 +94,35 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+class Event:
+    """Something that happened on a stream, as :meth:`XmppStream.receive`
+    reports it."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
-class StreamOpened:
+class StreamOpened(Event):
     """The server's stream header arrived; the handshake has been sent."""
 
     stream_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class Authenticated:
-    """The server accepted the handshake: stanzas may flow."""
+class Authenticated(Event):
+    """The stream is READY: the server accepted who we are (the handshake
+    of a component; an account's password and resource), stanzas may flow."""
 
 
 @dataclass(frozen=True, slots=True)
-class StanzaReceived:
+class StanzaReceived(Event):
     """A stanza (message, presence or iq) arrived, as a detached element."""
 
     stanza: etree._Element
 
 
 @dataclass(frozen=True, slots=True)
-class StreamErrorReceived:
+class StreamErrorReceived(Event):
     """The server sent a stream error; the stream is closing (DRAINING, if
     it was READY: :meth:`ComponentStream.close` sends our close tag)."""
 
@@ -114,7 +130,7 @@ class StreamErrorReceived:
 
 
 @dataclass(frozen=True, slots=True)
-class ProtocolViolation:
+class ProtocolViolation(Event):
     """The server broke the protocol. ``error`` has been sent to it, or,
     if the stream was READY, goes out with :meth:`ComponentStream.close`
     (the stream is DRAINING)."""
@@ -123,41 +139,32 @@ class ProtocolViolation:
 
 
 @dataclass(frozen=True, slots=True)
-class ServerClosed:
+class ServerClosed(Event):
     """The server closed its side of a READY stream: the stream is DRAINING
     until :meth:`ComponentStream.close` sends our close tag."""
 
 
 @dataclass(frozen=True, slots=True)
-class StreamClosed:
+class StreamClosed(Event):
     """Both sides have closed the stream; the connection may be dropped."""
 
 
-Event = (
-    StreamOpened
-    | Authenticated
-    | StanzaReceived
-    | StreamErrorReceived
-    | ProtocolViolation
-    | ServerClosed
-    | StreamClosed
-)
+class XmppStream:
+    """What every XMPP stream of ours shares, whoever it authenticates as:
+    the restricted-XML parser and its limits, the queue of bytes to send,
+    stream errors, and the closing handshake (see the module docstring).
 
-
-class ComponentStream:
-    """One XEP-0114 stream from a component to a server.
-
-    :param domain: the component's domain, such as ``echo.example.org``.
-    :param secret: the secret shared with the server.
-    :param max_stanza_size: the largest stanza accepted from the server.
-    :param max_depth: how deeply a stanza's elements may nest.
+    A subclass names its stream's namespace, writes its header, and takes
+    the server's header (:meth:`_opened`) and every top-level element that
+    is not a stream error (:meth:`_element`) until the stream is READY.
     """
 
-    def __init__(
-        self, domain: str, secret: str, *, max_stanza_size: int = 512 * 1024, max_depth: int = 64
-    ) -> None:
-        self.domain = JID.parse(domain).domain
-        self._secret = secret
+    namespace: ClassVar[str]
+
+    def __init__(self, to: str, *, max_stanza_size: int, max_depth: int) -> None:
+        self.to = to
+        self._max_stanza_size = max_stanza_size
+        self._max_depth = max_depth
         self._parser = StreamParser(max_stanza_size, max_depth)
         self._outbox: list[bytes] = []
         self._close_sent = False
@@ -165,14 +172,17 @@ class ComponentStream:
         # The server ended the stream (its stream error, or a breach we
         # found): nothing it sends afterwards is delivered, in any state.
         self._server_ended = False
+        # Set when the stream restarts (after TLS, after SASL): the rest of
+        # what the old parser read is not for the new stream.
+        self._restarted = False
         self._pending_error: StreamError | None = None  # sent by close() when DRAINING
         self.authenticated = False  # stays True once READY was reached
         self.state = State.IDLE
         self.stream_id: str | None = None
 
     def __repr__(self) -> str:
-        # The secret stays out of every representation.
-        return f"<ComponentStream {self.domain} {self.state.value}>"
+        # Secrets stay out of every representation.
+        return f"<{type(self).__name__} {self.to} {self.state.value}>"
 
     def data_to_send(self) -> bytes:
         """The bytes queued for the server since the last call."""
@@ -181,76 +191,43 @@ class ComponentStream:
         return data
 
     def open(self) -> None:
-        """Queue the stream header; the handshake follows the server's."""
+        """Queue the stream header; what follows depends on the server's."""
         if self.state is not State.IDLE:
             raise LocalProtocolError(f"cannot open a stream that is {self.state.value}")
-        self._outbox.append(
-            b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept'"
-            b" xmlns:stream='http://etherx.jabber.org/streams' to="
-            + quoteattr(self.domain).encode()
-            + b">"
-        )
+        self._outbox.append(self._header_bytes())
         self.state = State.OPENING
 
-    def send(self, stanza: etree._Element) -> None:
-        """Queue a stanza, stamping the component's domain as ``from``.
+    def _header_bytes(self) -> bytes:
+        raise NotImplementedError
 
-        :raises LocalProtocolError: if the stream is neither READY nor
-            DRAINING (replies to what the server sent before it ended the
-            stream may still go out), the stanza is not a message, presence
-            or iq, has no ``to``, or has a ``from`` outside the component's
-            domain; :class:`RestrictedContent` if it holds a comment, a
-            processing instruction or an entity reference. The stream is
-            left untouched.
-        """
-        tag = stanza.tag
-        if tag not in _STANZA_TAGS and tag not in _BARE_STANZA_TAGS:
-            self._check_sendable(None, None)
-            raise LocalProtocolError(f"not a stanza: {tag}")
-        sender = stanza.get("from")
-        self._check_sendable(stanza.get("to"), sender)
-        restricted = next(stanza.iter(*_RESTRICTED_NODES), None)
-        if restricted is not None:
-            raise RestrictedContent(f"a stanza may not carry {etree.tostring(restricted)!r}")
-        if sender is None:
-            stanza.set("from", self.domain)
-        self._outbox.append(etree.tostring(stanza, with_tail=False))
-
-    def send_result(self, iq_id: str | None, to: str | None, sender: str | None) -> None:
-        """Queue an empty IQ ``result``, the most common answer (to a ping,
-        to a set that needs no payload), without building an element.
-
-        The values are attribute values as lxml parsed them (valid XML
-        text): they are escaped here. What fails is what fails for
-        :meth:`send`.
-        """
-        self._check_sendable(to, sender)
-        assert to is not None
-        iq_id_attribute = b"" if iq_id is None else b' id="' + _quote(iq_id) + b'"'
-        self._outbox.append(
-            b'<iq type="result"'
-            + iq_id_attribute
-            + b' to="'
-            + _quote(to)
-            + b'" from="'
-            + _quote(sender or self.domain)
-            + b'"/>'
-        )
-
-    def _check_sendable(self, to: str | None, sender: str | None) -> None:
-        if self.state is not State.READY and self.state is not State.DRAINING:
-            raise LocalProtocolError(f"cannot send while the stream is {self.state.value}")
-        if not to:
-            raise LocalProtocolError("a stanza sent by a component needs a 'to'")
-        if sender is not None and not in_domain(sender, self.domain):
-            raise LocalProtocolError(
-                f"'from' {sender!r} is outside the component's domain {self.domain!r}"
-            )
+    def _restart(self) -> None:
+        """Open a new stream on the same connection (RFC 6120 §4.3.3): a
+        fresh parser, and our header again."""
+        self._parser = StreamParser(self._max_stanza_size, self._max_depth)
+        self._restarted = True
+        self._outbox.append(self._header_bytes())
+        self.state = State.OPENING
 
     def send_whitespace(self) -> None:
         """Queue a single space: a keepalive that costs the server nothing."""
         if self.state is State.READY:
             self._outbox.append(b" ")
+
+    def _check_stanza(self, stanza: etree._Element) -> None:
+        """Refuse what no stream may send: the stream is neither READY nor
+        DRAINING (replies to what the server sent before it ended the
+        stream may still go out), the element is not a stanza, or it holds
+        restricted XML."""
+        self._check_state()
+        if stanza.tag not in _STANZA_TAGS and stanza.tag not in _BARE_STANZA_TAGS:
+            raise LocalProtocolError(f"not a stanza: {stanza.tag}")
+        restricted = next(stanza.iter(*_RESTRICTED_NODES), None)
+        if restricted is not None:
+            raise RestrictedContent(f"a stanza may not carry {etree.tostring(restricted)!r}")
+
+    def _check_state(self) -> None:
+        if self.state is not State.READY and self.state is not State.DRAINING:
+            raise LocalProtocolError(f"cannot send while the stream is {self.state.value}")
 
     def close(self) -> None:
         """Start the closing handshake (RFC 6120 §4.4), or finish it when
@@ -283,19 +260,20 @@ class ComponentStream:
         events: list[Event] = []
         if self.state is State.CLOSED or self._server_closed:
             return events
+        self._restarted = False
         for item in self._parser.feed(data):
             if isinstance(item, StreamFooter):
                 self._footer(events)
             elif self._server_ended:
                 continue  # only the server's close matters now
             elif isinstance(item, etree._Element):
-                self._stanza(item, events)
+                self._top_level(item, events)
             elif isinstance(item, StreamHeader):
                 self._header(item.element, events)
             else:
                 self._violation(item, events)
-            if self._server_closed:
-                break  # nothing can follow the server's close
+            if self._server_closed or self._restarted:
+                break  # nothing can follow the server's close, or be for a new stream
         return events
 
     def _footer(self, events: list[Event]) -> None:
@@ -311,44 +289,35 @@ class ComponentStream:
 
     def _header(self, header: etree._Element, events: list[Event]) -> None:
         if self.state is not State.OPENING:
-            return  # closed before the server answered: no handshake
-        if header.tag != _HEADER_TAG or header.nsmap.get(None) != NS_COMPONENT:
+            return  # closed before the server answered
+        if header.tag != _HEADER_TAG or header.nsmap.get(None) != self.namespace:
             self._violation(
-                InvalidNamespace(f"expected a {NS_COMPONENT} stream, got {header.tag}"),
+                InvalidNamespace(f"expected a {self.namespace} stream, got {header.tag}"),
                 events,
             )
             return
-        stream_id = header.get("id")
-        if not stream_id:
-            self._violation(BadFormat("stream header without an id"), events)
-            return
-        self.stream_id = stream_id
-        handshake = new_element(NS_COMPONENT, "handshake")
-        handshake.text = handshake_digest(stream_id, self._secret)
-        self._outbox.append(etree.tostring(handshake))
+        self.stream_id = header.get("id")
         self.state = State.HANDSHAKING
-        events.append(StreamOpened(stream_id))
+        self._opened(header, events)
 
-    def _stanza(self, stanza: etree._Element, events: list[Event]) -> None:
-        tag = stanza.tag
-        if tag == _ERROR_TAG:
+    def _opened(self, header: etree._Element, events: list[Event]) -> None:
+        """The server's header, in the right namespace, arrived."""
+
+    def _top_level(self, element: etree._Element, events: list[Event]) -> None:
+        if element.tag == _ERROR_TAG:
             self._server_ended = True
-            events.append(StreamErrorReceived(parse_stream_error(stanza)))
+            events.append(StreamErrorReceived(parse_stream_error(element)))
             if self.state is State.READY:
                 self.state = State.DRAINING
             else:
                 self._send_close()
                 self.state = State.CLOSING
-        elif self.state is State.HANDSHAKING and tag == _HANDSHAKE_TAG:
-            self.state = State.READY
-            self.authenticated = True
-            events.append(Authenticated())
-        elif tag in _STANZA_TAGS and self.authenticated:
-            # Also while CLOSING: a stream that was open still delivers what
-            # the server sent before its close (RFC 6120 §4.4).
-            events.append(StanzaReceived(stanza))
-        elif self.state is not State.CLOSING:
-            self._violation(UnsupportedStanzaType(f"unexpected {tag}"), events)
+        else:
+            self._element(element, events)
+
+    def _element(self, element: etree._Element, events: list[Event]) -> None:
+        """A top-level element other than a stream error."""
+        raise NotImplementedError
 
     def _violation(self, error: StreamError, events: list[Event]) -> None:
         self._server_ended = True
@@ -365,12 +334,117 @@ class ComponentStream:
             self._outbox.append(_CLOSE_TAG)
 
 
+class ComponentStream(XmppStream):
+    """One XEP-0114 stream from a component to a server.
+
+    :param domain: the component's domain, such as ``echo.example.org``.
+    :param secret: the secret shared with the server.
+    :param max_stanza_size: the largest stanza accepted from the server.
+    :param max_depth: how deeply a stanza's elements may nest.
+    """
+
+    namespace = NS_COMPONENT
+
+    def __init__(
+        self, domain: str, secret: str, *, max_stanza_size: int = 512 * 1024, max_depth: int = 64
+    ) -> None:
+        self.domain = JID.parse(domain).domain
+        super().__init__(self.domain, max_stanza_size=max_stanza_size, max_depth=max_depth)
+        self._secret = secret
+
+    def _header_bytes(self) -> bytes:
+        return (
+            b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept'"
+            b" xmlns:stream='http://etherx.jabber.org/streams' to="
+            + quoteattr(self.domain).encode()
+            + b">"
+        )
+
+    def send(self, stanza: etree._Element) -> None:
+        """Queue a stanza, stamping the component's domain as ``from``.
+
+        :raises LocalProtocolError: if the stream is neither READY nor
+            DRAINING (replies to what the server sent before it ended the
+            stream may still go out), the stanza is not a message, presence
+            or iq, has no ``to``, or has a ``from`` outside the component's
+            domain; :class:`RestrictedContent` if it holds a comment, a
+            processing instruction or an entity reference. The stream is
+            left untouched.
+        """
+        self._check_stanza(stanza)
+        sender = stanza.get("from")
+        self._check_addresses(stanza.get("to"), sender)
+        if sender is None:
+            stanza.set("from", self.domain)
+        self._outbox.append(etree.tostring(stanza, with_tail=False))
+
+    def send_result(self, iq_id: str | None, to: str | None, sender: str | None) -> None:
+        """Queue an empty IQ ``result``, the most common answer (to a ping,
+        to a set that needs no payload), without building an element.
+
+        The values are attribute values as lxml parsed them (valid XML
+        text): they are escaped here. What fails is what fails for
+        :meth:`send`.
+        """
+        self._check_state()
+        self._check_addresses(to, sender)
+        assert to is not None
+        self._outbox.append(result_bytes(iq_id, to, sender or self.domain))
+
+    def _check_addresses(self, to: str | None, sender: str | None) -> None:
+        if not to:
+            raise LocalProtocolError("a stanza sent by a component needs a 'to'")
+        if sender is not None and not in_domain(sender, self.domain):
+            raise LocalProtocolError(
+                f"'from' {sender!r} is outside the component's domain {self.domain!r}"
+            )
+
+    def _opened(self, header: etree._Element, events: list[Event]) -> None:
+        if not self.stream_id:
+            self._violation(BadFormat("stream header without an id"), events)
+            return
+        handshake = new_element(NS_COMPONENT, "handshake")
+        handshake.text = handshake_digest(self.stream_id, self._secret)
+        self._outbox.append(etree.tostring(handshake))
+        events.append(StreamOpened(self.stream_id))
+
+    def _element(self, element: etree._Element, events: list[Event]) -> None:
+        tag = element.tag
+        if self.state is State.HANDSHAKING and tag == _HANDSHAKE_TAG:
+            self.state = State.READY
+            self.authenticated = True
+            events.append(Authenticated())
+        elif tag in _STANZA_TAGS and self.authenticated:
+            # Also while CLOSING: a stream that was open still delivers what
+            # the server sent before its close (RFC 6120 §4.4).
+            events.append(StanzaReceived(element))
+        elif self.state is not State.CLOSING:
+            self._violation(UnsupportedStanzaType(f"unexpected {tag}"), events)
+
+
 # What RFC 6120 §11.1 keeps out of a stream, as lxml nodes.
 _RESTRICTED_NODES = (etree.Comment, etree.ProcessingInstruction, etree.Entity)
 _ATTRIBUTE_SPECIALS = re.compile(r'[&<"\t\n\r]')
 _ATTRIBUTE_ESCAPES = str.maketrans(
     {"&": "&amp;", "<": "&lt;", '"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
 )
+
+
+def result_bytes(iq_id: str | None, to: str | None, sender: str | None) -> bytes:
+    """An empty IQ ``result``, serialized without building an element. The
+    values are attribute values as lxml parsed them (valid XML text):
+    they are escaped here; a None one is left out."""
+    return (
+        b'<iq type="result"'
+        + _attribute(b"id", iq_id)
+        + _attribute(b"to", to)
+        + _attribute(b"from", sender)
+        + b"/>"
+    )
+
+
+def _attribute(name: bytes, value: str | None) -> bytes:
+    return b"" if value is None else b" " + name + b'="' + _quote(value) + b'"'
 
 
 def _quote(value: str) -> bytes:
