@@ -1,6 +1,7 @@
 """The config file: YAML, checked up front, every error naming key and line.
 
-Reference (every key but ``components`` is optional)::
+Reference (every key is optional, but ``components`` or ``accounts`` must
+list one entry at least)::
 
     components:                      # one entry per component domain
       - domain: echo.example.org     # the component's JID
@@ -16,6 +17,24 @@ Reference (every key but ``components`` is optional)::
           - mypackage.module:Handler
           - class: mypackage.module:Other
             config: {any: mapping}
+    accounts:                        # one entry per client account (c2s)
+      - jid: bot@example.org/empc    # a bare JID gets the resource empc-<8 random hex>
+        password: s3cret             # or password_file: /etc/empc/bot.password
+        password_env: EMPC_BOT_PASSWORD   # this variable, when set, wins (no default)
+        server: tcp:host=example.org:port=5222   # a Twisted client endpoint (default:
+                                     # the JID's domain, port 5222); a tls: endpoint is
+                                     # direct TLS (XEP-0368), without STARTTLS
+        tls: required                # required: STARTTLS or refuse; optional: when offered
+        trust_roots: /etc/empc/ca.pem   # PEM file of the CAs that may sign the server's
+                                     # certificate (default: the system's trust store)
+        presence: {show: chat, status: At your service, priority: 0}
+                                     # show: away, chat, dnd or xa; priority: -128 to 127
+        subscriptions: all           # who may subscribe to its presence: all, none,
+                                     # a list of bare JIDs, domains and list:NAME, or
+                                     # handler (the handlers' presence routes decide)
+        identity: {category: client, type: bot, name: empc}
+        builtins: {ping: true}       # as for a component
+        handlers: [mypackage.module:Handler]   # as for a component
     access_lists:                    # named lists for access rules: list:admins
       admins: [alice@example.org, example.net]
     limits:
@@ -67,6 +86,8 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import secrets
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -74,17 +95,22 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import clientFromString, quoteStringArgument, serverFromString
 
 from empc._connection import LinkSettings
 from empc._service import Backoff
 from empc.handlers import BUILTINS
 from empc.protocol import JID, InvalidJID
-from empc.routing import Handler, Limits
+from empc.routing import AccessRule, Handler, Limits
 from empc.storage import StorageError, parse_url
 
 DEFAULT_SERVER = "tcp:host=127.0.0.1:port=5347"
 DEFAULT_SECRET_ENV = "EMPC_SECRET"
+DEFAULT_CLIENT_PORT = 5222
+RESOURCE_PREFIX = "empc-"
+TLS_POLICIES = ("required", "optional")
+PRESENCE_SHOWS = ("away", "chat", "dnd", "xa")
+SUBSCRIPTION_POLICIES = ("all", "none", "handler")
 DEFAULT_STORAGE_URL = "sqlite:///empc.sqlite3"
 DEFAULT_METRICS_LISTEN = "tcp:9180:interface=127.0.0.1"
 LOG_FORMATS = ("text", "json")
@@ -130,6 +156,38 @@ class ComponentConfig:
 
 
 @dataclass(frozen=True)
+class PresenceConfig:
+    """The presence an account sends once online."""
+
+    show: str | None = None
+    """One of :data:`PRESENCE_SHOWS`; None: plainly available."""
+    status: str | None = None
+    priority: int = 0
+    """-128 to 127."""
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    jid: str
+    """A full JID: the domain in lower case, a resource always (one of
+    ``empc-`` and 8 random hex digits when the config gives a bare JID)."""
+    password: Secret
+    server: str
+    handlers: list[Handler]
+    tls: str = "required"
+    """One of :data:`TLS_POLICIES`."""
+    trust_roots: str | None = None
+    """A PEM file of CAs; None: the system's trust store."""
+    presence: PresenceConfig = PresenceConfig()
+    subscriptions: str | tuple[str, ...] = "all"
+    """One of :data:`SUBSCRIPTION_POLICIES`, or the bare JIDs, domains and
+    ``list:NAME`` entries whose subscriptions are approved."""
+    identity: tuple[str, str, str] = ("client", "bot", "empc")
+    builtins: Mapping[str, bool] = field(default_factory=dict)
+    builtin_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     """The ``storage`` section: what :class:`~empc.storage.Database` takes."""
 
@@ -157,6 +215,7 @@ class Config:
     """Seconds after which systemd hears ``READY=1`` even if a link is down."""
     metrics_listen: str | None = None
     """The server endpoint of the HTTP listener; None without a ``metrics`` section."""
+    accounts: list[AccountConfig] = field(default_factory=list)
 
 
 def load_config(path: str, environ: Mapping[str, str] = os.environ) -> Config:
@@ -218,11 +277,15 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
     systemd = root.section("systemd")
     ready_timeout = systemd.number("ready_timeout", 30.0)
     metrics_listen = _read_metrics(root)
-    components = [
-        _read_component(entry, environ) for entry in root.sections("components", required=True)
-    ]
-    if not components:
-        raise root.error("components", "list at least one component")
+    components = [_read_component(entry, environ) for entry in root.sections("components")]
+    accounts = [_read_account(entry, environ, access_lists) for entry in root.sections("accounts")]
+    if not components and not accounts:
+        given = [key for key in ("components", "accounts") if key in root.data]
+        raise root.error(
+            given[0] if given else "components",
+            f"{'empty' if given else 'missing'}: list at least one component under"
+            " components or one account under accounts",
+        )
     for section in (limits, keepalive, reconnect, logging, systemd, root):
         section.refuse_unknown()
     return Config(
@@ -237,6 +300,7 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
         log_format=log_format,
         ready_timeout=ready_timeout,
         metrics_listen=metrics_listen,
+        accounts=accounts,
     )
 
 
@@ -244,15 +308,28 @@ def _read_metrics(root: _Section) -> str | None:
     if "metrics" not in root.data:
         return None
     section = root.section("metrics")
-    listen = section.string("listen", DEFAULT_METRICS_LISTEN)
-    try:
-        # Parsing builds the endpoint object only; the reactor is used
-        # once it listens, so none is needed to check the string.
-        serverFromString(None, listen)
-    except Exception as e:
-        raise section.error("listen", f"not a server endpoint: {e}") from None
+    listen = _read_endpoint(section, "listen", DEFAULT_METRICS_LISTEN, serverFromString, "server")
     section.refuse_unknown()
     return listen
+
+
+def _read_endpoint(
+    section: _Section, key: str, default: str, parse: Callable[[Any, str], object], kind: str
+) -> str:
+    """The endpoint description at ``key``, checked by ``parse`` (Twisted's
+    ``serverFromString`` or ``clientFromString``); one it refuses is an
+    error naming ``key`` and the ``kind`` of endpoint expected."""
+    description = section.string(key, default)
+    try:
+        # Parsing builds the endpoint object only; the reactor is used once
+        # it listens or connects, so none is needed to check the string
+        # (Twisted warns that a name resolver will be wanted: not here).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            parse(None, description)
+    except Exception as e:
+        raise section.error(key, f"not a {kind} endpoint: {type(e).__name__}: {e}") from None
+    return description
 
 
 def _read_storage(root: _Section, environ: Mapping[str, str]) -> StorageConfig | None:
@@ -333,62 +410,181 @@ def _read_component(section: _Section, environ: Mapping[str, str]) -> ComponentC
     domain = _parse_jid(section, "domain", domain_text)
     if domain.local or domain.resource:
         raise section.error("domain", f"a component JID is a bare domain, not {domain_text!r}")
-    secret = _read_secret(section, environ)
+    secret = _read_secret(section, environ, "secret", DEFAULT_SECRET_ENV)
     server_domain = _read_jid(section, "server_domain")
     if server_domain is not None:
         host = _parse_jid(section, "server_domain", server_domain)
         if host.local or host.resource:
             raise section.error("server_domain", f"a server's domain, not {server_domain!r}")
-    identity_section = section.section("identity")
-    identity = (
-        identity_section.string("category", "component"),
-        identity_section.string("type", "generic"),
-        identity_section.string("name", "empc"),
-    )
-    builtins_section = section.section("builtins")
-    builtins: dict[str, bool] = {}
-    builtin_config: dict[str, Mapping[str, Any]] = {}
-    for name, cls in BUILTINS.items():
-        if isinstance(builtins_section.data.get(name), dict):  # on, with this config
-            options = builtins_section.section(name).data
-            try:
-                cls(options)
-            except Exception as e:
-                raise builtins_section.error(name, f"refused its config: {e}") from None
-            builtins[name], builtin_config[name] = True, options
-        else:
-            builtins[name] = builtins_section.boolean(name, True)
-    handlers = [_read_handler(section, index, item) for index, item in section.items("handlers")]
+    served = _read_served(section, ("component", "generic", "empc"))
     config = ComponentConfig(
         domain=domain.domain,
         server=section.string("server", DEFAULT_SERVER),
         secret=secret,
-        handlers=handlers,
-        identity=identity,
-        builtins=builtins,
-        builtin_config=builtin_config,
+        handlers=served.handlers,
+        identity=served.identity,
+        builtins=served.builtins,
+        builtin_config=served.builtin_config,
         server_domain=None if server_domain is None else JID.parse(server_domain).domain,
     )
-    for part in (identity_section, builtins_section, section):
-        part.refuse_unknown()
+    section.refuse_unknown()
     return config
 
 
-def _read_secret(section: _Section, environ: Mapping[str, str]) -> Secret:
-    variable = section.string("secret_env", DEFAULT_SECRET_ENV)
-    inline = section.optional_string("secret")
-    secret_file = section.optional_string("secret_file")
+def _read_account(
+    section: _Section, environ: Mapping[str, str], access_lists: Mapping[str, list[str]]
+) -> AccountConfig:
+    jid_text = section.string("jid")
+    jid = _parse_jid(section, "jid", jid_text)
+    if jid.local is None:
+        raise section.error("jid", f"an account's JID is user@domain, not {jid_text!r}")
+    if jid.resource is None:
+        # A resource of its own, so that a second process on the same
+        # account does not take over this one's session.
+        jid = JID(jid.local, jid.domain, RESOURCE_PREFIX + secrets.token_hex(4))
+    password = _read_secret(section, environ, "password", None)
+    default_server = f"tcp:host={quoteStringArgument(jid.domain)}:port={DEFAULT_CLIENT_PORT}"
+    server = _read_endpoint(section, "server", default_server, clientFromString, "client")
+    tls = section.string("tls", TLS_POLICIES[0])
+    if tls not in TLS_POLICIES:
+        raise section.error("tls", f"expected required or optional, got {tls!r}")
+    trust_roots = section.optional_string("trust_roots")
+    if trust_roots is not None:
+        _check_certificates(section, "trust_roots", trust_roots)
+    presence = _read_presence(section.section("presence"))
+    subscriptions = _read_subscriptions(section, access_lists)
+    served = _read_served(section, ("client", "bot", "empc"))
+    config = AccountConfig(
+        jid=str(jid),
+        password=password,
+        server=server,
+        handlers=served.handlers,
+        tls=tls,
+        trust_roots=trust_roots,
+        presence=presence,
+        subscriptions=subscriptions,
+        identity=served.identity,
+        builtins=served.builtins,
+        builtin_config=served.builtin_config,
+    )
+    section.refuse_unknown()
+    return config
+
+
+def _check_certificates(section: _Section, key: str, path: str) -> None:
+    """Refuse, naming ``key``, a file that cannot be read or that holds no
+    PEM certificate: TLS would otherwise fail at each connection."""
+    try:
+        content = Path(path).read_bytes()
+    except OSError as e:
+        raise section.error(key, f"cannot read {path}: {e.strerror}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in content:
+        raise section.error(key, f"{path} holds no PEM certificate")
+
+
+def _read_presence(section: _Section) -> PresenceConfig:
+    show = section.optional_string("show")
+    if show is not None and show not in PRESENCE_SHOWS:
+        raise section.error("show", f"expected away, chat, dnd or xa, got {show!r}")
+    presence = PresenceConfig(
+        show=show,
+        status=section.optional_string("status"),
+        priority=section.integer("priority", 0, minimum=-128, maximum=127),
+    )
+    section.refuse_unknown()
+    return presence
+
+
+def _read_subscriptions(
+    section: _Section, access_lists: Mapping[str, list[str]]
+) -> str | tuple[str, ...]:
+    """``all``, ``none``, ``handler``, or the tuple of the entries listed."""
+    if not isinstance(section.data.get("subscriptions"), list):
+        policy = section.string("subscriptions", SUBSCRIPTION_POLICIES[0])
+        if policy not in SUBSCRIPTION_POLICIES:
+            raise section.error(
+                "subscriptions",
+                f"expected all, none, handler or a list of JIDs, domains and list:NAME,"
+                f" got {policy!r}",
+            )
+        return policy
+    entries = []
+    for index, entry in section.items("subscriptions"):
+        where = f"subscriptions[{index}]"
+        if not isinstance(entry, str):
+            raise section.error(where, "expected a bare JID, a domain or list:NAME")
+        try:
+            # The rule the entries will be checked with: it refuses what
+            # it could not match (an unknown list, an invalid JID).
+            AccessRule([entry], None, access_lists)
+        except ValueError as e:
+            raise section.error(where, str(e)) from None
+        entries.append(entry)
+    return tuple(entries)
+
+
+@dataclass(frozen=True)
+class _Served:
+    """What a component and an account both serve: their handlers, the
+    built-in handlers and the identity disco shows."""
+
+    handlers: list[Handler]
+    identity: tuple[str, str, str]
+    builtins: Mapping[str, bool]
+    builtin_config: Mapping[str, Mapping[str, Any]]
+
+
+def _read_served(section: _Section, default_identity: tuple[str, str, str]) -> _Served:
+    identity_section = section.section("identity")
+    category, kind, name = default_identity
+    identity = (
+        identity_section.string("category", category),
+        identity_section.string("type", kind),
+        identity_section.string("name", name),
+    )
+    builtins_section = section.section("builtins")
+    builtins: dict[str, bool] = {}
+    builtin_config: dict[str, Mapping[str, Any]] = {}
+    for builtin, cls in BUILTINS.items():
+        if isinstance(builtins_section.data.get(builtin), dict):  # on, with this config
+            options = builtins_section.section(builtin).data
+            try:
+                cls(options)
+            except Exception as e:
+                raise builtins_section.error(builtin, f"refused its config: {e}") from None
+            builtins[builtin], builtin_config[builtin] = True, options
+        else:
+            builtins[builtin] = builtins_section.boolean(builtin, True)
+    handlers = [_read_handler(section, index, item) for index, item in section.items("handlers")]
+    for part in (identity_section, builtins_section):
+        part.refuse_unknown()
+    return _Served(handlers, identity, builtins, builtin_config)
+
+
+def _read_secret(
+    section: _Section, environ: Mapping[str, str], key: str, default_env: str | None
+) -> Secret:
+    """The secret of ``section``: from the environment variable
+    ``<key>_env`` names (``default_env`` when absent) if it is set and not
+    empty, else from the file ``<key>_file`` names, else ``<key>`` itself.
+
+    :raises ConfigError: for both ``<key>`` and ``<key>_file``, a file that
+        cannot be read or is empty, or no secret at all.
+    """
+    env_key, file_key = f"{key}_env", f"{key}_file"
+    variable = section.optional_string(env_key) or default_env
+    inline = section.optional_string(key)
+    secret_file = section.optional_string(file_key)
     if inline is not None and secret_file is not None:
-        raise section.error("secret_file", "give either secret or secret_file, not both")
-    if environ.get(variable):
+        raise section.error(file_key, f"give either {key} or {file_key}, not both")
+    if variable is not None and environ.get(variable):
         return Secret(environ[variable])
     if secret_file is not None:
-        return _read_secret_file(section, "secret_file", secret_file)
+        return _read_secret_file(section, file_key, secret_file)
     if inline:
         return Secret(inline)
-    raise section.error(
-        "secret", f"no secret: set secret, secret_file or the environment variable {variable}"
-    )
+    where = env_key if variable is None else f"the environment variable {variable}"
+    raise section.error(key, f"no {key}: set {key}, {file_key} or {where}")
 
 
 def _read_secret_file(section: _Section, key: str, path: str) -> Secret:
@@ -479,9 +675,7 @@ class _Section:
             raise self.error(key, "expected a list")
         return iter(enumerate(value))
 
-    def sections(self, key: str, required: bool = False) -> list[_Section]:
-        if required and key not in self.data:
-            raise self.error(key, "missing")
+    def sections(self, key: str) -> list[_Section]:
         return [self.child(f"{key}[{i}]", item) for i, item in self.items(key)]
 
     def string(self, key: str, default: str | None = None) -> str:
