@@ -187,13 +187,12 @@ class Component:
         if self.tally is not None:
             self.tally.received[STANZA_KINDS.get(stanza.tag, "other")] += 1
         to = stanza.get("to") or ""
-        if not in_domain(to, self.domain):
+        if not self.serves(to):
             self.log.warn(
-                "Dropped a stanza for {to}, which is not {domain}: the server routes other "
-                "domains to this connection (ejabberd: set global_routes: false on the "
-                "ejabberd_service listener)",
+                "Dropped a stanza for {to}, which is not {domain}: {hint}",
                 to=to,
                 domain=self.domain,
+                hint=self._misrouted_hint,
             )
             return
         answer = stanza.tag == _IQ and stanza.get("type") in ("result", "error")
@@ -202,6 +201,16 @@ class Component:
         if not self._open and self._refused_while_closing(stanza):
             return
         self.router.dispatch(stanza)
+
+    # Why the server would send a stanza for an address not served here.
+    _misrouted_hint = (
+        "the server routes other domains to this connection (ejabberd: set "
+        "global_routes: false on the ejabberd_service listener)"
+    )
+
+    def serves(self, to: str) -> bool:
+        """Whether ``to`` is an address in the component's domain."""
+        return in_domain(to, self.domain)
 
     def _refused_while_closing(self, stanza: etree._Element) -> bool:
         """Whether a stanza that came once the stream was ending is refused.

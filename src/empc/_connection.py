@@ -20,26 +20,41 @@ from dataclasses import dataclass
 from lxml import etree
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IOpenSSLClientConnectionCreator,
+    IPushProducer,
+    IReactorTime,
+    ISSLTransport,
+)
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from empc._account import Account
 from empc._component import Component
 from empc.handlers import NS_PING
 from empc.protocol import (
     Authenticated,
+    ClientStream,
     ComponentStream,
+    Event,
     LocalProtocolError,
+    NegotiationFailed,
     ProtocolViolation,
+    Resumed,
+    ResumeFailed,
     ServerClosed,
     StanzaReceived,
     State,
     StreamClosed,
     StreamError,
     StreamErrorReceived,
+    StreamManagement,
+    TlsProceed,
+    XmppStream,
     masked,
     new_element,
 )
@@ -73,8 +88,10 @@ class LinkSettings:
 
 
 @implementer(IPushProducer)
-class ComponentProtocol(Protocol):
-    """One connection of a component to its server.
+class LinkProtocol(Protocol):
+    """One connection to the server, whoever it authenticates as: a
+    component (:class:`ComponentProtocol`) or an account
+    (:class:`AccountProtocol`).
 
     :ivar handshake_done: fires with None when the handshake is over: at
         once when it succeeded, or once the connection is gone when it did
@@ -88,19 +105,15 @@ class ComponentProtocol(Protocol):
     """
 
     log = Logger()
+    kind = "component"  # in log lines: what connected
 
     def __init__(
-        self, component: Component, secret: str, clock: IReactorTime, settings: LinkSettings
+        self, component: Component, stream: XmppStream, clock: IReactorTime, settings: LinkSettings
     ) -> None:
         self._component = component
         self._clock = clock
         self._settings = settings
-        self._stream = ComponentStream(
-            component.domain,
-            secret,
-            max_stanza_size=settings.max_stanza_size,
-            max_depth=settings.max_depth,
-        )
+        self._stream = stream
         self.handshake_done: Deferred[None] = Deferred(
             lambda _: self._abort("stopped during the handshake")
         )
@@ -290,13 +303,13 @@ class ComponentProtocol(Protocol):
         for waiter in waiters:
             waiter.callback(None)
 
-    def _handle(self, event: object) -> None:
+    def _handle(self, event: Event) -> None:
         if isinstance(event, StanzaReceived):
             if self._settings.log_stanzas:
                 self._log_stanza("in", masked(event.stanza))
             self._component.receive(event.stanza)
         elif isinstance(event, Authenticated):
-            self._authenticated()
+            self._authenticated(event)
         elif isinstance(event, StreamErrorReceived):
             self._stream_error = event.error
             if self.handshake_done.called:
@@ -325,6 +338,11 @@ class ComponentProtocol(Protocol):
             if self._closing:
                 self.log.info("Stream closed cleanly for {domain}", domain=self._component.domain)
             self._drop()
+        else:
+            self._negotiation(event)
+
+    def _negotiation(self, event: Event) -> None:
+        """An event of the way to READY that only one kind of stream has."""
 
     def _end(self, why: str) -> None:
         """The stream ends from the server's side: drain a stream that was
@@ -335,7 +353,7 @@ class ComponentProtocol(Protocol):
             self._unlink(why)
             self._drop()
 
-    def _authenticated(self) -> None:
+    def _authenticated(self, event: Authenticated) -> None:
         if self._handshake_deadline is not None and self._handshake_deadline.active():
             self._handshake_deadline.cancel()
         if self.handshake_done.called:  # cancelled: the service is stopping
@@ -354,7 +372,10 @@ class ComponentProtocol(Protocol):
         self._start_timer(self._settings.ping_interval, self._ping)
         peer = self.transport.getPeer() if self.transport is not None else None
         self.log.info(
-            "Component {domain} connected to {peer}", domain=self._component.domain, peer=peer
+            "{kind} {domain} connected to {peer}",
+            kind=self.kind.capitalize(),
+            domain=self._component.domain,
+            peer=peer,
         )
         self.handshake_done.callback(None)
 
@@ -432,6 +453,124 @@ class ComponentProtocol(Protocol):
                 self._backlog.size += len(data)
             self.transport.write(data)
             self._last_write = self._clock.seconds()
+
+
+class ComponentProtocol(LinkProtocol):
+    """One connection of a component to its server (XEP-0114)."""
+
+    def __init__(
+        self, component: Component, secret: str, clock: IReactorTime, settings: LinkSettings
+    ) -> None:
+        stream = ComponentStream(
+            component.domain,
+            secret,
+            max_stanza_size=settings.max_stanza_size,
+            max_depth=settings.max_depth,
+        )
+        super().__init__(component, stream, clock, settings)
+
+
+class AccountProtocol(LinkProtocol):
+    """One connection of an account to its server (RFC 6120).
+
+    :param tls: how to start TLS when the server agrees to STARTTLS: it
+        verifies the server's certificate for the account's domain.
+    :param tls_required: whether a server that offers no TLS is refused.
+    :param stream_management: the account's XEP-0198 session, which
+        outlives the connection: the next one resumes it.
+    """
+
+    kind = "account"
+    # Ask the server for an acknowledgement after this many stanzas sent.
+    ack_every = 10
+
+    def __init__(
+        self,
+        account: Account,
+        password: str,
+        clock: IReactorTime,
+        settings: LinkSettings,
+        *,
+        tls: IOpenSSLClientConnectionCreator,
+        tls_required: bool = True,
+        stream_management: StreamManagement,
+    ) -> None:
+        self._client = ClientStream(
+            str(account.jid),
+            password,
+            tls_required=tls_required,
+            stream_management=stream_management,
+            max_stanza_size=settings.max_stanza_size,
+            max_depth=settings.max_depth,
+        )
+        super().__init__(account, self._client, clock, settings)
+        self._account = account
+        self._tls = tls
+        self._sm = stream_management
+        self._unrequested = 0  # stanzas sent since the last ack request
+
+    def connectionMade(self) -> None:
+        # Over a tls: endpoint (XEP-0368), the stream starts encrypted.
+        self._client.encrypted = ISSLTransport.providedBy(self.transport)
+        super().connectionMade()
+
+    def _negotiation(self, event: Event) -> None:
+        if isinstance(event, TlsProceed):
+            self.transport.startTLS(self._tls)  # type: ignore[union-attr]
+            self._client.tls_started()
+        elif isinstance(event, NegotiationFailed):
+            self.refusal = event.error
+            self._drop()
+        elif isinstance(event, ResumeFailed):
+            log = self.log.warn if event.lost else self.log.info
+            log(
+                "The server could not resume the session of {jid}; binding a new one. "
+                "{lost} stanzas sent before the link dropped may not have arrived",
+                jid=self._account.domain,
+                lost=event.lost,
+            )
+
+    def _authenticated(self, event: Authenticated) -> None:
+        super()._authenticated(event)
+        if not self._linked:
+            return  # the service is stopping
+        if isinstance(event, Resumed):
+            self.log.info(
+                "Resumed the session of {jid}; sent {count} stanzas again",
+                jid=self._account.domain,
+                count=event.resent,
+            )
+        self._account.session_started(str(self._client.jid), isinstance(event, Resumed))
+
+    def _sent(self) -> None:
+        super()._sent()
+        self._unrequested += 1
+        if self._unrequested >= self.ack_every:
+            self._request_ack()
+
+    def _keepalive(self) -> None:
+        super()._keepalive()
+        if self._unrequested:
+            self._request_ack()
+
+    def _request_ack(self) -> None:
+        self._unrequested = 0
+        self._client.request_ack()
+        if not self._receiving:
+            self._flush()
+
+    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
+        # A stream closed by either side ends the session on the server too.
+        ended = self._client.state in (State.DRAINING, State.CLOSING, State.CLOSED)
+        lost = self._sm.stream_ended(cleanly=ended)
+        if lost:
+            self.log.error(
+                "{count} stanzas sent by {jid} were not acknowledged by the server before "
+                "the session ended: they may not have arrived",
+                count=len(lost),
+                jid=self._account.domain,
+            )
+        super().connectionLost(reason)
 
 
 class _Backlog:

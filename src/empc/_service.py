@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from OpenSSL import SSL
 from service_identity import VerificationError
@@ -29,20 +29,33 @@ from twisted.application.internet import ClientService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import DNSLookupError
-from twisted.internet.interfaces import IProtocol, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IProtocol,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from empc._account import Account
 from empc._component import Component
-from empc._connection import ComponentProtocol, HandshakeTimeout, LinkSettings
+from empc._connection import (
+    AccountProtocol,
+    ComponentProtocol,
+    HandshakeTimeout,
+    LinkProtocol,
+    LinkSettings,
+)
 from empc.protocol import (
     Conflict,
     HostUnknown,
     InvalidNamespace,
     NotAuthorized,
     StreamError,
+    StreamManagement,
 )
 from empc.storage import Database
 
@@ -97,20 +110,23 @@ def explain(error: BaseException, domain: str) -> str:
         return f"the server's host name does not resolve: check the endpoint ({error})"
     if isinstance(error, VerificationError | SSL.Error):
         return (
-            "the server's TLS certificate is not valid for the endpoint's host name, or not "
-            f"signed by a trusted authority: check host= and trustRoots= ({error!r})"
+            "the server's TLS certificate is not valid for the name expected, or not signed by "
+            "a trusted authority: check the endpoint's host= and trustRoots= (a component) "
+            f"or the JID's domain and trust_roots (an account) ({error!r})"
         )
     return str(error) or type(error).__name__
 
 
 def is_permanent(error: BaseException) -> bool:
-    """Whether connecting again unchanged is pointless. (A name that does
-    not resolve is not: the resolver may not be ready yet at boot.)"""
-    return isinstance(error, StreamError) and error.permanent
+    """Whether connecting again unchanged is pointless: a stream error, a
+    refused password, a server without TLS or mechanisms we can use say
+    so with ``permanent``. (A name that does not resolve is not: the
+    resolver may not be ready yet at boot.)"""
+    return getattr(error, "permanent", False) is True
 
 
-class ComponentService(ClientService):
-    """Keeps one component connected to its server.
+class LinkService(ClientService):
+    """Keeps one component or account connected to its server.
 
     Starting the service runs the handlers' ``start`` hooks, then connects;
     if a hook fails, ``on_start_failure`` is called (``twistd empc`` stops
@@ -121,6 +137,8 @@ class ComponentService(ClientService):
     health endpoints); ``on_handshake_failure`` with the stream error
     condition of each refused handshake, or ``timeout`` for a handshake
     the server did not answer in time (``twistd empc`` counts them).
+
+    :param connect: makes the protocol of each connection.
     """
 
     log = Logger()
@@ -129,10 +147,9 @@ class ComponentService(ClientService):
         self,
         component: Component,
         endpoint: IStreamClientEndpoint,
-        secret: str,
+        connect: Callable[[], LinkProtocol],
         clock: IReactorTime,
         *,
-        link: LinkSettings = LinkSettings(),  # noqa: B008
         backoff: Backoff = Backoff(),
         random: Callable[[], float] = random.random,
         on_start_failure: Callable[[], object] = lambda: None,
@@ -148,14 +165,10 @@ class ComponentService(ClientService):
         self._on_start_failure = on_start_failure
         self._last_error: BaseException | None = None
         self._failures = 0
-        self._protocol: ComponentProtocol | None = None
-
-        def build() -> ComponentProtocol:
-            return ComponentProtocol(component, secret, clock, link)
-
+        self._protocol: LinkProtocol | None = None
         super().__init__(
             _RecordingEndpoint(endpoint, self._failed),
-            Factory.forProtocol(build),
+            Factory.forProtocol(connect),
             retryPolicy=self._retry_delay,
             clock=clock,
             prepareConnection=self._handshake,
@@ -187,17 +200,17 @@ class ComponentService(ClientService):
         protocol = self._protocol
         closed = succeed(None) if protocol is None else protocol.close()
         if self.running:  # else the handlers never finished starting
-            closed.addCallback(lambda _: super(ComponentService, self).stopService())
+            closed.addCallback(lambda _: super(LinkService, self).stopService())
         closed.addCallback(lambda _: self.component.stop())
         closed.addCallback(lambda _: None)
         return closed
 
     def _handshake(self, proxy: IProtocol) -> Deferred[None]:
         # ClientService hands over a proxy that forwards to our protocol.
-        protocol = cast(ComponentProtocol, proxy)
+        protocol = cast(LinkProtocol, proxy)
         return protocol.handshake_done.addCallback(lambda _: self._handshake_finished(protocol))
 
-    def _handshake_finished(self, protocol: ComponentProtocol) -> None:
+    def _handshake_finished(self, protocol: LinkProtocol) -> None:
         if protocol.refusal is not None:
             self._failed(Failure(protocol.refusal))
             return
@@ -207,7 +220,7 @@ class ComponentService(ClientService):
         self._on_link(True)
         protocol.when_lost().addCallback(lambda _: self._lost(protocol, linked_at))
 
-    def _lost(self, protocol: ComponentProtocol, linked_at: float) -> None:
+    def _lost(self, protocol: LinkProtocol, linked_at: float) -> None:
         """Judge a link that was up: it runs before the retry policy."""
         if self._protocol is protocol:
             self._protocol = None
@@ -261,6 +274,70 @@ class ComponentService(ClientService):
             failures=self._failures,
         )
         return delay
+
+
+class ComponentService(LinkService):
+    """Keeps one component connected to its server (see :class:`LinkService`)."""
+
+    def __init__(
+        self,
+        component: Component,
+        endpoint: IStreamClientEndpoint,
+        secret: str,
+        clock: IReactorTime,
+        *,
+        link: LinkSettings = LinkSettings(),  # noqa: B008
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            component,
+            endpoint,
+            lambda: ComponentProtocol(component, secret, clock, link),
+            clock,
+            **options,
+        )
+
+
+class AccountService(LinkService):
+    """Keeps one account connected to its server (see :class:`LinkService`),
+    and its stream management session (XEP-0198) across connections.
+
+    :param tls: how to start TLS: verifying the server's certificate for
+        the account's domain, against the trust roots given.
+    :param tls_required: whether a server that offers no TLS is refused.
+    :param max_unacked: how many stanzas may wait for the server's
+        acknowledgement; more fail to send.
+    """
+
+    def __init__(
+        self,
+        account: Account,
+        endpoint: IStreamClientEndpoint,
+        password: str,
+        clock: IReactorTime,
+        *,
+        tls: IOpenSSLClientConnectionCreator,
+        tls_required: bool = True,
+        max_unacked: int = 1000,
+        link: LinkSettings = LinkSettings(),  # noqa: B008
+        **options: Any,
+    ) -> None:
+        session = StreamManagement(max_unacked)
+        super().__init__(
+            account,
+            endpoint,
+            lambda: AccountProtocol(
+                account,
+                password,
+                clock,
+                link,
+                tls=tls,
+                tls_required=tls_required,
+                stream_management=session,
+            ),
+            clock,
+            **options,
+        )
 
 
 @implementer(IStreamClientEndpoint)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import signal
@@ -10,17 +11,28 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Protocol
 
+from cryptography import x509
+from OpenSSL import crypto
 from prometheus_client import CollectorRegistry
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.error import ReactorNotRunning
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.ssl import (
+    Certificate,
+    optionsForClientTLS,
+    platformTrust,
+    trustRootFromCertificates,
+)
 from twisted.logger import Logger
 from twisted.python import usage
 
+from empc._account import Account
 from empc._component import Component
 from empc._config import (
     LOG_FORMATS,
+    AccountConfig,
     ComponentConfig,
     Config,
     ConfigError,
@@ -28,10 +40,11 @@ from empc._config import (
     load_config,
 )
 from empc._metrics import Health, MetricsEndpoint, metrics_site
-from empc._service import ComponentService, StorageService
+from empc._service import AccountService, ComponentService, LinkService, StorageService
 from empc._systemd import notifier_from_environ
 from empc._threads import ActionThreads
 from empc.handlers import builtin_handlers
+from empc.protocol import JID
 from empc.routing import Handler, Tally, ThreadRunner
 from empc.storage import Database, Runner, StorageError, schemas_of
 
@@ -192,46 +205,59 @@ def build_services(
     :raises usage.UsageError: for a component the config cannot build.
     """
     threads = ActionThreads(reactor, config.limits.threads, config.link.grace)
-    built = []
+    tally = None if config.metrics_listen is None else Tally
+    # Each component and account: its name, what serves it, and how to
+    # make its service once the listeners of its link are known.
+    built: list[tuple[str, Component, Callable[..., LinkService]]] = []
     for component_config in config.components:
+        name = component_config.domain
         try:
-            component = build_component(
-                component_config,
-                config,
-                reactor,
-                threads.run,
-                tally=None if config.metrics_listen is None else Tally(),
-            )
+            component = build_component(component_config, config, reactor, threads.run, tally)
             endpoint = clientFromString(reactor, component_config.server)
         except Exception as e:
-            raise usage.UsageError(
-                f"{config.path}: component {component_config.domain}: {e}"
-            ) from None
-        built.append((component_config, component, endpoint))
+            raise usage.UsageError(f"{config.path}: component {name}: {e}") from None
+        secret = component_config.secret.reveal()
+        make: Callable[..., LinkService] = functools.partial(
+            ComponentService, component, endpoint, secret, reactor, link=config.link
+        )
+        built.append((name, component, make))
+    for account_config in config.accounts:
+        name = account_config.jid
+        try:
+            account = build_account(account_config, config, reactor, threads.run, tally)
+            endpoint = clientFromString(reactor, account_config.server)
+            tls = account_tls(account_config)
+        except Exception as e:
+            raise usage.UsageError(f"{config.path}: account {name}: {e}") from None
+        make = functools.partial(
+            AccountService,
+            account,
+            endpoint,
+            account_config.password.reveal(),
+            reactor,
+            tls=tls,
+            tls_required=account_config.tls == "required",
+            link=config.link,
+        )
+        built.append((name, account, make))
     try:
         database = build_database(config, [component for _, component, _ in built], reactor)
     except (StorageError, ValueError) as e:
         raise usage.UsageError(f"{config.path}: storage: {e}") from None
     notifier = notifier_from_environ(
-        environ or {}, [c.domain for c, _, _ in built], reactor, config.ready_timeout
+        environ or {}, [name for name, _, _ in built], reactor, config.ready_timeout
     )
     health = None if config.metrics_listen is None else Health(CollectorRegistry(), database)
     listeners = [listener for listener in (notifier, health) if listener is not None]
-    for component_config, component, endpoint in built:
-        domain = component_config.domain
-        service = ComponentService(
-            component,
-            endpoint,
-            component_config.secret.reveal(),
-            reactor,
-            link=config.link,
+    for name, _, make_service in built:
+        service = make_service(
             backoff=config.backoff,
             on_start_failure=lambda: _exit_after_failed_start(reactor),
-            on_link=functools.partial(_tell_link, listeners, domain),
+            on_link=functools.partial(_tell_link, listeners, name),
             on_handshake_failure=(
                 (lambda condition: None)
                 if health is None
-                else functools.partial(health.handshake_failed, domain)
+                else functools.partial(health.handshake_failed, name)
             ),
         )
         if health is not None:
@@ -313,33 +339,89 @@ def build_component(
     config: Config,
     clock: Any,
     threads: ThreadRunner | None,
-    tally: Tally | None = None,
+    tally: Callable[[], Tally] | None = None,
 ) -> Component:
     """The component a config entry describes, built-in handlers last so
     that the component's own routes win at equal priority; ``tally``
-    counts its traffic for the metrics.
+    makes what counts its traffic for the metrics.
 
     :raises ValueError: for routes the component cannot serve (an access
         rule naming an unknown list, for instance).
     """
-    handlers: list[Handler] = list(component_config.handlers)
-    handlers += builtin_handlers(
-        handlers,
-        lambda name: component_config.builtins.get(name, True),
-        component_config.builtin_config,
-    )
     component = Component(
         component_config.domain,
-        handlers,
+        _with_builtins(component_config, account=False),
         clock,
-        action_timeout=config.action_timeout,
-        identity=component_config.identity,
-        limits=config.limits,
-        access_lists=config.access_lists,
-        threads=threads,
-        tally=tally,
         server_domain=component_config.server_domain,
+        **_served_options(component_config, config, threads, tally),
     )
+    _log_routes(component)
+    return component
+
+
+def build_account(
+    account_config: AccountConfig,
+    config: Config,
+    clock: Any,
+    threads: ThreadRunner | None,
+    tally: Callable[[], Tally] | None = None,
+) -> Account:
+    """The account a config entry describes, as :func:`build_component`
+    builds a component.
+
+    :raises ValueError: as :func:`build_component`.
+    """
+    account = Account(
+        account_config.jid,
+        _with_builtins(account_config, account=True),
+        clock,
+        subscriptions=account_config.subscriptions,
+        presence=dataclasses.asdict(account_config.presence),
+        **_served_options(account_config, config, threads, tally),
+    )
+    _log_routes(account)
+    return account
+
+
+def _with_builtins(served: ComponentConfig | AccountConfig, *, account: bool) -> list[Handler]:
+    """The handlers of a config entry, then the built-ins it enables."""
+    handlers: list[Handler] = list(served.handlers)
+    enabled = served.builtins.get
+    return handlers + builtin_handlers(
+        handlers, lambda name: enabled(name, True), served.builtin_config, account=account
+    )
+
+
+def _served_options(
+    served: ComponentConfig | AccountConfig,
+    config: Config,
+    threads: ThreadRunner | None,
+    tally: Callable[[], Tally] | None,
+) -> dict[str, Any]:
+    """What a component and an account are built with alike."""
+    return {
+        "action_timeout": config.action_timeout,
+        "identity": served.identity,
+        "limits": config.limits,
+        "access_lists": config.access_lists,
+        "threads": threads,
+        "tally": None if tally is None else tally(),
+    }
+
+
+def _log_routes(component: Component) -> None:
     for route in component.router.routes:
         log.info("Route of {domain}: {route}", domain=component.domain, route=route.describe())
-    return component
+
+
+def account_tls(account_config: AccountConfig) -> IOpenSSLClientConnectionCreator:
+    """How an account starts TLS: verifying that the server's certificate
+    names the JID's domain (RFC 6125, by service_identity) and is signed
+    by one of ``trust_roots`` (the system's trust store if none)."""
+    domain = JID.parse(account_config.jid).domain
+    if account_config.trust_roots is None:
+        return optionsForClientTLS(domain, trustRoot=platformTrust())
+    with open(account_config.trust_roots, "rb") as pem:
+        authorities = x509.load_pem_x509_certificates(pem.read())
+    roots = [Certificate(crypto.X509.from_cryptography(ca)) for ca in authorities]
+    return optionsForClientTLS(domain, trustRoot=trustRootFromCertificates(roots))

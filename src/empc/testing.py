@@ -48,6 +48,7 @@ to look into::
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
 import hashlib
@@ -60,30 +61,39 @@ from lxml import etree
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionAborted, ConnectionDone
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, ISSLTransport
+from twisted.internet.ssl import optionsForClientTLS
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
+from zope.interface import directlyProvides
 
+from empc._account import NS_ROSTER, Account
 from empc._component import Component
 from empc._config import load_config
-from empc._connection import ComponentProtocol, LinkSettings
+from empc._connection import AccountProtocol, ComponentProtocol, LinkProtocol, LinkSettings
 from empc._forwarding import as_component, forwarded, forwarded_stanza
 from empc._tap import build_component
 from empc._threads import call_with_copy, unpacked
 from empc.handlers import builtin_handlers
 from empc.protocol import (
+    NS_BIND,
+    NS_CLIENT,
     NS_COMPONENT,
+    NS_SASL,
+    NS_SM,
     NS_STREAMS,
     ParserEvent,
     StreamError,
     StreamFooter,
     StreamHeader,
+    StreamManagement,
     StreamParser,
     new_element,
     parse_stream_error,
+    renamespaced,
 )
-from empc.routing import NS_STANZAS, Handler, ThreadRunner
+from empc.routing import NS_STANZAS, Handler, ThreadRunner, make_stanza
 from empc.storage import Database, InlineRunner, schemas_of
 
 __all__ = ["DEFAULT_SENDER", "NAMESPACES", "FakeServer", "LinkSettings", "delegated_answer"]
@@ -122,6 +132,8 @@ class FakeServer:
     :param handlers: the handlers to test; the built-in ones (ping, disco,
         version) are added after them unless ``builtins`` is False.
     :param domain: the component's domain.
+    :param account: a JID to run the handlers as an account instead (an
+        :class:`~empc.Account`, see below); ``domain`` is then unused.
     :param clock: the clock the component runs on; a new
         :class:`~twisted.internet.task.Clock` if None.
     :param link: the connection's settings (:class:`LinkSettings`); if
@@ -136,6 +148,15 @@ class FakeServer:
     :param options: passed on to :class:`~empc.Component`
         (``action_timeout``, ``limits``, ``access_lists``, ``identity``,
         ``threads``...).
+
+    As an account, the handlers are served the same way, and the fake
+    server plays a client server's side instead: SASL PLAIN over a stream
+    that says it is encrypted, then resource binding; it answers the
+    roster request with an empty roster. Stanzas cross the wire in
+    ``jabber:client``, as they do, and are written and read here in the
+    component namespace (``c``), as the handlers see them: a test does
+    not change with the kind of link. :attr:`sent` then starts with the
+    account's initial presence and roster request.
     """
 
     def __init__(
@@ -143,6 +164,7 @@ class FakeServer:
         handlers: Iterable[Handler] = (),
         domain: str = "component.example.org",
         *,
+        account: str | None = None,
         clock: Clock | None = None,
         builtins: bool = True,
         link: LinkSettings | None = None,
@@ -152,9 +174,12 @@ class FakeServer:
         self.clock = clock or Clock()
         handlers = list(handlers)
         if builtins:
-            handlers += builtin_handlers(handlers)
+            handlers += builtin_handlers(handlers, account=account is not None)
         options.setdefault("threads", _hand_off(self.clock))
-        self.component = Component(domain, handlers, self.clock, **options)
+        if account is None:
+            self.component = Component(domain, handlers, self.clock, **options)
+        else:
+            self.component = Account(account, handlers, self.clock, **options)
         self._start(_TEST_SECRET, link or _QUIET_LINK, storage)
 
     @classmethod
@@ -198,7 +223,20 @@ class FakeServer:
         # What a server accepts from a component: Prosody's stanza limit.
         self._reader = StreamParser()
         self._transport = _Connection(self.clock, self._read)
-        self._protocol = ComponentProtocol(self.component, secret, self.clock, link)
+        self._protocol: LinkProtocol
+        if isinstance(self.component, Account):
+            # As over direct TLS: PLAIN may go, and no STARTTLS is needed.
+            directlyProvides(self._transport, ISSLTransport)
+            self._protocol = AccountProtocol(
+                self.component,
+                secret,
+                self.clock,
+                link,
+                tls=optionsForClientTLS(self.component.jid.domain),
+                stream_management=StreamManagement(),
+            )
+        else:
+            self._protocol = ComponentProtocol(self.component, secret, self.clock, link)
         self.storage = self._open_storage(storage)
         self.started: Deferred[object] = Deferred()
         if self.storage is None:
@@ -222,13 +260,17 @@ class FakeServer:
         return storage
 
     def _connect(self, started: object, secret: str) -> object:
-        """Play the server's side of the stream opening and the handshake."""
+        """Play the server's side of the stream opening and the handshake
+        (or the log-in of an account)."""
         if self._stopping:
             return started
         opening = self._opening
         assert opening is not None
         self._transport.protocol = self._protocol
         self._protocol.makeConnection(self._transport)
+        if isinstance(self.component, Account):
+            self._log_in(self.component, opening, secret)
+            return started
         if not (
             len(opening) == 1
             and isinstance(opening[0], StreamHeader)
@@ -251,6 +293,43 @@ class FakeServer:
         self._opening = None
         self._protocol.dataReceived(b"<handshake/>")
         return started
+
+    def _log_in(self, account: Account, opening: list[ParserEvent], password: str) -> None:
+        """Play a client server's side: SASL PLAIN, then binding."""
+        domain = account.jid.domain
+        header = _client_header(domain)
+        self._expect_header(opening, domain, NS_CLIENT)
+        self._protocol.dataReceived(header + _features(_PLAIN_OFFER))
+        (auth,) = _elements(opening, f"{{{NS_SASL}}}auth")
+        expected = base64.b64encode(f"\0{account.jid.local}\0{password}".encode()).decode()
+        if auth.get("mechanism") != "PLAIN" or auth.text != expected:
+            raise AssertionError("the account did not authenticate with its JID and password")
+        self._reader = StreamParser()  # the account opens a new stream
+        self._protocol.dataReceived(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+        self._expect_header(opening, domain, NS_CLIENT)
+        self._protocol.dataReceived(header + _features(_BIND_OFFER))
+        (bind,) = _elements(opening, f"{{{NS_CLIENT}}}iq")
+        resource = bind.findtext(f".//{{{NS_BIND}}}resource") or "fake-resource"
+        self._opening = None
+        result = make_stanza("iq", {"type": "result", "id": bind.get("id")})
+        answer = new_element(NS_BIND, "bind", parent=result)
+        new_element(NS_BIND, "jid", parent=answer).text = f"{account.jid.bare}/{resource}"
+        self._protocol.dataReceived(_on_the_wire(result))
+        # The account's session begins: its presence, and its roster asked for.
+        for stanza in self.sent:
+            if stanza.find(f"{{{NS_ROSTER}}}query") is not None and stanza.get("type") == "get":
+                empty = make_stanza("iq", {"type": "result", "id": stanza.get("id")})
+                self._protocol.dataReceived(_on_the_wire(empty))
+
+    def _expect_header(self, opening: list[ParserEvent], to: str, namespace: str) -> None:
+        if not (
+            len(opening) == 1
+            and isinstance(opening[0], StreamHeader)
+            and opening[0].element.get("to") == to
+            and opening[0].element.nsmap.get(None) == namespace
+        ):
+            raise AssertionError(f"the component did not open a stream to {to}: {opening}")
+        opening.clear()
 
     @property
     def domain(self) -> str:
@@ -294,6 +373,8 @@ class FakeServer:
         :raises RuntimeError: if the component is not connected.
         """
         element = self._completed(stanza, to=self.domain)
+        if isinstance(self.component, Account):
+            return self.feed(_on_the_wire(element))
         return self.feed(etree.tostring(element, with_tail=False))
 
     def _completed(self, stanza: str | bytes | etree._Element, to: str) -> etree._Element:
@@ -450,7 +531,9 @@ class FakeServer:
             elif isinstance(item, etree._Element):
                 if item.tag == _STREAM_ERROR_TAG:
                     self._stream_error = parse_stream_error(item)
-                else:
+                elif etree.QName(item).namespace == NS_CLIENT:
+                    self._sent.append(renamespaced(item, NS_CLIENT, NS_COMPONENT))
+                elif etree.QName(item).namespace != NS_SM:  # stream management: not stanzas
                     self._sent.append(item)
             elif isinstance(item, StreamFooter) and not self._server_closed:
                 # The component closed its stream: the server closes its
@@ -472,7 +555,7 @@ class _Connection(StringTransport):
     socket.
     """
 
-    protocol: ComponentProtocol | None = None
+    protocol: LinkProtocol | None = None
 
     def __init__(self, clock: IReactorTime, read: Callable[[bytes], None]) -> None:
         super().__init__(peerAddress=IPv4Address("TCP", "127.0.0.1", 5347))
@@ -539,6 +622,40 @@ def _hand_off(clock: IReactorTime) -> ThreadRunner:
         return unpacked(outcome)
 
     return run
+
+
+def _client_header(domain: str) -> bytes:
+    return (
+        b"<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'"
+        b" xmlns='jabber:client' version='1.0' id='" + _STREAM_ID.encode() + b"'"
+        b" from=" + quoteattr(domain).encode() + b">"
+    )
+
+
+_PLAIN_OFFER = (
+    b"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism>"
+    b"</mechanisms>"
+)
+_BIND_OFFER = b"<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
+
+
+def _features(offer: bytes) -> bytes:
+    return b"<stream:features>" + offer + b"</stream:features>"
+
+
+def _elements(opening: list[ParserEvent], tag: str) -> list[etree._Element]:
+    """What the account wrote during its log-in, which must all be ``tag``
+    elements; the list is emptied."""
+    written = list(opening)
+    opening.clear()
+    if not written or any(not isinstance(e, etree._Element) or e.tag != tag for e in written):
+        raise AssertionError(f"the account sent {written} where a server expects {tag}")
+    return [e for e in written if isinstance(e, etree._Element)]
+
+
+def _on_the_wire(stanza: etree._Element) -> bytes:
+    """A stanza as a client server sends it: in ``jabber:client``."""
+    return etree.tostring(renamespaced(stanza, NS_COMPONENT, NS_CLIENT), with_tail=False)
 
 
 def _server_header(domain: str) -> bytes:

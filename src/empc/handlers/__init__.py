@@ -22,20 +22,27 @@ BUILTINS: Mapping[str, type[Handler]] = {
 }
 """The built-in handlers by their name in the config's ``builtins``."""
 
+COMPONENT_ONLY = ("privilege", "delegation")
+"""The built-ins an account does without: servers grant privileges and
+delegate namespaces to components only."""
+
 
 def builtin_handlers(
     handlers: Sequence[Handler],
     enabled: Callable[[str], bool] = lambda name: True,
     config: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    account: bool = False,
 ) -> list[Handler]:
-    """The built-in handlers a component with ``handlers`` gets: those
-    ``enabled`` by name and not among ``handlers`` already, each with its
-    ``config`` by name (the defaults if none); ``commands`` only when a
-    handler declares a command."""
+    """The built-in handlers a component (or an ``account``) with
+    ``handlers`` gets: those ``enabled`` by name and not among ``handlers``
+    already, each with its ``config`` by name (the defaults if none);
+    ``commands`` only when a handler declares a command; none of
+    :data:`COMPONENT_ONLY` for an account."""
     given = {type(handler) for handler in handlers}
     wanted = []
     for name, cls in BUILTINS.items():
-        if not enabled(name) or cls in given:
+        if not enabled(name) or cls in given or (account and name in COMPONENT_ONLY):
             continue
         if cls is Commands and not any(declared_commands(handler) for handler in handlers):
             continue
@@ -43,4 +50,13 @@ def builtin_handlers(
     return wanted
 
 
-__all__ = ["BUILTINS", "NS_PING", "Commands", "Disco", "Ping", "Version", "builtin_handlers"]
+__all__ = [
+    "BUILTINS",
+    "COMPONENT_ONLY",
+    "NS_PING",
+    "Commands",
+    "Disco",
+    "Ping",
+    "Version",
+    "builtin_handlers",
+]

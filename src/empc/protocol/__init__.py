@@ -4,6 +4,20 @@ Nothing here imports a reactor or touches a socket, so every behaviour can
 be driven and tested with plain byte strings.
 """
 
+from ._client import (
+    NS_BIND,
+    NS_CLIENT,
+    NS_TLS,
+    BindFailed,
+    Bound,
+    ClientStream,
+    NegotiationFailed,
+    Resumed,
+    ResumeFailed,
+    TlsProceed,
+    TlsUnavailable,
+    renamespaced,
+)
 from ._errors import (
     NS_STREAM_ERRORS,
     STREAM_ERRORS,
@@ -25,6 +39,18 @@ from ._errors import (
 from ._jid import JID, InvalidJID, in_domain
 from ._masking import masked
 from ._parser import ParserEvent, StreamFooter, StreamHeader, StreamParser
+from ._sasl import (
+    NS_SASL,
+    AuthenticationFailed,
+    NoMechanism,
+    SaslClient,
+    SaslError,
+    SaslProtocolError,
+    SaslState,
+    ServerSignatureMismatch,
+    choose_mechanism,
+)
+from ._sm import NS_SM, HandledCountTooHigh, StreamManagement, UnackedQueueFull
 from ._stream import (
     NS_COMPONENT,
     NS_STREAMS,
@@ -38,6 +64,7 @@ from ._stream import (
     StreamClosed,
     StreamErrorReceived,
     StreamOpened,
+    XmppStream,
     handshake_digest,
     parse_stream_error,
 )
@@ -45,19 +72,31 @@ from ._xml import new_element
 
 __all__ = [
     "JID",
+    "NS_BIND",
+    "NS_CLIENT",
     "NS_COMPONENT",
+    "NS_SASL",
+    "NS_SM",
     "NS_STREAMS",
     "NS_STREAM_ERRORS",
+    "NS_TLS",
     "STREAM_ERRORS",
     "Authenticated",
+    "AuthenticationFailed",
     "BadFormat",
+    "BindFailed",
+    "Bound",
+    "ClientStream",
     "ComponentStream",
     "Conflict",
     "Event",
+    "HandledCountTooHigh",
     "HostUnknown",
     "InvalidJID",
     "InvalidNamespace",
     "LocalProtocolError",
+    "NegotiationFailed",
+    "NoMechanism",
     "NotAuthorized",
     "NotWellFormed",
     "ParserEvent",
@@ -65,7 +104,14 @@ __all__ = [
     "ProtocolViolation",
     "RestrictedContent",
     "RestrictedXML",
+    "ResumeFailed",
+    "Resumed",
+    "SaslClient",
+    "SaslError",
+    "SaslProtocolError",
+    "SaslState",
     "ServerClosed",
+    "ServerSignatureMismatch",
     "StanzaReceived",
     "State",
     "StreamClosed",
@@ -73,14 +119,21 @@ __all__ = [
     "StreamErrorReceived",
     "StreamFooter",
     "StreamHeader",
+    "StreamManagement",
     "StreamOpened",
     "StreamParser",
     "SystemShutdown",
+    "TlsProceed",
+    "TlsUnavailable",
+    "UnackedQueueFull",
     "UndefinedCondition",
     "UnsupportedStanzaType",
+    "XmppStream",
+    "choose_mechanism",
     "handshake_digest",
     "in_domain",
     "masked",
     "new_element",
     "parse_stream_error",
+    "renamespaced",
 ]

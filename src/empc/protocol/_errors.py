@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from lxml import etree
+
 NS_STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
 
 
@@ -47,6 +49,11 @@ class StreamError(Exception):
     def __init__(self, text: str | None = None) -> None:
         super().__init__(self.condition if text is None else f"{self.condition}: {text}")
         self.text = text
+
+    def application_condition(self) -> etree._Element | None:
+        """An element that says more than the condition (RFC 6120 §4.9.4),
+        sent after it; None for most errors."""
+        return None
 
     def __eq__(self, other: object) -> bool:
         return (

@@ -90,6 +90,8 @@ class NoMechanism(SaslError):
     :ivar tls: whether the stream is encrypted.
     """
 
+    permanent = True  # until the server's or the account's configuration changes
+
     def __init__(self, offered: tuple[str, ...], tls: bool) -> None:
         super().__init__(_no_mechanism_reason(offered, tls))
         self.offered = offered

@@ -208,6 +208,14 @@ class XmppStream:
         self._outbox.append(self._header_bytes())
         self.state = State.OPENING
 
+    def send(self, stanza: etree._Element) -> None:
+        """Queue a stanza; see the subclasses for what fails."""
+        raise NotImplementedError
+
+    def send_result(self, iq_id: str | None, to: str | None, sender: str | None) -> None:
+        """Queue an empty IQ ``result``; see the subclasses for what fails."""
+        raise NotImplementedError
+
     def send_whitespace(self) -> None:
         """Queue a single space: a keepalive that costs the server nothing."""
         if self.state is State.READY:
@@ -474,4 +482,7 @@ def _serialize_error(error: StreamError) -> bytes:
     new_element(NS_STREAM_ERRORS, error.condition, parent=element)
     if error.text:
         new_element(NS_STREAM_ERRORS, "text", parent=element).text = error.text
+    application = error.application_condition()
+    if application is not None:
+        element.append(application)
     return etree.tostring(element)
