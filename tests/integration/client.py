@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -20,6 +21,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -314,8 +316,10 @@ def _pubsub_answer(reply: IqReply) -> PubSubAnswer:
 class XmppClient:
     """One logged-in user: ``with XmppClient(jid, pw, port) as client: ...``.
 
-    Plaintext only (loopback): no direct TLS, no STARTTLS, and PLAIN/SCRAM
-    allowed over the unencrypted stream.
+    Plaintext by default (loopback): no direct TLS, no STARTTLS, and
+    PLAIN/SCRAM allowed over the unencrypted stream.  With a ``ca_file`` it
+    uses STARTTLS, trusts only the CAs of that PEM file, checks the server's
+    certificate is for the JID's domain and sends no password in clear.
     """
 
     def __init__(
@@ -326,12 +330,14 @@ class XmppClient:
         host: str = "127.0.0.1",
         timeout: float = 15.0,
         available: bool = False,
+        ca_file: Path | None = None,
     ) -> None:
         """``available``: after login, get the roster and send initial
         presence, as an IM client does.  The server then delivers messages
         to the bare JID (and stored offline ones), and presence from
         contacts, to this session."""
         self.jid = jid
+        self.ca_file = ca_file
         self.password = password
         self.address = (host, port)
         self.timeout = timeout
@@ -389,6 +395,12 @@ class XmppClient:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the connection is TLS now."""
+        transport = None if self._xmpp is None else self._xmpp.transport
+        return transport is not None and transport.get_extra_info("ssl_object") is not None
 
     # -- requests -------------------------------------------------------------
 
@@ -805,12 +817,18 @@ class XmppClient:
         loop = asyncio.get_running_loop()
         xmpp = ClientXMPP(self.jid, self.password, loop=loop)
         self._xmpp = xmpp
-        # Loopback test servers have no certificates: plaintext stream only.
         xmpp.enable_direct_tls = False
-        xmpp.enable_starttls = False
         xmpp.enable_plaintext = True
-        xmpp.plugin["feature_mechanisms"].unencrypted_plain = True
-        xmpp.plugin["feature_mechanisms"].unencrypted_scram = True
+        if self.ca_file is None:
+            # The default test servers have no certificates: plaintext only.
+            xmpp.enable_starttls = False
+            xmpp.plugin["feature_mechanisms"].unencrypted_plain = True
+            xmpp.plugin["feature_mechanisms"].unencrypted_scram = True
+        else:
+            # A context of our own: slixmpp's also trusts the system's CAs.
+            xmpp.ssl_context = ssl.create_default_context(cafile=self.ca_file)
+            xmpp.plugin["feature_mechanisms"].unencrypted_plain = False
+            xmpp.plugin["feature_mechanisms"].unencrypted_scram = False
         for plugin in ("xep_0004", "xep_0050", "xep_0059", "xep_0060", "xep_0077"):
             xmpp.register_plugin(plugin)
 
@@ -943,10 +961,18 @@ def _matcher(kind: str, sender: str | None, predicate: Predicate | None) -> Pred
 
 
 def login(
-    jid: str, password: str, port: int, timeout: float = 15.0, available: bool = False
+    jid: str,
+    password: str,
+    port: int,
+    timeout: float = 15.0,
+    available: bool = False,
+    ca_file: Path | None = None,
 ) -> XmppClient:
-    """A connected client; use it as a context manager to close it."""
-    return XmppClient(jid, password, port, timeout=timeout, available=available).connect()
+    """A connected client (over STARTTLS trusting ``ca_file``'s CAs, if
+    given); use it as a context manager to close it."""
+    return XmppClient(
+        jid, password, port, timeout=timeout, available=available, ca_file=ca_file
+    ).connect()
 
 
 class Clients(list[XmppClient]):

@@ -2,16 +2,22 @@
 
 The servers are session scoped (ejabberd takes seconds to boot); tests that
 stop or restart one get it back running through ``xmpp_server``.
+
+Beside the plaintext servers, TLS ones for client accounts: ``tls_*_server``
+present a certificate for ``localhost``, ``wrong_name_*_server`` one for
+``wrong.example``, both signed by the private CA of ``tls_certificates``
+(see :class:`servers.XmppServer` for what TLS turns on).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from component import ComponentStarter, StartComponent
 from servers import SERVER_CLASSES, EjabberdServer, ProsodyServer, XmppServer
+from tls import TlsCertificates, TlsFiles, make_tls_certificates
 
 
 def _run_server(server: XmppServer) -> Iterator[XmppServer]:
@@ -32,12 +38,79 @@ def ejabberd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[XmppSe
     yield from _run_server(EjabberdServer(tmp_path_factory.mktemp("ejabberd")))
 
 
+def _each_server(request: pytest.FixtureRequest, kind: str = "") -> XmppServer:
+    """The session's server ``<kind><name>_server`` for the name the fixture
+    is parametrised with, running (a previous test may have stopped it)."""
+    server: XmppServer = request.getfixturevalue(f"{kind}{request.param}_server")
+    server.start()
+    return server
+
+
 @pytest.fixture(params=sorted(SERVER_CLASSES))
 def xmpp_server(request: pytest.FixtureRequest) -> XmppServer:
     """Each server in turn, running (a previous test may have stopped it)."""
-    server: XmppServer = request.getfixturevalue(f"{request.param}_server")
-    server.start()
-    return server
+    return _each_server(request)
+
+
+@pytest.fixture(scope="session")
+def tls_certificates(tmp_path_factory: pytest.TempPathFactory) -> TlsCertificates:
+    """The private CA (``ca_file``) and the certificates it signed."""
+    return make_tls_certificates(tmp_path_factory.mktemp("certificates"))
+
+
+def _tls_server_fixture(
+    name: str, server_class: type[XmppServer], certificate: str, doc: str
+) -> Callable[..., Iterator[XmppServer]]:
+    """The session fixture ``name``: ``server_class`` with TLS, presenting
+    the ``certificate`` (an attribute of TlsCertificates) of the session's CA."""
+
+    def run(
+        tmp_path_factory: pytest.TempPathFactory, tls_certificates: TlsCertificates
+    ) -> Iterator[XmppServer]:
+        tls: TlsFiles = getattr(tls_certificates, certificate)
+        workdir = tmp_path_factory.mktemp(f"{server_class.name}-tls-{tls.names[0]}")
+        yield from _run_server(server_class(workdir, tls=tls))
+
+    run.__doc__ = doc
+    return pytest.fixture(scope="session", name=name)(run)
+
+
+tls_prosody_server = _tls_server_fixture(
+    "tls_prosody_server",
+    ProsodyServer,
+    "server",
+    "Prosody requiring STARTTLS, its certificate for localhost.",
+)
+tls_ejabberd_server = _tls_server_fixture(
+    "tls_ejabberd_server",
+    EjabberdServer,
+    "server",
+    "ejabberd requiring STARTTLS, its certificate for localhost.",
+)
+wrong_name_prosody_server = _tls_server_fixture(
+    "wrong_name_prosody_server",
+    ProsodyServer,
+    "wrong_name",
+    "As tls_prosody_server, but its certificate is for wrong.example.",
+)
+wrong_name_ejabberd_server = _tls_server_fixture(
+    "wrong_name_ejabberd_server",
+    EjabberdServer,
+    "wrong_name",
+    "As tls_ejabberd_server, but its certificate is for wrong.example.",
+)
+
+
+@pytest.fixture(params=sorted(SERVER_CLASSES))
+def tls_xmpp_server(request: pytest.FixtureRequest) -> XmppServer:
+    """Each TLS server in turn, running."""
+    return _each_server(request, "tls_")
+
+
+@pytest.fixture(params=sorted(SERVER_CLASSES))
+def wrong_name_xmpp_server(request: pytest.FixtureRequest) -> XmppServer:
+    """Each wrong-name server in turn, running."""
+    return _each_server(request, "wrong_name_")
 
 
 @pytest.fixture

@@ -22,9 +22,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, NoReturn
+from typing import TYPE_CHECKING, ClassVar, NoReturn
 
 import pytest
+
+if TYPE_CHECKING:
+    from tls import TlsFiles
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 30.0
@@ -158,6 +161,12 @@ class XmppServer(ABC):
 
     Ports and data survive ``restart()``, so a component configured once can
     reconnect to the same address after the server comes back.
+
+    Without ``tls`` the c2s port speaks plaintext only, as the component
+    tests need.  With ``tls`` (the certificate it presents for ``host``,
+    whatever names the certificate holds) the c2s port requires STARTTLS,
+    ``direct_tls_port`` serves direct TLS (XEP-0368), SASL offers SCRAM and
+    XEP-0198 stream management is on.
     """
 
     name: ClassVar[str]
@@ -171,15 +180,20 @@ class XmppServer(ABC):
         self,
         workdir: Path,
         components: Sequence[ComponentEntry] = DEFAULT_COMPONENTS,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.workdir = workdir
         self.components = tuple(components)
+        self.tls = tls
         self.c2s_port = free_port()
         self.component_port = free_port()
+        self.direct_tls_port: int | None = None if tls is None else free_port()
         self.users: list[tuple[str, str]] = [
             (f"alice@{self.host}", "alice-pw"),
             (f"bob@{self.host}", "bob-pw"),
             (f"carol@{self.host}", "carol-pw"),
+            # The account empc itself logs in as.
+            (f"bot@{self.host}", "bot-pw"),
         ]
         self.console_log = workdir / "console.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -269,6 +283,11 @@ class XmppServer(ABC):
                 return jid, password
         raise KeyError(name)
 
+    @property
+    def bot(self) -> tuple[str, str]:
+        """The JID and password of the account empc logs in as."""
+        return self.account("bot")
+
     def component(self, domain: str) -> ComponentEntry:
         for entry in self.components:
             if entry.domain == domain:
@@ -278,6 +297,7 @@ class XmppServer(ABC):
     def __repr__(self) -> str:
         return (
             f"<{type(self).__name__} c2s={self.c2s_port} "
+            f"direct_tls={self.direct_tls_port} "
             f"component={self.component_port} running={self.running}>"
         )
 
@@ -305,7 +325,9 @@ class XmppServer(ABC):
 
     def listening_ports(self) -> tuple[int, ...]:
         """The ports that must accept connections before start() returns."""
-        return (self.c2s_port, self.component_port)
+        if self.direct_tls_port is None:
+            return (self.c2s_port, self.component_port)
+        return (self.c2s_port, self.component_port, self.direct_tls_port)
 
     def _wait_until_listening(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -400,15 +422,16 @@ class ProsodyServer(XmppServer):
         self,
         workdir: Path,
         components: Sequence[ComponentEntry] = DEFAULT_COMPONENTS,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.prosody = find_binary("prosody", "Prosody")
         self.prosodyctl = find_binary("prosodyctl", "Prosody")
-        super().__init__(workdir, components)
+        super().__init__(workdir, components, tls)
         self.config_path = workdir / "prosody.cfg.lua"
 
     def write_config(self) -> None:
         data = self.workdir / "data"
-        certs = self.workdir / "certs"  # empty: no TLS on loopback
+        certs = self.workdir / "certs"  # empty: a TLS server names its own in `ssl`
         data.mkdir(exist_ok=True)
         certs.mkdir(exist_ok=True)
         components = "\n".join(_prosody_component(c) for c in self.components)
@@ -419,6 +442,10 @@ class ProsodyServer(XmppServer):
         modules = ["roster", "saslauth", "disco", "ping", "register", "offline"]
         if privileged:
             modules += ["privilege", "delegation"]
+        direct_tls = ""
+        if self.direct_tls_port is not None:
+            direct_tls = f" {self.direct_tls_port} "
+            modules += ["tls", "smacks"]
         self.config_path.write_text(f"""\
 -- Generated for empc integration tests.
 -- Tests run as root; without this, mod_posix refuses to start.
@@ -430,14 +457,12 @@ log = {{ {{ levels = {{ min = "debug" }}, to = "console" }} }}
 
 interfaces = {{ "{LOOPBACK}" }}
 c2s_ports = {{ {self.c2s_port} }}
-c2s_direct_tls_ports = {{}}
+c2s_direct_tls_ports = {{{direct_tls}}}
 legacy_ssl_ports = {{}}
 component_ports = {{ {self.component_port} }}
 component_interfaces = {{ "{LOOPBACK}" }}
 
-c2s_require_encryption = false
-allow_unencrypted_plain_auth = true
-authentication = "internal_hashed"
+{self._c2s_security()}authentication = "internal_hashed"
 storage = "internal"
 
 -- offline: a chat message to a user who is not online waits for their next login.
@@ -448,6 +473,22 @@ modules_disabled = {{ "s2s" }}
 VirtualHost "{self.host}"
 {_prosody_privileges(privileged)}
 {components}""")
+
+    def _c2s_security(self) -> str:
+        """The global options for c2s encryption and authentication."""
+        if self.tls is None:
+            return "c2s_require_encryption = false\nallow_unencrypted_plain_auth = true\n"
+        # SHA-256 hashes stored: SASL offers SCRAM-SHA-256 (and PLAIN over
+        # TLS) but no SCRAM-SHA-1, since only one hash is stored.
+        return f"""\
+c2s_require_encryption = true
+allow_unencrypted_plain_auth = false
+password_hash = "SHA-256"
+ssl = {{
+\tcertificate = {_lua_string(str(self.tls.certificate))};
+\tkey = {_lua_string(str(self.tls.key))};
+}}
+"""
 
     def command(self) -> list[str]:
         return [self.prosody, "-F", "--config", str(self.config_path)]
@@ -488,11 +529,12 @@ class EjabberdServer(XmppServer):
         workdir: Path,
         components: Sequence[ComponentEntry] = DEFAULT_COMPONENTS,
         service_listeners: Sequence[ServiceListener] = (),
+        tls: TlsFiles | None = None,
     ) -> None:
         self.service_listeners = tuple(service_listeners)
         self.ejabberdctl = find_binary("ejabberdctl", "ejabberd")
         find_binary("erl", "ejabberd (Erlang runtime)")
-        super().__init__(workdir, components)
+        super().__init__(workdir, components, tls)
         self.config_path = workdir / "ejabberd.yml"
         self.ctl_config_path = workdir / "ejabberdctl.cfg"
         self.spool_dir = workdir / "spool"
@@ -525,12 +567,7 @@ hosts:
   - {self.host}
 loglevel: info
 log_rotate_count: 0
-certfiles: []
-listen:
-  - port: {self.c2s_port}
-    ip: "{LOOPBACK}"
-    module: ejabberd_c2s
-    starttls_required: false
+{self._c2s_security()}
   - port: {self.component_port}
     ip: "{LOOPBACK}"
     module: ejabberd_service
@@ -538,7 +575,7 @@ listen:
     # ejabberd spreads every listed domain over all of them.
     global_routes: false
     hosts:
-{services}{extra_listeners}auth_method: internal
+{services}{self._direct_tls_listener()}{extra_listeners}auth_method: internal
 # Plain storage: both PLAIN and SCRAM work for the test client.
 auth_password_format: plain
 acl:
@@ -555,7 +592,7 @@ acl:
   mod_roster: {{}}
   # A chat message to a user who is not online waits for their next login.
   mod_offline: {{}}
-{privileged_modules}""")
+{privileged_modules}{"" if self.tls is None else _EJABBERD_STREAM_MANAGEMENT}""")
         # Sourced by ejabberdctl after its own defaults, so these win.
         self.ctl_config_path.write_text(f"""\
 ERLANG_NODE={self.node}
@@ -568,6 +605,32 @@ ERL_DIST_PORT={self.dist_port}
 EJABBERD_PID_PATH={self.workdir / "ejabberd.pid"}
 CONTRIB_MODULES_PATH={self.workdir / "contrib"}
 """)
+
+    def _c2s_security(self) -> str:
+        """The certificates and the c2s listener (the first of ``listen``)."""
+        if self.tls is None:
+            certfiles, starttls = "[]", "starttls_required: false"
+        else:
+            certfiles = f"\n  - {json.dumps(str(self.tls.combined))}"
+            starttls = "starttls: true\n    starttls_required: true"
+        return f"""\
+certfiles: {certfiles}
+listen:
+  - port: {self.c2s_port}
+    ip: "{LOOPBACK}"
+    module: ejabberd_c2s
+    {starttls}"""
+
+    def _direct_tls_listener(self) -> str:
+        """A c2s listener for direct TLS (XEP-0368), if the server has TLS."""
+        if self.direct_tls_port is None:
+            return ""
+        return f"""\
+  - port: {self.direct_tls_port}
+    ip: "{LOOPBACK}"
+    module: ejabberd_c2s
+    tls: true
+"""
 
     def listening_ports(self) -> tuple[int, ...]:
         return (*super().listening_ports(), *(x.port for x in self.service_listeners))
@@ -618,6 +681,13 @@ _EJABBERD_PRIVILEGE_MODULES = f"""\
       "{DELEGATED_NAMESPACE}":
         access: privileged
         filtering: []
+"""
+
+
+# XEP-0198 with resumption, on the defaults (resume_timeout 300 s).
+_EJABBERD_STREAM_MANAGEMENT = """\
+  mod_stream_mgmt:
+    resume_timeout: 300
 """
 
 
