@@ -1,11 +1,12 @@
 """``empc`` (or ``python -m empc``): commands that run no component.
 
 ``check -c config.yaml`` builds what ``twistd empc -c config.yaml`` would
-run and prints it: the components with their handlers and routes, the
-storage, the access lists and the limits. It connects to nothing, unless
-given ``--connect``: then it tries each component's handshake once and
-prints the server's answer (exit status 1 unless every one is accepted).
-``routes -c config.yaml`` prints each component's route table, in the
+run and prints it: the components and accounts with their handlers and
+routes, the storage, the access lists and the limits. It connects to
+nothing, unless given ``--connect``: then it tries each component's
+handshake and each account's log-in once and prints the server's answer
+(exit status 1 unless every one is accepted). ``routes -c config.yaml``
+prints each component's (and account's) route table, in the
 order routes are tried (the first match wins). ``migrate -c config.yaml``
 runs the storage's migrations (every schema the handlers declare) and
 exits, as ``twistd empc`` would at start-up. ``new NAME`` makes a new
@@ -29,7 +30,7 @@ from empc._check import built_components, describe, try_handshakes
 from empc._component import Component
 from empc._config import Config, ConfigError, load_config
 from empc._new import STORAGES, NewProjectError, new_project
-from empc._tap import build_component, build_database
+from empc._tap import build_account, build_component, build_database
 from empc.storage import InlineRunner, StorageError
 
 T = TypeVar("T")
@@ -41,7 +42,9 @@ def _no_threads(action: object, stanza: object) -> Deferred[object]:
 
 def _components(config: Config) -> list[Component]:
     # A clock that never runs and no threads: nothing is run here.
-    return [build_component(c, config, Clock(), _no_threads) for c in config.components]
+    components = [build_component(c, config, Clock(), _no_threads) for c in config.components]
+    accounts = [build_account(a, config, Clock(), _no_threads) for a in config.accounts]
+    return components + accounts
 
 
 def _routes(config: Config) -> int:
@@ -75,8 +78,10 @@ def _check(config: Config, connect: bool, timeout: float) -> int:
     if not connect:
         return 0
     answers = _run(reactor, lambda: try_handshakes(config, reactor, timeout))
-    for component, words in zip(config.components, answers, strict=True):
-        print(f"handshake of {component.domain}: {words}")
+    tried = [f"handshake of {c.domain}" for c in config.components]
+    tried += [f"log-in of {a.jid}" for a in config.accounts]
+    for what, words in zip(tried, answers, strict=True):
+        print(f"{what}: {words}")
     return 0 if all(words == "accepted" for words in answers) else 1
 
 

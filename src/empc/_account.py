@@ -50,6 +50,9 @@ class Account(Component):
     :param subscriptions: who may subscribe to its presence, and
     :param presence: its initial presence, for its :class:`Roster`, which
         it gets unless ``handlers`` has one.
+    :param announce: whether a new session sends the initial presence and
+        fetches the roster (a log-in that only checks the password does
+        not).
 
     The other parameters are :class:`~empc.Component`'s. ``domain`` is the
     account's bare JID, the address its handlers serve and its replies
@@ -68,9 +71,11 @@ class Account(Component):
         identity: tuple[str, str, str] = ("client", "bot", "empc"),
         subscriptions: str | tuple[str, ...] = "all",
         presence: Mapping[str, Any] | None = None,
+        announce: bool = True,
         **options: Any,
     ) -> None:
         address = JID.parse(jid)
+        self._announce = announce
         handlers = list(handlers)
         if not any(isinstance(handler, Roster) for handler in handlers):
             handlers.append(Roster(subscriptions=subscriptions, presence=presence))
@@ -91,7 +96,7 @@ class Account(Component):
         bound). A new session announces itself and fetches the roster; a
         resumed one (XEP-0198) has both still."""
         self.jid = JID.parse(jid)
-        if not resumed:
+        if self._announce and not resumed:
             for handler in self.handlers:
                 if isinstance(handler, Roster):
                     handler.session_started()

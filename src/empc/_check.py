@@ -3,8 +3,9 @@
 The components are built by the very code ``twistd empc`` starts with
 (:func:`~empc._tap.build_services`), so a config that passes the check
 fails at start-up only for what the check cannot see without connecting:
-the server's answer to the handshake, which :func:`try_handshake` asks for
-once on request, and the database.
+the server's answer to the handshake (or an account's log-in), which
+:func:`try_handshake` (:func:`try_login`) asks for once on request, and
+the database.
 """
 
 from __future__ import annotations
@@ -20,12 +21,21 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.python.failure import Failure
 
+from empc._account import Account
 from empc._component import Component
-from empc._config import ComponentConfig, Config
-from empc._connection import ComponentProtocol, HandshakeTimeout
-from empc._service import ComponentService, StorageService, explain
-from empc._tap import build_services
-from empc.protocol import Conflict, HostUnknown, InvalidNamespace, NotAuthorized
+from empc._config import AccountConfig, ComponentConfig, Config
+from empc._connection import AccountProtocol, ComponentProtocol, HandshakeTimeout, LinkProtocol
+from empc._service import LinkService, StorageService, explain
+from empc._tap import account_tls, build_services
+from empc.protocol import (
+    JID,
+    AuthenticationFailed,
+    Conflict,
+    HostUnknown,
+    InvalidNamespace,
+    NotAuthorized,
+    StreamManagement,
+)
 
 
 def built_components(config: Config, reactor: Any) -> tuple[list[Component], StorageService | None]:
@@ -38,7 +48,7 @@ def built_components(config: Config, reactor: Any) -> tuple[list[Component], Sto
     root = build_services(config, reactor)
     services = [root, *_services(root)]  # the storage may be the root or beside a listener
     storage = next((s for s in services if isinstance(s, StorageService)), None)
-    return [s.component for s in services if isinstance(s, ComponentService)], storage
+    return [s.component for s in services if isinstance(s, LinkService)], storage
 
 
 def _services(collection: IServiceCollection) -> Iterator[object]:
@@ -54,9 +64,11 @@ def describe(config: Config, components: list[Component], storage: StorageServic
     storage, the access lists and every limit."""
     lines = [f"config: {config.path}"]
     servers = {c.domain: c.server for c in config.components}
+    servers |= {str(JID.parse(a.jid).bare): a.server for a in config.accounts}
     for component in components:
+        kind = "account" if isinstance(component, Account) else "component"
         lines += [
-            f"component {component.domain}",
+            f"{kind} {component.domain}",
             f"  server: {servers[component.domain]}",
             f"  identity: {'/'.join(component.identity)}",
             "  handlers:",
@@ -109,6 +121,40 @@ def try_handshake(
     protocol = ComponentProtocol(
         Component(domain, [], clock), component_config.secret.reveal(), clock, settings
     )
+    return _try(protocol, domain, endpoint, clock, timeout)
+
+
+def try_login(
+    account_config: AccountConfig,
+    config: Config,
+    endpoint: IStreamClientEndpoint,
+    clock: IReactorTime,
+    timeout: float,
+) -> Deferred[str]:
+    """As :func:`try_handshake`, for an account: TLS as configured, SASL
+    and resource binding, then the stream is closed at once (no presence
+    is sent: the account's contacts see nothing)."""
+    settings = dataclasses.replace(config.link, handshake_timeout=timeout)
+    account = Account(account_config.jid, [], clock, announce=False)
+    protocol = AccountProtocol(
+        account,
+        account_config.password.reveal(),
+        clock,
+        settings,
+        tls=account_tls(account_config),
+        tls_required=account_config.tls == "required",
+        stream_management=StreamManagement(),
+    )
+    return _try(protocol, account.domain, endpoint, clock, timeout)
+
+
+def _try(
+    protocol: LinkProtocol,
+    name: str,
+    endpoint: IStreamClientEndpoint,
+    clock: IReactorTime,
+    timeout: float,
+) -> Deferred[str]:
     connecting: Deferred[Any] = connectProtocol(endpoint, protocol)
     connecting.addTimeout(timeout, clock)
 
@@ -117,12 +163,12 @@ def try_handshake(
 
     def handshake_over() -> Deferred[str] | str:
         if protocol.refusal is not None:
-            return answer_in_words(protocol.refusal, domain)
+            return answer_in_words(protocol.refusal, name)
         return protocol.close().addCallback(lambda _: "accepted")
 
     def not_connected(failure: Failure) -> str:
         assert failure.value is not None
-        return answer_in_words(failure.value, domain)
+        return answer_in_words(failure.value, name)
 
     return connecting.addCallbacks(connected, not_connected)
 
@@ -131,6 +177,8 @@ def answer_in_words(error: BaseException, domain: str) -> str:
     """Why a handshake with the server did not succeed, in a few words."""
     if isinstance(error, NotAuthorized):
         return "not-authorized: the secret is wrong"
+    if isinstance(error, AuthenticationFailed):
+        return str(error)
     if isinstance(error, HostUnknown):
         return f"host-unknown: the server has no component named {domain}"
     if isinstance(error, InvalidNamespace):
@@ -150,15 +198,19 @@ def try_handshakes(
     timeout: float,
     endpoint: Callable[[Any, str], IStreamClientEndpoint] = clientFromString,
 ) -> Deferred[list[str]]:
-    """:func:`try_handshake` for every component of ``config`` at once, each
-    on the endpoint its ``server`` describes.
+    """:func:`try_handshake` for every component of ``config`` and
+    :func:`try_login` for every account at once, each on the endpoint its
+    ``server`` describes.
 
     :returns: a Deferred that fires, once every connection is gone, with
-        the server's answers in the order of the components.
+        the server's answers in the order of the components, then of the
+        accounts.
     """
-    return gatherResults(
-        [
-            try_handshake(c, config, endpoint(reactor, c.server), reactor, timeout)
-            for c in config.components
-        ]
-    )
+    tries = [
+        try_handshake(c, config, endpoint(reactor, c.server), reactor, timeout)
+        for c in config.components
+    ]
+    tries += [
+        try_login(a, config, endpoint(reactor, a.server), reactor, timeout) for a in config.accounts
+    ]
+    return gatherResults(tries)
