@@ -16,6 +16,7 @@ from ._client import (
     ResumeFailed,
     TlsProceed,
     TlsUnavailable,
+    UnusableCredentials,
     renamespaced,
 )
 from ._errors import (
@@ -128,6 +129,7 @@ __all__ = [
     "UnackedQueueFull",
     "UndefinedCondition",
     "UnsupportedStanzaType",
+    "UnusableCredentials",
     "XmppStream",
     "choose_mechanism",
     "handshake_digest",

@@ -85,6 +85,13 @@ class TlsUnavailable(Exception):
         self.permanent = permanent
 
 
+class UnusableCredentials(Exception):
+    """The account's JID or password cannot be sent with the mechanism
+    the server offers (a character SASLprep forbids, say)."""
+
+    permanent = True
+
+
 class BindFailed(Exception):
     """The server refused to bind a resource.
 
@@ -109,8 +116,8 @@ class NegotiationFailed(Event):
     """The stream could not become READY; our close has been queued.
 
     ``error`` is :class:`TlsUnavailable`, a :class:`~empc.protocol.SaslError`
-    (a refused password is :class:`~empc.protocol.AuthenticationFailed`)
-    or :class:`BindFailed`.
+    (a refused password is :class:`~empc.protocol.AuthenticationFailed`),
+    :class:`UnusableCredentials` or :class:`BindFailed`.
     """
 
     error: Exception
@@ -252,6 +259,7 @@ class ClientStream(XmppStream):
                 self._features(element, events)
             elif step is _Step.STARTTLS and tag == f"{{{NS_TLS}}}proceed":
                 self._step = _Step.TLS
+                self._discard_rest = True  # what follows is TLS's, not XML
                 events.append(TlsProceed())
             elif step is _Step.STARTTLS and tag == f"{{{NS_TLS}}}failure":
                 raise TlsUnavailable("the server could not start TLS", permanent=False)
@@ -267,7 +275,7 @@ class ClientStream(XmppStream):
                 self._violation(
                     UnsupportedStanzaType(f"unexpected {tag} during {step.value}"), events
                 )
-        except (SaslError, TlsUnavailable, BindFailed) as e:
+        except (SaslError, TlsUnavailable, UnusableCredentials, BindFailed) as e:
             self._give_up(e, events)
         except StreamError as e:
             self._violation(e, events)
@@ -287,11 +295,20 @@ class ClientStream(XmppStream):
             offered = [m.text or "" for m in features.iterfind(f"{{{NS_SASL}}}mechanisms/*")]
             assert self.jid.local is not None
             mechanism = choose_mechanism(offered, tls=self.encrypted)
-            self._sasl = SaslClient(mechanism, self.jid.local, self._password)
+            try:
+                self._sasl = SaslClient(mechanism, self.jid.local, self._password)
+            except LocalProtocolError as e:
+                raise UnusableCredentials(str(e)) from None
             self._step = _Step.SASL
             self._outbox.append(etree.tostring(self._sasl.auth()))
             return
         self._sm_offered = features.find(f"{{{NS_SM}}}sm") is not None
+        if self._sm is not None and self._sm.resumable and not self._sm_offered:
+            # Nothing to resume the session with: what it had not
+            # acknowledged may be lost, as when resuming fails.
+            lost = len(self._sm.unacked_stanzas)
+            self._sm.reset()
+            events.append(ResumeFailed(lost))
         if self._sm_offered and self._sm is not None and self._sm.resumable:
             self._step = _Step.RESUME
             self._outbox.append(etree.tostring(self._sm.resume()))
@@ -331,7 +348,7 @@ class ClientStream(XmppStream):
             jid = JID.parse(text or "")
         except InvalidJID:
             raise BadFormat(f"the server bound an invalid JID: {text!r}") from None
-        if jid.bare != self.jid.bare or jid.resource is None:
+        if jid.bare.casefold() != self.jid.bare.casefold() or jid.resource is None:
             raise BadFormat(f"the server bound {text!r}, not a resource of {self.bare}")
         self.jid = jid
         if self._sm_offered and self._sm is not None:
@@ -342,10 +359,13 @@ class ClientStream(XmppStream):
 
     def _enabling(self, element: etree._Element, events: list[Event]) -> None:
         assert self._sm is not None
-        if etree.QName(element).localname == "enabled":
+        name = etree.QName(element).localname
+        if name == "enabled":
             self._sm.enabled(element)
-        else:
+        elif name == "failed":
             self._sm.enable_failed(element)
+        else:
+            raise UnsupportedStanzaType(f"{element.tag} in answer to <enable/>")
         self._ready(Bound(str(self.jid)), events)
 
     def _resumption(self, element: etree._Element, events: list[Event]) -> None:
@@ -373,9 +393,10 @@ class ClientStream(XmppStream):
     # -- once READY ----------------------------------------------------------
 
     def _stream_management(self, element: etree._Element, events: list[Event]) -> None:
-        assert self._sm is not None
         name = etree.QName(element).localname
         try:
+            if self._sm is None or not self._sm.active:
+                raise UnsupportedStanzaType(f"{element.tag}: stream management is not on")
             if name == "r":
                 self._outbox.append(etree.tostring(self._sm.answer()))
             elif name == "a":

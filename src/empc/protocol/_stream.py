@@ -172,9 +172,9 @@ class XmppStream:
         # The server ended the stream (its stream error, or a breach we
         # found): nothing it sends afterwards is delivered, in any state.
         self._server_ended = False
-        # Set when the stream restarts (after TLS, after SASL): the rest of
-        # what the old parser read is not for the new stream.
-        self._restarted = False
+        # Set when the rest of what the parser read is not for this stream:
+        # it restarts (after SASL), or TLS is to start (after <proceed/>).
+        self._discard_rest = False
         self._pending_error: StreamError | None = None  # sent by close() when DRAINING
         self.authenticated = False  # stays True once READY was reached
         self.state = State.IDLE
@@ -204,7 +204,7 @@ class XmppStream:
         """Open a new stream on the same connection (RFC 6120 §4.3.3): a
         fresh parser, and our header again."""
         self._parser = StreamParser(self._max_stanza_size, self._max_depth)
-        self._restarted = True
+        self._discard_rest = True
         self._outbox.append(self._header_bytes())
         self.state = State.OPENING
 
@@ -268,7 +268,7 @@ class XmppStream:
         events: list[Event] = []
         if self.state is State.CLOSED or self._server_closed:
             return events
-        self._restarted = False
+        self._discard_rest = False
         for item in self._parser.feed(data):
             if isinstance(item, StreamFooter):
                 self._footer(events)
@@ -280,7 +280,7 @@ class XmppStream:
                 self._header(item.element, events)
             else:
                 self._violation(item, events)
-            if self._server_closed or self._restarted:
+            if self._server_closed or self._discard_rest:
                 break  # nothing can follow the server's close, or be for a new stream
         return events
 
