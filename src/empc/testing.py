@@ -73,10 +73,11 @@ from empc._component import Component
 from empc._config import load_config
 from empc._connection import AccountProtocol, ComponentProtocol, LinkProtocol, LinkSettings
 from empc._forwarding import as_component, forwarded, forwarded_stanza
-from empc._tap import build_component
+from empc._tap import build_account, build_component
 from empc._threads import call_with_copy, unpacked
 from empc.handlers import builtin_handlers
 from empc.protocol import (
+    JID,
     NS_BIND,
     NS_CLIENT,
     NS_COMPONENT,
@@ -196,20 +197,29 @@ class FakeServer:
         for ``domain``, or the first), with its handlers, limits, access
         lists, secret and link settings, as ``twistd empc`` would build it;
         keepalives and pings are off unless ``link`` is given. Its database
-        is ``storage`` as for :class:`FakeServer`, never the config's.
+        is ``storage`` as for :class:`FakeServer`, never the config's. An
+        account of the file is chosen the same way, by its JID.
 
-        :raises LookupError: if the file has no component for ``domain``.
+        :raises LookupError: if the file has no component (or account) for
+            ``domain``.
         :raises ConfigError: if the file is not a valid config.
         """
         config = load_config(path)
-        chosen = [c for c in config.components if domain in (None, c.domain)]
-        if not chosen:
-            raise LookupError(f"{path} has no component {domain!r}")
         server = cls.__new__(cls)
         server.clock = clock or Clock()
-        server.component = build_component(chosen[0], config, server.clock, _hand_off(server.clock))
+        threads = _hand_off(server.clock)
+        components = [c for c in config.components if domain in (None, c.domain)]
+        accounts = [a for a in config.accounts if domain in (None, a.jid, _bare(a.jid))]
+        if components:
+            server.component = build_component(components[0], config, server.clock, threads)
+            secret = components[0].secret
+        elif accounts:
+            server.component = build_account(accounts[0], config, server.clock, threads)
+            secret = accounts[0].password
+        else:
+            raise LookupError(f"{path} has no component or account {domain!r}")
         quiet = dataclasses.replace(config.link, keepalive_interval=0, ping_interval=0)
-        server._start(chosen[0].secret.reveal(), link or quiet, storage)
+        server._start(secret.reveal(), link or quiet, storage)
         return server
 
     def _start(self, secret: str, link: LinkSettings, storage: Database | str | None) -> None:
@@ -622,6 +632,10 @@ def _hand_off(clock: IReactorTime) -> ThreadRunner:
         return unpacked(outcome)
 
     return run
+
+
+def _bare(jid: str) -> str:
+    return str(JID.parse(jid).bare)
 
 
 def _client_header(domain: str) -> bytes:

@@ -3,6 +3,8 @@ presence, driven through the test kit as handler authors drive them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from lxml import etree
 
@@ -232,3 +234,21 @@ def test_stopping_an_account_closes_its_stream() -> None:
     server.advance(0)
     assert stopped.called
     assert not server.connected
+
+
+def test_the_test_kit_builds_an_account_from_a_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "account.yaml"
+    config.write_text(
+        "accounts:\n"
+        "  - jid: bot@example.org\n"
+        "    password: s3cret\n"
+        "    presence: {status: ready}\n"
+        "    subscriptions: none\n"
+    )
+    server = FakeServer.from_config(str(config), "bot@example.org")
+    assert server.component.domain == "bot@example.org"
+    assert server.sent[0].findtext(f"{{{NS_COMPONENT}}}status") == "ready"
+    (reply,) = server.deliver("<presence type='subscribe' from='alice@example.org'/>")
+    assert reply.get("type") == "unsubscribed"
+    with pytest.raises(LookupError):
+        FakeServer.from_config(str(config), "other@example.org")
