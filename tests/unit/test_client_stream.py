@@ -51,6 +51,7 @@ from empc.protocol import (
     TlsUnavailable,
     UndefinedCondition,
     UnsupportedStanzaType,
+    UnusableCredentials,
     _client,
     new_element,
 )
@@ -372,12 +373,6 @@ def test_bytes_the_old_parser_held_do_not_reach_the_new_stream() -> None:
     assert auth.get("mechanism") == "PLAIN"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an element after <proceed/> in the same read is read by the old stream (a "
-    "violation, our close), and tls_started() then reopens it: the new stream ignores "
-    "everything the server sends",
-)
 def test_an_element_after_proceed_in_the_same_read_does_not_reach_the_new_stream() -> None:
     stream = opened()
     stream.receive(server_header() + features(STARTTLS))
@@ -546,15 +541,13 @@ def test_what_follows_success_in_the_same_read_is_not_read_by_the_new_stream() -
     assert stream.state is State.OPENING
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a password SASLprep forbids makes receive() raise LocalProtocolError from "
-    "SaslClient(), leaving the stream HANDSHAKING with nothing sent",
-)
 def test_a_password_scram_cannot_send_fails_the_negotiation() -> None:
     stream = opened(password="pen\u0007cil", encrypted=True)
     events = stream.receive(server_header() + features(mechanisms("SCRAM-SHA-1")))
-    negotiation_failure(events)
+    error = negotiation_failure(events)
+    assert isinstance(error, UnusableCredentials)
+    assert error.permanent
+    assert "pen\u0007cil" not in str(error)
     assert stream.data_to_send() == CLOSE
 
 
@@ -642,11 +635,6 @@ def test_an_invalid_bound_jid_is_bad_format(jid: str | None) -> None:
     assert_sent_stream_error(stream.data_to_send(), BadFormat)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the bound JID's local part is compared case-sensitively: a server binding the "
-    "normalised bot@example.org/empc for Bot@example.org/empc gets a bad-format stream error",
-)
 def test_a_bound_jid_differing_only_in_the_case_of_the_local_part_is_the_account() -> None:
     stream, request = binding(f"Bot@{DOMAIN}/empc")
     assert stream.receive(bind_result(bind_id(request), f"bot@{DOMAIN}/empc")) == [
@@ -701,11 +689,6 @@ def test_sm_kept_but_not_offered_binds_at_once_without_enable() -> None:
     assert not sm.active
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="any element in the SM namespace answering <enable/> other than <enabled/> "
-    "is taken for <failed/>: Bound, with stream management silently off",
-)
 def test_an_ack_request_answering_enable_is_a_stream_error() -> None:
     stream = enabling()
     (event,) = stream.receive(ACK_REQUEST)
@@ -928,24 +911,12 @@ def test_request_ack_without_stream_management_writes_nothing() -> None:
     assert stream.data_to_send() == b""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="an SM element on a stream without a StreamManagement trips "
-    "`assert self._sm is not None` in _stream_management: receive() raises",
-)
 def test_an_ack_request_without_stream_management_is_a_stream_error() -> None:
     stream = ready()
     (event,) = stream.receive(ACK_REQUEST)
     assert isinstance(event, ProtocolViolation)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=LocalProtocolError,
-    reason="<r/> when the server refused <enable/> makes StreamManagement.answer() raise "
-    "LocalProtocolError out of receive()",
-)
 def test_an_ack_request_when_stream_management_was_refused_is_a_stream_error() -> None:
     stream = enabling()
     stream.receive(sm_element("failed"))
@@ -1037,12 +1008,14 @@ def test_after_resume_failed_a_new_session_is_enabled() -> None:
     assert sm.active
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=LocalProtocolError,
-    reason="when the next server offers no <sm/>, the stream binds but leaves the session "
-    "SUSPENDED: every send() raises 'cannot send a stanza while the session is suspended'",
-)
+def test_a_suspended_session_the_server_no_longer_offers_to_resume_is_given_up() -> None:
+    sm, _ = suspended(sent=3, acked=1)
+    stream = authenticated(stream_management=sm)
+    assert stream.receive(server_header() + features(BIND)) == [ResumeFailed(2)]
+    (request,) = parse_sent(stream.data_to_send())
+    assert request.find(f"{{{NS_BIND}}}bind") is not None
+
+
 def test_a_suspended_session_the_server_no_longer_offers_to_resume_does_not_block_sending() -> None:
     sm, _ = suspended()
     stream, request = binding(stream_management=sm)
