@@ -1,0 +1,1029 @@
+"""The Twisted side of an account: AccountProtocol over a fake transport
+(STARTTLS, direct TLS, SASL, binding, XEP-0198 over the link),
+AccountService's retries, the services twistd builds for accounts, their
+TLS options, and what ``empc check`` and ``routes`` say about them."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from lxml import etree
+from OpenSSL import crypto
+from support import write_config
+from test_metrics import get
+from twisted.application.service import IService, IServiceCollection, Service
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import (
+    IHandshakeListener,
+    IOpenSSLClientConnectionCreator,
+    IProtocol,
+    IProtocolFactory,
+    ISSLTransport,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import CertificateOptions, optionsForClientTLS
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import LogEvent, LogLevel, capturedLogs, formatEvent
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from twisted.test.iosim import FakeTransport, connect
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from empc import _tap
+from empc.__main__ import main
+from empc._account import NS_ROSTER, Account
+from empc._check import built_components, describe, try_login
+from empc._config import Config, load_config
+from empc._connection import AccountProtocol, LinkSettings
+from empc._service import AccountService, Backoff, explain, is_permanent
+from empc.protocol import (
+    NS_BIND,
+    NS_CLIENT,
+    NS_SASL,
+    NS_SM,
+    NS_STREAMS,
+    NS_TLS,
+    AuthenticationFailed,
+    StreamManagement,
+    TlsUnavailable,
+)
+from empc.protocol._sm import SmState
+
+_trial = SynchronousTestCase()
+successResultOf = _trial.successResultOf
+assertNoResult = _trial.assertNoResult
+
+DOMAIN = "example.org"
+BARE = f"bob@{DOMAIN}"
+FULL = f"{BARE}/empc"
+PASSWORD = "s3cret"
+SESSION = "sm-session-1"
+NO_TIMERS = LinkSettings(keepalive_interval=0, ping_interval=0)
+# Never used to start real TLS: the fake transports only record it.
+OPTIONS = optionsForClientTLS(DOMAIN)
+
+# -- what the server says ------------------------------------------------------
+
+HEADER = (
+    f"<?xml version='1.0'?><stream:stream xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREAMS}'"
+    f" from='{DOMAIN}' id='c2s-1' version='1.0'>"
+).encode()
+CLOSE = b"</stream:stream>"
+STARTTLS = f"<starttls xmlns='{NS_TLS}'><required/></starttls>"
+BIND = f"<bind xmlns='{NS_BIND}'/>"
+SM = f"<sm xmlns='{NS_SM}'/>"
+PROCEED = f"<proceed xmlns='{NS_TLS}'/>".encode()
+SUCCESS = f"<success xmlns='{NS_SASL}'/>".encode()
+ENABLED = f"<enabled xmlns='{NS_SM}' resume='true' id='{SESSION}'/>".encode()
+ACK_REQUEST = f"<r xmlns='{NS_SM}'/>".encode()
+
+
+def features(*children: str) -> bytes:
+    return ("<stream:features>" + "".join(children) + "</stream:features>").encode()
+
+
+def mechanisms(*names: str) -> str:
+    offered = "".join(f"<mechanism>{name}</mechanism>" for name in names)
+    return f"<mechanisms xmlns='{NS_SASL}'>{offered}</mechanisms>"
+
+
+def sasl_failure(condition: str) -> bytes:
+    return f"<failure xmlns='{NS_SASL}'><{condition}/></failure>".encode()
+
+
+def sm_element(name: str, **attributes: str) -> bytes:
+    attrs = "".join(f" {key}='{value}'" for key, value in attributes.items())
+    return f"<{name} xmlns='{NS_SM}'{attrs}/>".encode()
+
+
+def stream_error(condition: str) -> bytes:
+    return (
+        f"<stream:error><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
+    ).encode() + CLOSE
+
+
+def bind_result(iq: etree._Element, jid: str = FULL) -> bytes:
+    """The server's answer binding ``jid`` to the binding request ``iq``."""
+    return (
+        f"<iq type='result' id='{iq.get('id')}'><bind xmlns='{NS_BIND}'>"
+        f"<jid>{jid}</jid></bind></iq>"
+    ).encode()
+
+
+def chat(body: str = "hi") -> bytes:
+    sender = "alice@example.net/phone"
+    return f"<message from='{sender}' to='{FULL}'><body>{body}</body></message>".encode()
+
+
+# -- what the account writes -----------------------------------------------------
+
+
+_HEADER = re.compile(rb"<\?xml version='1.0'\?><stream:stream [^>]*>")
+
+
+def elements(data: bytes) -> list[etree._Element]:
+    """The elements in ``data`` but its stream headers, read as the server reads them."""
+    body = _HEADER.sub(b"", data)
+    wrapped = f"<w xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREAMS}'>".encode() + body + b"</w>"
+    return list(etree.fromstring(wrapped))
+
+
+def tags(data: bytes) -> list[str]:
+    return [etree.QName(element).localname for element in elements(data)]
+
+
+def headers(data: bytes) -> list[etree._Element]:
+    """The stream headers in ``data``, as elements."""
+    return [etree.fromstring(header + CLOSE) for header in _HEADER.findall(data)]
+
+
+def is_presence(element: etree._Element) -> bool:
+    return element.tag == f"{{{NS_CLIENT}}}presence"
+
+
+# -- fake transports ----------------------------------------------------------------
+
+
+class StartTlsTransport(StringTransport):
+    """A clear connection that records what starting TLS on it was asked with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tls_started: list[object] = []
+
+    def startTLS(self, options: object) -> None:
+        self.tls_started.append(options)
+
+
+@implementer(ISSLTransport)
+class DirectTlsTransport(StringTransport):
+    """A connection encrypted from the start (XEP-0368)."""
+
+    def getPeerCertificate(self) -> None:
+        return None
+
+
+class AccountLink:
+    """An AccountProtocol on a fake transport, the test playing its server."""
+
+    def __init__(
+        self,
+        *,
+        transport: StringTransport | None = None,
+        session: StreamManagement | None = None,
+        tls_required: bool = True,
+        announce: bool = True,
+        settings: LinkSettings = NO_TIMERS,
+        account: Account | None = None,
+    ) -> None:
+        self.clock = Clock()
+        self.account = account or Account(FULL, [], self.clock, announce=announce)
+        self.session = session or StreamManagement()
+        self.protocol = AccountProtocol(
+            self.account,
+            PASSWORD,
+            self.clock,
+            settings,
+            tls=OPTIONS,
+            tls_required=tls_required,
+            stream_management=self.session,
+        )
+        self.transport = transport or StartTlsTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def feed(self, data: bytes) -> None:
+        self.protocol.dataReceived(data)
+
+    def written(self) -> bytes:
+        data = self.transport.value()
+        self.transport.clear()
+        return data
+
+    def sent(self) -> list[etree._Element]:
+        return elements(self.written())
+
+    def start_tls(self) -> None:
+        self.feed(HEADER + features(STARTTLS))
+        self.feed(PROCEED)
+
+    def authenticate(self) -> None:
+        """STARTTLS unless encrypted already, then SASL PLAIN."""
+        if not ISSLTransport.providedBy(self.transport):
+            self.start_tls()
+        self.feed(HEADER + features(mechanisms("PLAIN")))
+        self.feed(SUCCESS)
+        self.written()
+
+    def bind(self, offer_sm: bool = True, jid: str = FULL) -> None:
+        """Offer binding (and stream management), and bind ``jid``."""
+        self.feed(HEADER + features(BIND, SM if offer_sm else ""))
+        [iq] = self.sent()
+        self.feed(bind_result(iq, jid))
+
+    def log_in(self, offer_sm: bool = True) -> None:
+        """The whole log-in, stream management enabled when offered."""
+        self.authenticate()
+        self.bind(offer_sm)
+        if offer_sm:
+            self.written()  # <enable/>
+            self.feed(ENABLED)
+
+    def lose(self, reason: BaseException | None = None) -> None:
+        self.protocol.connectionLost(Failure(reason or ConnectionLost()))
+
+
+def resumed_link(session: StreamManagement, account: Account) -> AccountLink:
+    """A new connection of ``account`` with ``session`` suspended, up to its
+    ``<resume/>``."""
+    link = AccountLink(transport=DirectTlsTransport(), session=session, account=account)
+    link.authenticate()
+    link.feed(HEADER + features(BIND, SM))
+    return link
+
+
+@pytest.fixture
+def logs() -> Iterator[list[LogEvent]]:
+    with capturedLogs() as events:
+        yield events  # type: ignore[misc]
+
+
+def messages(logs: list[LogEvent], level: LogLevel | None = None) -> list[str]:
+    return [
+        formatEvent(event) for event in logs if level is None or event.get("log_level") is level
+    ]
+
+
+# STARTTLS and direct TLS
+
+
+def test_a_clear_connections_first_header_names_no_sender() -> None:
+    [header] = headers(AccountLink().written())
+    assert header.get("to") == DOMAIN
+    assert header.get("from") is None
+
+
+def test_starttls_offer_is_answered_with_starttls() -> None:
+    link = AccountLink()
+    link.written()
+    link.feed(HEADER + features(STARTTLS, mechanisms("SCRAM-SHA-1")))
+    assert [element.tag for element in link.sent()] == [f"{{{NS_TLS}}}starttls"]
+
+
+def test_proceed_starts_tls_with_the_options_given() -> None:
+    link = AccountLink()
+    link.feed(HEADER + features(STARTTLS))
+    assert isinstance(link.transport, StartTlsTransport)
+    assert link.transport.tls_started == []
+    link.feed(PROCEED)
+    assert link.transport.tls_started == [OPTIONS]
+
+
+def test_proceed_opens_a_new_stream_from_the_bare_jid() -> None:
+    link = AccountLink()
+    link.feed(HEADER + features(STARTTLS))
+    link.written()
+    link.feed(PROCEED)
+    [header] = headers(link.written())
+    assert (header.get("to"), header.get("from")) == (DOMAIN, BARE)
+
+
+def test_direct_tls_sends_no_starttls_and_uses_plain() -> None:
+    link = AccountLink(transport=DirectTlsTransport())
+    link.written()
+    link.feed(HEADER + features(STARTTLS, mechanisms("PLAIN")))
+    [auth] = link.sent()
+    assert (auth.tag, auth.get("mechanism")) == (f"{{{NS_SASL}}}auth", "PLAIN")
+
+
+def test_direct_tls_stream_header_names_the_bare_jid_at_once() -> None:
+    [header] = headers(AccountLink(transport=DirectTlsTransport()).written())
+    assert header.get("from") == BARE
+
+
+def test_tls_optional_without_starttls_authenticates_with_scram_in_the_clear() -> None:
+    link = AccountLink(tls_required=False)
+    link.written()
+    link.feed(HEADER + features(mechanisms("PLAIN", "SCRAM-SHA-1")))
+    [auth] = link.sent()
+    assert auth.get("mechanism") == "SCRAM-SHA-1"
+
+
+# Refusals
+
+
+def refused_for_no_tls() -> AccountLink:
+    link = AccountLink()
+    link.feed(HEADER + features(mechanisms("PLAIN"), BIND))
+    return link
+
+
+def test_no_starttls_with_tls_required_fires_handshake_done_once_the_connection_is_gone() -> None:
+    link = refused_for_no_tls()
+    assertNoResult(link.protocol.handshake_done)
+    link.lose(ConnectionDone())
+    assert successResultOf(link.protocol.handshake_done) is None
+
+
+def test_no_starttls_with_tls_required_is_refused_as_tls_unavailable_permanently() -> None:
+    link = refused_for_no_tls()
+    link.lose(ConnectionDone())
+    assert isinstance(link.protocol.refusal, TlsUnavailable)
+    assert is_permanent(link.protocol.refusal)
+
+
+def test_no_starttls_with_tls_required_drops_the_connection() -> None:
+    link = refused_for_no_tls()
+    assert link.transport.disconnecting
+    assert not link.account.connected
+
+
+def refused_password() -> AccountLink:
+    link = AccountLink(transport=DirectTlsTransport())
+    link.feed(HEADER + features(mechanisms("PLAIN")))
+    link.feed(sasl_failure("not-authorized"))
+    link.lose(ConnectionDone())
+    return link
+
+
+def test_wrong_password_is_refused_as_authentication_failed_permanently() -> None:
+    refusal = refused_password().protocol.refusal
+    assert isinstance(refusal, AuthenticationFailed)
+    assert is_permanent(refusal)
+
+
+def test_wrong_password_is_explained_as_a_wrong_password() -> None:
+    refusal = refused_password().protocol.refusal
+    assert refusal is not None
+    assert "password for that JID is wrong" in explain(refusal, BARE)
+
+
+def test_wrong_password_does_not_link_the_account() -> None:
+    assert not refused_password().account.connected
+
+
+# Binding and the new session
+
+
+def test_bound_account_is_linked_with_no_refusal() -> None:
+    link = AccountLink()
+    link.log_in()
+    assert link.account.connected
+    assert successResultOf(link.protocol.handshake_done) is None
+    assert link.protocol.refusal is None
+
+
+def test_new_session_sends_the_initial_presence_and_asks_for_the_roster() -> None:
+    link = AccountLink()
+    link.log_in()
+    presence, roster = link.sent()
+    assert is_presence(presence) and presence.get("type") is None
+    assert presence.get("from") == FULL
+    assert roster.get("type") == "get"
+    assert roster.find(f"{{{NS_ROSTER}}}query") is not None
+
+
+def test_linked_account_is_logged_as_connected(logs: list[LogEvent]) -> None:
+    AccountLink().log_in()
+    assert any(f"Account {BARE} connected" in line for line in messages(logs)), messages(logs)
+
+
+def test_the_jid_the_server_binds_is_the_one_stanzas_come_from() -> None:
+    link = AccountLink(transport=DirectTlsTransport())
+    link.authenticate()
+    link.bind(offer_sm=False, jid=f"{BARE}/server-chosen")
+    [presence, _] = link.sent()
+    assert presence.get("from") == f"{BARE}/server-chosen"
+    assert str(link.account.jid) == f"{BARE}/server-chosen"
+
+
+# Stream management over the link
+
+
+def test_sm_offered_enable_goes_out_after_binding() -> None:
+    link = AccountLink(transport=DirectTlsTransport())
+    link.authenticate()
+    link.bind()
+    [enable] = link.sent()
+    assert (enable.tag, enable.get("resume")) == (f"{{{NS_SM}}}enable", "true")
+
+
+def quiet_session() -> AccountLink:
+    """A linked account with stream management on that sent nothing yet."""
+    link = AccountLink(transport=DirectTlsTransport(), announce=False)
+    link.log_in()
+    link.written()
+    return link
+
+
+def note() -> etree._Element:
+    return etree.fromstring(f"<message xmlns='jabber:component:accept' to='alice@{DOMAIN}'/>")
+
+
+def test_an_ack_is_requested_after_ack_every_stanzas_sent() -> None:
+    link = quiet_session()
+    for _ in range(AccountProtocol.ack_every - 1):
+        link.protocol.send(note())
+    assert "r" not in tags(link.written())
+    link.protocol.send(note())
+    assert tags(link.written()) == ["message", "r"]
+
+
+def test_the_keepalive_tick_requests_an_ack_when_stanzas_were_sent() -> None:
+    link = AccountLink(
+        transport=DirectTlsTransport(),
+        announce=False,
+        settings=LinkSettings(keepalive_interval=60, ping_interval=0),
+    )
+    link.log_in()
+    link.protocol.send(note())
+    link.written()
+    link.clock.advance(30)
+    assert tags(link.written()) == ["r"]
+
+
+def test_the_keepalive_tick_requests_no_ack_when_nothing_was_sent() -> None:
+    link = AccountLink(
+        transport=DirectTlsTransport(),
+        announce=False,
+        settings=LinkSettings(keepalive_interval=60, ping_interval=0),
+    )
+    link.log_in()
+    link.written()
+    link.clock.advance(30)
+    assert link.written() == b""
+
+
+def test_the_servers_ack_request_is_answered_with_the_count_handled() -> None:
+    link = quiet_session()
+    link.feed(chat() + chat())
+    link.written()
+    link.feed(ACK_REQUEST)
+    [answer] = link.sent()
+    assert (answer.tag, answer.get("h")) == (f"{{{NS_SM}}}a", "2")
+
+
+def test_a_connection_lost_while_ready_keeps_the_session_resumable() -> None:
+    link = AccountLink()
+    link.log_in()
+    link.lose()
+    assert link.session.state is SmState.SUSPENDED
+    assert link.session.resumable
+
+
+def suspended() -> AccountLink:
+    """A session whose link dropped with its initial presence and roster
+    request unacknowledged."""
+    link = AccountLink()
+    link.log_in()
+    link.lose()
+    return link
+
+
+def test_a_new_connection_sends_resume_after_sasl() -> None:
+    first = suspended()
+    second = resumed_link(first.session, first.account)
+    [resume] = second.sent()
+    assert resume.tag == f"{{{NS_SM}}}resume"
+    assert (resume.get("previd"), resume.get("h")) == (SESSION, "0")
+
+
+def test_resumed_writes_the_unacknowledged_stanzas_again() -> None:
+    first = suspended()
+    second = resumed_link(first.session, first.account)
+    second.written()
+    second.feed(sm_element("resumed", previd=SESSION, h="1"))
+    [roster] = second.sent()  # the presence was acknowledged
+    assert roster.find(f"{{{NS_ROSTER}}}query") is not None
+
+
+def test_resumed_links_the_account_again() -> None:
+    first = suspended()
+    assert not first.account.connected
+    second = resumed_link(first.session, first.account)
+    second.feed(sm_element("resumed", previd=SESSION, h="0"))
+    assert first.account.connected
+    assert second.protocol.refusal is None
+
+
+def test_resumed_session_sends_no_second_initial_presence() -> None:
+    first = suspended()
+    second = resumed_link(first.session, first.account)
+    second.written()
+    second.feed(sm_element("resumed", previd=SESSION, h="0"))
+    sent = second.sent()
+    assert len([element for element in sent if is_presence(element)]) == 1  # the one resent
+    assert len(sent) == 2
+
+
+def failed_resumption() -> AccountLink:
+    first = suspended()
+    second = resumed_link(first.session, first.account)
+    second.written()
+    second.feed(sm_element("failed", h="0"))
+    return second
+
+
+def test_failed_resumption_warns_with_the_number_of_stanzas_lost(logs: list[LogEvent]) -> None:
+    failed_resumption()
+    warnings = messages(logs, LogLevel.warn)
+    assert any("could not resume the session" in w and "2 stanzas" in w for w in warnings), warnings
+
+
+def test_failed_resumption_binds_a_fresh_resource() -> None:
+    [iq] = failed_resumption().sent()
+    assert iq.find(f"{{{NS_BIND}}}bind") is not None
+
+
+def test_failed_resumption_sends_a_new_initial_presence_once_bound() -> None:
+    link = failed_resumption()
+    [iq] = link.sent()
+    link.feed(bind_result(iq) + ENABLED)
+    assert [is_presence(element) for element in link.sent()][-2:] == [True, False]
+
+
+def test_a_stream_the_server_closes_ends_the_session() -> None:
+    link = AccountLink()
+    link.log_in()
+    link.feed(CLOSE)
+    link.lose(ConnectionDone())
+    assert link.session.state is SmState.DISABLED
+    assert not link.session.resumable
+
+
+def test_a_stream_the_account_closes_ends_the_session() -> None:
+    link = AccountLink()
+    link.log_in()
+    link.protocol.close()
+    assert link.written().endswith(CLOSE)
+    link.feed(CLOSE)
+    link.lose(ConnectionDone())
+    assert not link.session.resumable
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="A reconnection refused during SASL (temporary-auth-failure) closes a stream that "
+    "never carried the session, yet AccountProtocol.connectionLost calls "
+    "stream_ended(cleanly=True) and the suspended session is forgotten",
+)
+def test_a_refused_log_in_keeps_the_suspended_session_resumable() -> None:
+    first = suspended()
+    second = AccountLink(
+        transport=DirectTlsTransport(), session=first.session, account=first.account
+    )
+    second.feed(HEADER + features(mechanisms("PLAIN")))
+    second.feed(sasl_failure("temporary-auth-failure"))
+    second.lose(ConnectionDone())
+    assert first.session.resumable
+
+
+# AccountService
+
+
+class Attempt:
+    """One connection the endpoint made: ClientService's proxy and its transport."""
+
+    def __init__(self, proxy: IProtocol, transport: StringTransport) -> None:
+        self.proxy = proxy
+        self.transport = transport
+
+    def feed(self, data: bytes) -> None:
+        self.proxy.dataReceived(data)
+
+    def written(self) -> list[etree._Element]:
+        data = self.transport.value()
+        self.transport.clear()
+        return elements(data)
+
+    def log_in(self) -> None:
+        """Accept the password, and offer binding and stream management."""
+        for data in (HEADER + features(mechanisms("PLAIN")), SUCCESS, HEADER + features(BIND, SM)):
+            self.feed(data)
+
+    def lose(self) -> None:
+        self.proxy.connectionLost(Failure(ConnectionLost()))
+
+
+@implementer(IStreamClientEndpoint)
+class DirectTlsEndpoint:
+    """Connects at once, over a connection encrypted from the start."""
+
+    def __init__(self) -> None:
+        self.attempts: list[Attempt] = []
+
+    def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
+        proxy = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5223))
+        assert proxy is not None
+        transport = DirectTlsTransport()
+        proxy.makeConnection(transport)
+        self.attempts.append(Attempt(proxy, transport))
+        return succeed(proxy)
+
+
+BACKOFF = Backoff(initial_delay=1.0, jitter=0.5, permanent_error_delay=300.0)
+
+
+def started_service() -> tuple[AccountService, DirectTlsEndpoint, Clock]:
+    clock, endpoint = Clock(), DirectTlsEndpoint()
+    account = Account(FULL, [], clock)
+    service = AccountService(
+        account,
+        endpoint,
+        PASSWORD,
+        clock,
+        tls=OPTIONS,
+        link=NO_TIMERS,
+        backoff=BACKOFF,
+        random=lambda: 0.0,
+    )
+    service.startService()
+    return service, endpoint, clock
+
+
+def refuse(attempt: Attempt, answer: bytes) -> None:
+    attempt.feed(HEADER + features(mechanisms("PLAIN")))
+    attempt.feed(answer)
+    attempt.lose()
+
+
+def test_a_refused_password_waits_the_permanent_error_delay() -> None:
+    _, endpoint, clock = started_service()
+    refuse(endpoint.attempts[0], sasl_failure("not-authorized"))
+    clock.advance(BACKOFF.permanent_error_delay - 1)
+    assert len(endpoint.attempts) == 1
+    clock.advance(1)
+    assert len(endpoint.attempts) == 2
+
+
+def test_a_refused_password_logs_one_error_naming_the_account(logs: list[LogEvent]) -> None:
+    _, endpoint, _ = started_service()
+    refuse(endpoint.attempts[0], sasl_failure("not-authorized"))
+    [error] = messages(logs, LogLevel.error)
+    assert f"Could not connect {BARE}" in error
+    assert "password" in error
+
+
+def test_a_transient_refusal_backs_off_with_the_initial_delay() -> None:
+    _, endpoint, clock = started_service()
+    refuse(endpoint.attempts[0], sasl_failure("temporary-auth-failure"))
+    clock.advance(BACKOFF.initial_delay)
+    assert len(endpoint.attempts) == 2
+
+
+def test_the_service_resumes_the_session_on_its_next_connection() -> None:
+    _, endpoint, clock = started_service()
+    first = endpoint.attempts[0]
+    first.log_in()
+    first.feed(bind_result(first.written()[-1]) + ENABLED)
+    first.lose()
+    clock.advance(BACKOFF.max_delay * 2)
+    second = endpoint.attempts[1]
+    second.log_in()
+    assert second.written()[-1].tag == f"{{{NS_SM}}}resume"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="explain() gives the component fix for host-unknown (declare a Component) to an "
+    "account whose server does not host its JID's domain",
+)
+def test_a_server_that_does_not_host_the_accounts_domain_gets_no_component_advice(
+    logs: list[LogEvent],
+) -> None:
+    _, endpoint, _ = started_service()
+    endpoint.attempts[0].feed(HEADER + stream_error("host-unknown"))
+    endpoint.attempts[0].lose()
+    [error] = messages(logs, LogLevel.error)
+    assert "Component" not in error and "component" not in error
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="explain() tells an account refused with invalid-namespace (a component port) that "
+    "the endpoint is probably a client port (5222) rather than the component port (5347): "
+    "the opposite of the fix",
+)
+def test_an_account_on_a_component_port_is_told_to_use_the_client_port(
+    logs: list[LogEvent],
+) -> None:
+    _, endpoint, _ = started_service()
+    endpoint.attempts[0].feed(HEADER + stream_error("invalid-namespace"))
+    endpoint.attempts[0].lose()
+    [error] = messages(logs, LogLevel.error)
+    assert "rather than the component port" not in error
+
+
+# The services twistd builds, and their TLS
+
+
+def make_ca(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    certificate = (
+        _builder(subject, subject, key)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, certificate
+
+
+def make_server_certificate(
+    ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], name: str
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    ca_key, ca_certificate = ca
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    certificate = (
+        _builder(subject, ca_certificate.subject, key)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, certificate
+
+
+def _builder(
+    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey
+) -> x509.CertificateBuilder:
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+
+
+def pem(*certificates: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
+
+
+@implementer(IHandshakeListener)
+class Handshake(Protocol):
+    """The client's side of an in-memory TLS connection: how it ended."""
+
+    def __init__(self) -> None:
+        self.completed = False
+        self.lost: Failure | None = None
+
+    def handshakeCompleted(self) -> None:
+        self.completed = True
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:  # noqa: B008
+        self.lost = reason
+
+
+def tls_handshake(
+    client: IOpenSSLClientConnectionCreator,
+    server: tuple[ec.EllipticCurvePrivateKey, x509.Certificate],
+) -> Handshake:
+    """Run ``client``'s TLS handshake against a server showing ``server``'s
+    certificate, in memory."""
+    key, certificate = server
+    options = CertificateOptions(
+        privateKey=crypto.PKey.from_cryptography_key(key),
+        certificate=crypto.X509.from_cryptography(certificate),
+    )
+    handshake = Handshake()
+    server_side = TLSMemoryBIOFactory(options, False, Factory.forProtocol(Protocol))
+    client_side = TLSMemoryBIOFactory(client, True, Factory.forProtocol(lambda: handshake))
+    server_protocol = server_side.buildProtocol(None)
+    client_protocol = client_side.buildProtocol(None)
+    pump = connect(
+        server_protocol,
+        FakeTransport(server_protocol, True),
+        client_protocol,
+        FakeTransport(client_protocol, False),
+    )
+    pump.flush()
+    return handshake
+
+
+ACCOUNT_CONFIG = f"""
+    accounts:
+      - jid: {FULL}
+        password: {PASSWORD}
+        server: tcp:host=127.0.0.1:port=5222
+"""
+
+
+def account_config(tmp_path: Path, extra: str = "") -> Config:
+    return load_config(write_config(tmp_path, ACCOUNT_CONFIG + extra), {})
+
+
+def with_trust_roots(tmp_path: Path, *certificates: x509.Certificate) -> Config:
+    path = tmp_path / "ca.pem"
+    path.write_bytes(pem(*certificates))
+    return account_config(tmp_path, f"        trust_roots: {path}\n")
+
+
+def services_of(root: IService) -> Iterator[IService]:
+    yield root
+    if IServiceCollection.providedBy(root):
+        for child in root:  # type: ignore[attr-defined]
+            yield from services_of(child)
+
+
+def account_services(root: IService) -> list[AccountService]:
+    return [s for s in services_of(root) if isinstance(s, AccountService)]
+
+
+def test_build_services_makes_an_account_service_per_account(tmp_path: Path) -> None:
+    extra = "      - jid: carol@example.net/bot\n        password: other\n"
+    services = _tap.build_services(account_config(tmp_path, extra), MemoryReactorClock(), {})
+    assert [str(s.component.jid) for s in account_services(services)] == [
+        FULL,
+        "carol@example.net/bot",
+    ]
+
+
+def test_an_account_service_serves_the_account_at_its_bare_jid(tmp_path: Path) -> None:
+    services = _tap.build_services(account_config(tmp_path), MemoryReactorClock(), {})
+    [service] = account_services(services)
+    assert isinstance(service.component, Account)
+    assert service.component.domain == BARE
+
+
+def link_in(reactor: MemoryReactorClock) -> None:
+    """Answer the last connection of the reactor as a server over direct
+    TLS that accepts the account's password and binds its resource."""
+    protocol = reactor.tcpClients[-1][2].buildProtocol(None)
+    transport = DirectTlsTransport()
+    protocol.makeConnection(transport)
+    for data in (HEADER + features(mechanisms("PLAIN")), SUCCESS, HEADER + features(BIND)):
+        protocol.dataReceived(data)
+    protocol.dataReceived(bind_result(elements(transport.value())[-1]))
+
+
+class Notifier(Service):
+    """Stands for systemd's notifier: records the names it is given."""
+
+    def __init__(self, domains: Iterable[str]) -> None:
+        self.domains = list(domains)
+        self.told: list[tuple[str, bool]] = []
+
+    def link_changed(self, domain: str, linked: bool) -> None:
+        self.told.append((domain, linked))
+
+
+def test_systemd_waits_for_the_account_by_the_name_its_links_are_told_by(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notifiers: list[Notifier] = []
+
+    def notifier_from_environ(environ: object, domains: Iterable[str], *_: object) -> Notifier:
+        notifiers.append(Notifier(domains))
+        return notifiers[-1]
+
+    monkeypatch.setattr(_tap, "notifier_from_environ", notifier_from_environ)
+    reactor = MemoryReactorClock()
+    _tap.build_services(account_config(tmp_path), reactor, {}).startService()
+    [notifier] = notifiers
+    link_in(reactor)
+    assert notifier.told == [(notifier.domains[0], True)]
+    assert notifier.domains == [FULL]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Health watches an account by its bare JID (component.domain) while build_services "
+    "tells it of links by the config's full JID: /healthz then raises KeyError",
+)
+def test_healthz_reports_a_linked_account(tmp_path: Path) -> None:
+    config = account_config(tmp_path, "    metrics:\n      listen: tcp:0:interface=127.0.0.1\n")
+    reactor = MemoryReactorClock()
+    top = _tap.build_services(config, reactor, {})
+    top.startService()
+    link_in(reactor)
+    code, body, _ = get(reactor.tcpServers[0][1], b"/healthz")
+    assert code == 200, body
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="components_of yields ComponentService's components only: Shutdown does not count "
+    "an account's actions in flight",
+)
+def test_shutdown_counts_the_actions_of_accounts(tmp_path: Path) -> None:
+    services = _tap.build_services(account_config(tmp_path), MemoryReactorClock(), {})
+    assert [c.domain for c in _tap.components_of(services)] == [BARE]
+
+
+def test_account_tls_trusts_a_server_certificate_for_the_jid_domain_signed_by_trust_roots(
+    tmp_path: Path,
+) -> None:
+    ca = make_ca("Test CA")
+    [account] = with_trust_roots(tmp_path, ca[1]).accounts
+    handshake = tls_handshake(_tap.account_tls(account), make_server_certificate(ca, DOMAIN))
+    assert handshake.completed, handshake.lost
+
+
+def test_account_tls_refuses_a_certificate_for_another_name(tmp_path: Path) -> None:
+    ca = make_ca("Test CA")
+    [account] = with_trust_roots(tmp_path, ca[1]).accounts
+    tls = _tap.account_tls(account)
+    handshake = tls_handshake(tls, make_server_certificate(ca, "other.example.net"))
+    assert not handshake.completed
+
+
+def test_account_tls_refuses_a_certificate_signed_by_another_ca(tmp_path: Path) -> None:
+    [account] = with_trust_roots(tmp_path, make_ca("Test CA")[1]).accounts
+    tls = _tap.account_tls(account)
+    handshake = tls_handshake(tls, make_server_certificate(make_ca("Other CA"), DOMAIN))
+    assert not handshake.completed
+
+
+def test_account_tls_trusts_every_certificate_of_a_two_certificate_trust_roots_file(
+    tmp_path: Path,
+) -> None:
+    first, second = make_ca("First CA"), make_ca("Second CA")
+    [account] = with_trust_roots(tmp_path, first[1], second[1]).accounts
+    tls = _tap.account_tls(account)
+    assert tls_handshake(tls, make_server_certificate(second, DOMAIN)).completed
+    assert tls_handshake(tls, make_server_certificate(first, DOMAIN)).completed
+
+
+def test_build_services_accepts_a_two_certificate_trust_roots_file(tmp_path: Path) -> None:
+    config = with_trust_roots(tmp_path, make_ca("First CA")[1], make_ca("Second CA")[1])
+    assert len(account_services(_tap.build_services(config, MemoryReactorClock(), {}))) == 1
+
+
+# empc check and routes
+
+
+def test_describe_shows_the_account_with_its_server(tmp_path: Path) -> None:
+    config = account_config(tmp_path)
+    lines = describe(config, *built_components(config, MemoryReactorClock())).splitlines()
+    at = lines.index(f"account {BARE}")
+    assert lines[at + 1] == "  server: tcp:host=127.0.0.1:port=5222"
+
+
+def test_routes_prints_the_route_table_of_an_accounts_only_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["routes", "-c", write_config(tmp_path, ACCOUNT_CONFIG)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{BARE}:"
+    assert any("Roster.push" in line for line in out), out
+
+
+class ServerEndpoint:
+    """Connects to a transport the test plays the server on."""
+
+    def __init__(self, transport: StringTransport) -> None:
+        self.transport = transport
+        self.protocol: IProtocol | None = None
+
+    def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
+        protocol = factory.buildProtocol(self.transport.getPeer())
+        assert protocol is not None
+        self.protocol = protocol
+        protocol.makeConnection(self.transport)
+        return succeed(protocol)
+
+    def server_says(self, data: bytes) -> None:
+        assert self.protocol is not None
+        self.protocol.dataReceived(data)
+
+
+def log_in_once(tmp_path: Path, endpoint: ServerEndpoint) -> list[str]:
+    config = account_config(tmp_path)
+    answers: list[str] = []
+    try_login(config.accounts[0], config, endpoint, Clock(), 10.0).addCallback(answers.append)  # type: ignore[arg-type]
+    return answers
+
+
+def test_try_login_with_a_refused_password_answers_in_plain_words(tmp_path: Path) -> None:
+    endpoint = ServerEndpoint(DirectTlsTransport())
+    answers = log_in_once(tmp_path, endpoint)
+    endpoint.server_says(HEADER + features(mechanisms("PLAIN")) + sasl_failure("not-authorized"))
+    assert answers == []
+    assert endpoint.protocol is not None
+    endpoint.protocol.connectionLost(Failure(ConnectionDone()))
+    assert answers == [
+        "not-authorized: the password for that JID is wrong (or the account does not exist)"
+    ]
+
+
+def test_try_login_over_starttls_starts_tls_for_the_jid_domain(tmp_path: Path) -> None:
+    transport = StartTlsTransport()
+    endpoint = ServerEndpoint(transport)
+    log_in_once(tmp_path, endpoint)
+    endpoint.server_says(HEADER + features(STARTTLS) + PROCEED)
+    [options] = transport.tls_started
+    assert IOpenSSLClientConnectionCreator.providedBy(options)
