@@ -540,6 +540,14 @@ class AccountProtocol(LinkProtocol):
                 jid=self._account.domain,
                 count=event.resent,
             )
+        else:
+            self.log.info(
+                "Session of {jid}: {tls}, {mechanism}, stream management {sm}",
+                jid=str(self._client.jid),
+                tls="TLS" if self._client.encrypted else "no TLS",
+                mechanism=self._client.mechanism,
+                sm="resumable" if self._sm.resumable else "on" if self._sm.active else "off",
+            )
         self._account.session_started(str(self._client.jid), isinstance(event, Resumed))
 
     def _sent(self) -> None:

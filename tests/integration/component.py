@@ -49,6 +49,7 @@ def twistd_command(config: Path) -> list[str]:
 def component_config(
     components: Sequence[dict[str, Any]],
     *,
+    accounts: Sequence[dict[str, Any]] = (),
     initial_delay: float = 0.5,
     max_delay: float = 2,
     permanent_error_delay: float = 30,
@@ -61,11 +62,11 @@ def component_config(
     sections: dict[str, Any] | None = None,
 ) -> str:
     """The YAML config for ``twistd empc``; ``components`` are the list items
-    (``domain``, ``server``, ``secret``, ``handlers``...); ``access_lists``,
+    (``domain``, ``server``, ``secret``, ``handlers``...), ``accounts`` those
+    of the accounts (``jid``, ``password``, ``server``...); ``access_lists``,
     ``limits`` and ``storage`` are the top-level sections of those names, if
     given; ``sections`` any others (``metrics``, ``logging``...)."""
     config: dict[str, Any] = {
-        "components": list(components),
         "reconnect": {
             "initial_delay": initial_delay,
             "max_delay": max_delay,
@@ -77,6 +78,10 @@ def component_config(
             "ping_timeout": ping_timeout,
         },
     }
+    if components:
+        config["components"] = list(components)
+    if accounts:
+        config["accounts"] = list(accounts)
     if access_lists is not None:
         config["access_lists"] = access_lists
     if limits is not None:
@@ -274,6 +279,41 @@ class ComponentStarter:
             entries.append({**entry, **item})
         config = self.workdir / f"empc-{len(self.started)}.yaml"
         config.write_text(component_config(entries, **settings))
+        process = ComponentProcess(config, self.workdir)
+        self.started.append(process)
+        return process.start()
+
+    def account(
+        self,
+        server: XmppServer,
+        *,
+        trust_roots: Path | None,
+        port: int | None = None,
+        handlers: list[Any] | None = None,
+        password: str | None = None,
+        account: dict[str, Any] | None = None,
+        **settings: Any,
+    ) -> ComponentProcess:
+        """``twistd empc`` running the server's bot account: over STARTTLS
+        trusting ``trust_roots``, or over a clear stream if None; on the
+        server's c2s port unless ``port`` (a proxy's) is given; with the
+        bot's password unless ``password``; ``account`` adds or replaces
+        keys of its entry."""
+        jid, bot_password = server.bot
+        entry: dict[str, Any] = {
+            "jid": f"{jid}/empc",
+            "password": password or bot_password,
+            "server": tcp_endpoint(port or server.c2s_port),
+        }
+        if trust_roots is None:
+            entry["tls"] = "optional"
+        else:
+            entry["trust_roots"] = str(trust_roots)
+        if handlers is not None:
+            entry["handlers"] = handlers
+        entry.update(account or {})
+        config = self.workdir / f"empc-{len(self.started)}.yaml"
+        config.write_text(component_config([], accounts=[entry], **settings))
         process = ComponentProcess(config, self.workdir)
         self.started.append(process)
         return process.start()

@@ -187,3 +187,16 @@ class Acting(Handler):
         return make_message(
             stanza.get("from") or "", answer, from_=self.component.domain, id=stanza.get("id")
         )
+
+
+class Echo(Handler):
+    """Chat messages back to their sender, with their id (so a client can
+    tell which answer is for which message) and the JID that answered."""
+
+    @message("chat")
+    def echo(self, stanza: etree._Element) -> etree._Element | None:
+        body = stanza.findtext("c:body", namespaces={"c": "jabber:component:accept"})
+        if body is None:
+            return None
+        sender = stanza.get("from") or ""
+        return make_message(sender, f"echo: {body}", id=stanza.get("id"))

@@ -667,6 +667,19 @@ def test_bound_comes_with_enabled() -> None:
     assert stream.state is State.READY
 
 
+def test_a_stanza_before_enabled_is_served_once_ready_and_not_counted() -> None:
+    sm = StreamManagement()
+    stream = enabling(sm)
+    assert stream.receive(chat("early")) == []
+    bound, early = stream.receive(ENABLED)
+    assert bound == Bound(ACCOUNT)
+    assert isinstance(early, StanzaReceived)
+    assert early.stanza.findtext(f"{{{NS_COMPONENT}}}body") == "early"
+    stream.receive(sm_element("r"))
+    (answer,) = parse_sent(stream.data_to_send())
+    assert answer.get("h") == "0"  # the server counts from its <enabled/>
+
+
 def test_bound_comes_with_failed_to_enable() -> None:
     sm = StreamManagement()
     stream = enabling(sm)

@@ -200,10 +200,16 @@ class ClientStream(XmppStream):
         self._step = _Step.FEATURES
         self._sm_offered = False
         self._bind_id = ""
+        self._early: list[etree._Element] = []  # stanzas before <enabled/>
 
     @property
     def bare(self) -> str:
         return str(self.jid.bare)
+
+    @property
+    def mechanism(self) -> str | None:
+        """The SASL mechanism chosen, once the server's offer is known."""
+        return None if self._sasl is None else self._sasl.mechanism
 
     def _header_bytes(self) -> bytes:
         # The bare JID as 'from' only once encrypted (RFC 6120 §4.7.1):
@@ -244,6 +250,10 @@ class ClientStream(XmppStream):
             events.append(StanzaReceived(renamespaced(element, NS_CLIENT, NS_COMPONENT)))
         elif self.state is State.CLOSING:
             return
+        elif self._step is _Step.ENABLE and tag in _CLIENT_STANZAS:
+            # Routed to the new resource before <enabled/> came: served
+            # once READY, and not counted (the server counts from there).
+            self._early.append(element)
         elif self.authenticated and etree.QName(element).namespace == NS_SM:
             self._stream_management(element, events)
         elif self.state is State.HANDSHAKING:
@@ -383,6 +393,8 @@ class ClientStream(XmppStream):
         self.state = State.READY
         self.authenticated = True
         events.append(event)
+        early, self._early = self._early, []
+        events += (StanzaReceived(renamespaced(e, NS_CLIENT, NS_COMPONENT)) for e in early)
 
     def _give_up(self, error: Exception, events: list[Event]) -> None:
         self._server_ended = True  # nothing it says now changes the outcome
