@@ -192,3 +192,20 @@ def test_check_connect_logs_an_account_in(
     assert f"log-in of {jid}/" in result.stdout
     assert result.stdout.rstrip().endswith("accepted")
     assert time.monotonic() - started < 60
+
+
+def test_an_account_logs_in_over_direct_tls(
+    tls_xmpp_server: XmppServer, tls_certificates: TlsCertificates, starter: ComponentStarter
+) -> None:
+    # XEP-0368: a tls: endpoint; Twisted verifies the certificate for its host.
+    port = tls_xmpp_server.direct_tls_port
+    endpoint = f"tls:host=localhost:port={port}:trustRoots={tls_certificates.ca_dir}"
+    process = starter.account(
+        tls_xmpp_server,
+        trust_roots=tls_certificates.ca_file,
+        handlers=ECHO,
+        account={"server": endpoint},
+    )
+    assert f"TLS, {STRONGEST[tls_xmpp_server.name]}" in _session_line(process)
+    with _client(tls_xmpp_server, "alice", tls_certificates) as alice:
+        assert alice.chat(BOT, "direct").body == "echo: direct"
