@@ -6,23 +6,18 @@ balances between them), and a second process refused by Prosody with
 
 from __future__ import annotations
 
-import datetime
 import re
 import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from client import XmppClient, login
 from component import ComponentProcess, CountingProxy, StartComponent
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from sample_handlers import NS_WHOAMI
 from servers import LOOPBACK, EjabberdServer, ServiceListener, XmppServer, free_port
+from tls import TlsCertificates
 
 pytestmark = pytest.mark.integration
 
@@ -77,96 +72,6 @@ def _check_retries_back_off(proxy: CountingProxy, component: ComponentProcess) -
     assert delays[0] < delays[1] <= maximum * 1.5, log
 
 
-# -- certificates -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Certificates:
-    """A CA (its certificate alone in ``trust_roots``, a directory) and server
-    certificates it signed: ``right`` for localhost, ``wrong`` for another
-    name; each a PEM file holding the certificate, then its key, as ejabberd
-    takes them."""
-
-    trust_roots: Path
-    right: Path
-    wrong: Path
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _make_certificates(directory: Path) -> Certificates:
-    now = datetime.datetime.now(datetime.UTC)
-    start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("empc test CA")
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    trust_roots = directory / "trust"
-    trust_roots.mkdir()
-    (trust_roots / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-
-    def server_certificate(host: str) -> Path:
-        key = ec.generate_private_key(ec.SECP256R1())
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(_name(host))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(end)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        path = directory / f"{host}.pem"
-        path.write_bytes(
-            certificate.public_bytes(serialization.Encoding.PEM)
-            + key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        return path
-
-    return Certificates(
-        trust_roots, server_certificate("localhost"), server_certificate("wrong.example")
-    )
-
-
 @dataclass(frozen=True)
 class TlsEjabberd:
     """An ejabberd with two more component listeners, direct TLS: one with
@@ -174,7 +79,7 @@ class TlsEjabberd:
     another name (``wrong_port``)."""
 
     server: EjabberdServer
-    certificates: Certificates
+    certificates: TlsCertificates
     right_port: int
     wrong_port: int
 
@@ -182,20 +87,22 @@ class TlsEjabberd:
         """A TLS endpoint verifying the name localhost, connecting to
         ``port`` on 127.0.0.1 (never ::1, where ejabberd does not listen)."""
         return (
-            f"tls:host=localhost:port={port}:trustRoots={self.certificates.trust_roots}"
+            f"tls:host=localhost:port={port}:trustRoots={self.certificates.ca_dir}"
             f":endpoint=tcp\\:{LOOPBACK}\\:{port}"
         )
 
 
 @pytest.fixture(scope="module")
-def tls_ejabberd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEjabberd]:
-    certificates = _make_certificates(tmp_path_factory.mktemp("certs"))
+def tls_ejabberd(
+    tmp_path_factory: pytest.TempPathFactory, tls_certificates: TlsCertificates
+) -> Iterator[TlsEjabberd]:
+    certificates = tls_certificates
     right_port, wrong_port = free_port(), free_port()
     server = EjabberdServer(
         tmp_path_factory.mktemp("ejabberd-tls"),
         service_listeners=[
-            ServiceListener(right_port, certificates.right),
-            ServiceListener(wrong_port, certificates.wrong),
+            ServiceListener(right_port, certificates.server.combined),
+            ServiceListener(wrong_port, certificates.wrong_name.combined),
         ],
     )
     try:
