@@ -11,6 +11,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+import test_check
+import test_connection
+import test_service
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -22,7 +25,7 @@ from test_metrics import get
 from twisted.application.service import IService, IServiceCollection, Service
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IHandshakeListener,
     IOpenSSLClientConnectionCreator,
@@ -176,7 +179,7 @@ class DirectTlsTransport(StringTransport):
         return None
 
 
-class AccountLink:
+class AccountLink(test_connection.Link):
     """An AccountProtocol on a fake transport, the test playing its server."""
 
     def __init__(
@@ -191,6 +194,7 @@ class AccountLink:
     ) -> None:
         self.clock = Clock()
         self.account = account or Account(FULL, [], self.clock, announce=announce)
+        self.component = self.account
         self.session = session or StreamManagement()
         self.protocol = AccountProtocol(
             self.account,
@@ -203,14 +207,6 @@ class AccountLink:
         )
         self.transport = transport or StartTlsTransport()
         self.protocol.makeConnection(self.transport)
-
-    def feed(self, data: bytes) -> None:
-        self.protocol.dataReceived(data)
-
-    def written(self) -> bytes:
-        data = self.transport.value()
-        self.transport.clear()
-        return data
 
     def sent(self) -> list[etree._Element]:
         return elements(self.written())
@@ -240,9 +236,6 @@ class AccountLink:
         if offer_sm:
             self.written()  # <enable/>
             self.feed(ENABLED)
-
-    def lose(self, reason: BaseException | None = None) -> None:
-        self.protocol.connectionLost(Failure(reason or ConnectionLost()))
 
 
 def resumed_link(session: StreamManagement, account: Account) -> AccountLink:
@@ -420,9 +413,10 @@ def test_sm_offered_enable_goes_out_after_binding() -> None:
     assert (enable.tag, enable.get("resume")) == (f"{{{NS_SM}}}enable", "true")
 
 
-def quiet_session() -> AccountLink:
+def quiet_session(keepalive_interval: float = 0) -> AccountLink:
     """A linked account with stream management on that sent nothing yet."""
-    link = AccountLink(transport=DirectTlsTransport(), announce=False)
+    settings = LinkSettings(keepalive_interval=keepalive_interval, ping_interval=0)
+    link = AccountLink(transport=DirectTlsTransport(), announce=False, settings=settings)
     link.log_in()
     link.written()
     return link
@@ -442,12 +436,7 @@ def test_an_ack_is_requested_after_ack_every_stanzas_sent() -> None:
 
 
 def test_the_keepalive_tick_requests_an_ack_when_stanzas_were_sent() -> None:
-    link = AccountLink(
-        transport=DirectTlsTransport(),
-        announce=False,
-        settings=LinkSettings(keepalive_interval=60, ping_interval=0),
-    )
-    link.log_in()
+    link = quiet_session(keepalive_interval=60)
     link.protocol.send(note())
     link.written()
     link.clock.advance(30)
@@ -455,13 +444,7 @@ def test_the_keepalive_tick_requests_an_ack_when_stanzas_were_sent() -> None:
 
 
 def test_the_keepalive_tick_requests_no_ack_when_nothing_was_sent() -> None:
-    link = AccountLink(
-        transport=DirectTlsTransport(),
-        announce=False,
-        settings=LinkSettings(keepalive_interval=60, ping_interval=0),
-    )
-    link.log_in()
-    link.written()
+    link = quiet_session(keepalive_interval=60)
     link.clock.advance(30)
     assert link.written() == b""
 
@@ -473,6 +456,25 @@ def test_the_servers_ack_request_is_answered_with_the_count_handled() -> None:
     link.feed(ACK_REQUEST)
     [answer] = link.sent()
     assert (answer.tag, answer.get("h")) == (f"{{{NS_SM}}}a", "2")
+
+
+def test_the_servers_ack_takes_the_stanzas_it_handled_off_the_queue() -> None:
+    link = AccountLink()
+    link.log_in()
+    assert link.session.unacked == 2  # the initial presence and the roster request
+    link.feed(sm_element("a", h="2"))
+    assert link.session.unacked == 0
+
+
+def test_a_session_that_ends_with_unacknowledged_stanzas_logs_them_as_maybe_lost(
+    logs: list[LogEvent],
+) -> None:
+    link = AccountLink()
+    link.log_in()
+    link.feed(CLOSE)
+    link.lose(ConnectionDone())
+    [error] = messages(logs, LogLevel.error)
+    assert f"2 stanzas sent by {BARE} were not acknowledged" in error
 
 
 def test_a_connection_lost_while_ready_keeps_the_session_resumable() -> None:
@@ -518,6 +520,13 @@ def test_resumed_links_the_account_again() -> None:
     assert second.protocol.refusal is None
 
 
+def test_resumption_is_logged_with_the_count_sent_again(logs: list[LogEvent]) -> None:
+    first = suspended()
+    second = resumed_link(first.session, first.account)
+    second.feed(sm_element("resumed", previd=SESSION, h="0"))
+    assert f"Resumed the session of {BARE}; sent 2 stanzas again" in messages(logs)
+
+
 def test_resumed_session_sends_no_second_initial_presence() -> None:
     first = suspended()
     second = resumed_link(first.session, first.account)
@@ -551,7 +560,11 @@ def test_failed_resumption_sends_a_new_initial_presence_once_bound() -> None:
     link = failed_resumption()
     [iq] = link.sent()
     link.feed(bind_result(iq) + ENABLED)
-    assert [is_presence(element) for element in link.sent()][-2:] == [True, False]
+    assert [etree.QName(element).localname for element in link.sent()] == [
+        "enable",
+        "presence",
+        "iq",
+    ]
 
 
 def test_a_stream_the_server_closes_ends_the_session() -> None:
@@ -593,15 +606,8 @@ def test_a_refused_log_in_keeps_the_suspended_session_resumable() -> None:
 # AccountService
 
 
-class Attempt:
-    """One connection the endpoint made: ClientService's proxy and its transport."""
-
-    def __init__(self, proxy: IProtocol, transport: StringTransport) -> None:
-        self.proxy = proxy
-        self.transport = transport
-
-    def feed(self, data: bytes) -> None:
-        self.proxy.dataReceived(data)
+class Attempt(test_service.Attempt):
+    """One connection the endpoint made, the test playing its server."""
 
     def written(self) -> list[etree._Element]:
         data = self.transport.value()
@@ -612,9 +618,6 @@ class Attempt:
         """Accept the password, and offer binding and stream management."""
         for data in (HEADER + features(mechanisms("PLAIN")), SUCCESS, HEADER + features(BIND, SM)):
             self.feed(data)
-
-    def lose(self) -> None:
-        self.proxy.connectionLost(Failure(ConnectionLost()))
 
 
 @implementer(IStreamClientEndpoint)
@@ -697,33 +700,23 @@ def test_the_service_resumes_the_session_on_its_next_connection() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="explain() gives the component fix for host-unknown (declare a Component) to an "
-    "account whose server does not host its JID's domain",
+    reason="explain() gives accounts the fixes for a component: for host-unknown (a server "
+    "that does not host the JID's domain), to declare a Component; for invalid-namespace "
+    "(a component port), that the endpoint is probably a client port rather than the "
+    "component port, the opposite of the fix",
 )
-def test_a_server_that_does_not_host_the_accounts_domain_gets_no_component_advice(
-    logs: list[LogEvent],
+@pytest.mark.parametrize(
+    ("condition", "component_advice"),
+    [("host-unknown", 'Component "'), ("invalid-namespace", "rather than the component port")],
+)
+def test_an_account_refused_with_a_stream_error_gets_no_component_advice(
+    logs: list[LogEvent], condition: str, component_advice: str
 ) -> None:
     _, endpoint, _ = started_service()
-    endpoint.attempts[0].feed(HEADER + stream_error("host-unknown"))
+    endpoint.attempts[0].feed(HEADER + stream_error(condition))
     endpoint.attempts[0].lose()
     [error] = messages(logs, LogLevel.error)
-    assert "Component" not in error and "component" not in error
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="explain() tells an account refused with invalid-namespace (a component port) that "
-    "the endpoint is probably a client port (5222) rather than the component port (5347): "
-    "the opposite of the fix",
-)
-def test_an_account_on_a_component_port_is_told_to_use_the_client_port(
-    logs: list[LogEvent],
-) -> None:
-    _, endpoint, _ = started_service()
-    endpoint.attempts[0].feed(HEADER + stream_error("invalid-namespace"))
-    endpoint.attempts[0].lose()
-    [error] = messages(logs, LogLevel.error)
-    assert "rather than the component port" not in error
+    assert component_advice not in error
 
 
 # The services twistd builds, and their TLS
@@ -982,26 +975,14 @@ def test_routes_prints_the_route_table_of_an_accounts_only_config(
     assert any("Roster.push" in line for line in out), out
 
 
-class ServerEndpoint:
-    """Connects to a transport the test plays the server on."""
-
-    def __init__(self, transport: StringTransport) -> None:
-        self.transport = transport
-        self.protocol: IProtocol | None = None
-
-    def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
-        protocol = factory.buildProtocol(self.transport.getPeer())
-        assert protocol is not None
-        self.protocol = protocol
-        protocol.makeConnection(self.transport)
-        return succeed(protocol)
-
-    def server_says(self, data: bytes) -> None:
-        assert self.protocol is not None
-        self.protocol.dataReceived(data)
+def server_endpoint(transport: StringTransport) -> test_check.FakeEndpoint:
+    """An endpoint connecting to ``transport``, the test playing the server."""
+    endpoint = test_check.FakeEndpoint()
+    endpoint.transport = transport
+    return endpoint
 
 
-def log_in_once(tmp_path: Path, endpoint: ServerEndpoint) -> list[str]:
+def log_in_once(tmp_path: Path, endpoint: test_check.FakeEndpoint) -> list[str]:
     config = account_config(tmp_path)
     answers: list[str] = []
     try_login(config.accounts[0], config, endpoint, Clock(), 10.0).addCallback(answers.append)  # type: ignore[arg-type]
@@ -1009,12 +990,11 @@ def log_in_once(tmp_path: Path, endpoint: ServerEndpoint) -> list[str]:
 
 
 def test_try_login_with_a_refused_password_answers_in_plain_words(tmp_path: Path) -> None:
-    endpoint = ServerEndpoint(DirectTlsTransport())
+    endpoint = server_endpoint(DirectTlsTransport())
     answers = log_in_once(tmp_path, endpoint)
     endpoint.server_says(HEADER + features(mechanisms("PLAIN")) + sasl_failure("not-authorized"))
     assert answers == []
-    assert endpoint.protocol is not None
-    endpoint.protocol.connectionLost(Failure(ConnectionDone()))
+    endpoint.connection_lost()
     assert answers == [
         "not-authorized: the password for that JID is wrong (or the account does not exist)"
     ]
@@ -1022,7 +1002,7 @@ def test_try_login_with_a_refused_password_answers_in_plain_words(tmp_path: Path
 
 def test_try_login_over_starttls_starts_tls_for_the_jid_domain(tmp_path: Path) -> None:
     transport = StartTlsTransport()
-    endpoint = ServerEndpoint(transport)
+    endpoint = server_endpoint(transport)
     log_in_once(tmp_path, endpoint)
     endpoint.server_says(HEADER + features(STARTTLS) + PROCEED)
     [options] = transport.tls_started
