@@ -40,4 +40,4 @@ if [[ ! -x .venv/bin/python ]]; then
     "$python" -m venv .venv
 fi
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[test]' -e examples/tweeter
+.venv/bin/pip install -q -e '.[test]' -e examples/tweeter -e examples/hack
