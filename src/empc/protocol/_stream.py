@@ -275,7 +275,10 @@ class XmppStream:
             elif self._server_ended:
                 continue  # only the server's close matters now
             elif isinstance(item, etree._Element):
-                self._top_level(item, events)
+                if item.tag == _ERROR_TAG:
+                    self._error_received(item, events)
+                else:
+                    self._element(item, events)
             elif isinstance(item, StreamHeader):
                 self._header(item.element, events)
             else:
@@ -311,17 +314,14 @@ class XmppStream:
     def _opened(self, header: etree._Element, events: list[Event]) -> None:
         """The server's header, in the right namespace, arrived."""
 
-    def _top_level(self, element: etree._Element, events: list[Event]) -> None:
-        if element.tag == _ERROR_TAG:
-            self._server_ended = True
-            events.append(StreamErrorReceived(parse_stream_error(element)))
-            if self.state is State.READY:
-                self.state = State.DRAINING
-            else:
-                self._send_close()
-                self.state = State.CLOSING
+    def _error_received(self, element: etree._Element, events: list[Event]) -> None:
+        self._server_ended = True
+        events.append(StreamErrorReceived(parse_stream_error(element)))
+        if self.state is State.READY:
+            self.state = State.DRAINING
         else:
-            self._element(element, events)
+            self._send_close()
+            self.state = State.CLOSING
 
     def _element(self, element: etree._Element, events: list[Event]) -> None:
         """A top-level element other than a stream error."""
@@ -442,17 +442,14 @@ def result_bytes(iq_id: str | None, to: str | None, sender: str | None) -> bytes
     """An empty IQ ``result``, serialized without building an element. The
     values are attribute values as lxml parsed them (valid XML text):
     they are escaped here; a None one is left out."""
+    # Inline, not a helper per attribute: most replies are these.
     return (
         b'<iq type="result"'
-        + _attribute(b"id", iq_id)
-        + _attribute(b"to", to)
-        + _attribute(b"from", sender)
+        + (b"" if iq_id is None else b' id="' + _quote(iq_id) + b'"')
+        + (b"" if to is None else b' to="' + _quote(to) + b'"')
+        + (b"" if sender is None else b' from="' + _quote(sender) + b'"')
         + b"/>"
     )
-
-
-def _attribute(name: bytes, value: str | None) -> bytes:
-    return b"" if value is None else b" " + name + b'="' + _quote(value) + b'"'
 
 
 def _quote(value: str) -> bytes:
