@@ -155,6 +155,7 @@ def _try(
     clock: IReactorTime,
     timeout: float,
 ) -> Deferred[str]:
+    account = isinstance(protocol, AccountProtocol)
     connecting: Deferred[Any] = connectProtocol(endpoint, protocol)
     connecting.addTimeout(timeout, clock)
 
@@ -163,32 +164,35 @@ def _try(
 
     def handshake_over() -> Deferred[str] | str:
         if protocol.refusal is not None:
-            return answer_in_words(protocol.refusal, name)
+            return answer_in_words(protocol.refusal, name, account=account)
         return protocol.close().addCallback(lambda _: "accepted")
 
     def not_connected(failure: Failure) -> str:
         assert failure.value is not None
-        return answer_in_words(failure.value, name)
+        return answer_in_words(failure.value, name, account=account)
 
     return connecting.addCallbacks(connected, not_connected)
 
 
-def answer_in_words(error: BaseException, domain: str) -> str:
-    """Why a handshake with the server did not succeed, in a few words."""
-    if isinstance(error, NotAuthorized):
-        return "not-authorized: the secret is wrong"
+def answer_in_words(error: BaseException, domain: str, *, account: bool = False) -> str:
+    """Why a handshake (an ``account``'s log-in) with the server did not
+    succeed, in a few words."""
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, TimeoutError | HandshakeTimeout):
+        return "timed out"
     if isinstance(error, AuthenticationFailed):
         return str(error)
+    if account:
+        return explain(error, domain, account=True)
+    if isinstance(error, NotAuthorized):
+        return "not-authorized: the secret is wrong"
     if isinstance(error, HostUnknown):
         return f"host-unknown: the server has no component named {domain}"
     if isinstance(error, InvalidNamespace):
         return "invalid-namespace: this is not a component port (a client port?)"
     if isinstance(error, Conflict):
         return f"conflict: another connection already serves {domain}"
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(error, TimeoutError | HandshakeTimeout):
-        return "timed out"
     return explain(error, domain)
 
 

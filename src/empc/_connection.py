@@ -568,8 +568,11 @@ class AccountProtocol(LinkProtocol):
             self._flush()
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
-        # A stream closed by either side ends the session on the server too.
-        ended = self._client.state in (State.DRAINING, State.CLOSING, State.CLOSED)
+        # A stream that carried the session (it was READY) and was closed
+        # by either side ended it on the server too; one refused before
+        # that never touched it.
+        closed = self._client.state in (State.DRAINING, State.CLOSING, State.CLOSED)
+        ended = self._client.authenticated and closed
         lost = self._sm.stream_ended(cleanly=ended)
         if lost:
             self.log.error(

@@ -85,26 +85,43 @@ class Backoff:
         return base * (1 + self.jitter * random())
 
 
-def explain(error: BaseException, domain: str) -> str:
-    """The likely fix for a failed connection, in plain words."""
-    if isinstance(error, NotAuthorized):
+def explain(error: BaseException, domain: str, *, account: bool = False) -> str:
+    """The likely fix for a failed connection of a component (or an
+    ``account``, whose ``domain`` is its bare JID), in plain words."""
+    if account:
+        if isinstance(error, HostUnknown):
+            return (
+                f"the server does not serve the domain of {domain} (host-unknown): check "
+                "the JID and the endpoint"
+            )
+        if isinstance(error, InvalidNamespace):
+            return (
+                "the server refused the stream namespace (invalid-namespace): the endpoint "
+                "is probably a component port (5347) rather than a client port (5222)"
+            )
+        if isinstance(error, Conflict):
+            return (
+                f"another connection logged in as {domain} with the same resource (conflict); "
+                "retrying (two processes with one JID and resource replace each other)"
+            )
+    elif isinstance(error, NotAuthorized):
         return (
             f"the server refused the handshake for {domain} (not-authorized): the secret "
             "does not match the server's for this component (Prosody: component_secret "
             "in the Component section; ejabberd: password of the ejabberd_service listener)"
         )
-    if isinstance(error, HostUnknown):
+    elif isinstance(error, HostUnknown):
         return (
             f"the server does not know the component domain {domain} (host-unknown): "
             f'declare it (Prosody: Component "{domain}"; ejabberd: hosts of the '
             "ejabberd_service listener)"
         )
-    if isinstance(error, InvalidNamespace):
+    elif isinstance(error, InvalidNamespace):
         return (
             "the server refused the stream namespace (invalid-namespace): the endpoint "
             "is probably a client port (5222) rather than the component port (5347)"
         )
-    if isinstance(error, Conflict):
+    elif isinstance(error, Conflict):
         return f"another connection already serves {domain} (conflict); retrying"
     if isinstance(error, DNSLookupError):
         return f"the server's host name does not resolve: check the endpoint ({error})"
@@ -255,7 +272,7 @@ class LinkService(ClientService):
         log(
             "Could not connect {domain}: {why}",
             domain=self.component.domain,
-            why=explain(error, self.component.domain),
+            why=explain(error, self.component.domain, account=isinstance(self.component, Account)),
         )
         return failure
 

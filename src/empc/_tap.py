@@ -166,7 +166,7 @@ class Shutdown:
 
 def components_of(service: IService) -> Iterator[Component]:
     """The components under ``service``, in the order they were added."""
-    if isinstance(service, ComponentService):
+    if isinstance(service, LinkService):
         yield service.component
     elif isinstance(service, MultiService):
         for child in service:
@@ -225,6 +225,7 @@ def build_services(
         name = account_config.jid
         try:
             account = build_account(account_config, config, reactor, threads.run, tally)
+            name = account.domain  # its bare JID: the resource may change with each session
             endpoint = clientFromString(reactor, account_config.server)
             tls = account_tls(account_config)
         except Exception as e:

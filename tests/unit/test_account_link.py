@@ -586,12 +586,6 @@ def test_a_stream_the_account_closes_ends_the_session() -> None:
     assert not link.session.resumable
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A reconnection refused during SASL (temporary-auth-failure) closes a stream that "
-    "never carried the session, yet AccountProtocol.connectionLost calls "
-    "stream_ended(cleanly=True) and the suspended session is forgotten",
-)
 def test_a_refused_log_in_keeps_the_suspended_session_resumable() -> None:
     first = suspended()
     second = AccountLink(
@@ -698,13 +692,6 @@ def test_the_service_resumes_the_session_on_its_next_connection() -> None:
     assert second.written()[-1].tag == f"{{{NS_SM}}}resume"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="explain() gives accounts the fixes for a component: for host-unknown (a server "
-    "that does not host the JID's domain), to declare a Component; for invalid-namespace "
-    "(a component port), that the endpoint is probably a client port rather than the "
-    "component port, the opposite of the fix",
-)
 @pytest.mark.parametrize(
     ("condition", "component_advice"),
     [("host-unknown", 'Component "'), ("invalid-namespace", "rather than the component port")],
@@ -892,11 +879,6 @@ def test_systemd_waits_for_the_account_by_the_name_its_links_are_told_by(
     assert [name.split("/")[0] for name in notifier.domains] == [BARE]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Health watches an account by its bare JID (component.domain) while build_services "
-    "tells it of links by the config's full JID: /healthz then raises KeyError",
-)
 def test_healthz_reports_a_linked_account(tmp_path: Path) -> None:
     config = account_config(tmp_path, "    metrics:\n      listen: tcp:0:interface=127.0.0.1\n")
     reactor = MemoryReactorClock()
@@ -907,11 +889,6 @@ def test_healthz_reports_a_linked_account(tmp_path: Path) -> None:
     assert code == 200, body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="components_of yields ComponentService's components only: Shutdown does not count "
-    "an account's actions in flight",
-)
 def test_shutdown_counts_the_actions_of_accounts(tmp_path: Path) -> None:
     services = _tap.build_services(account_config(tmp_path), MemoryReactorClock(), {})
     assert [c.domain for c in _tap.components_of(services)] == [BARE]
