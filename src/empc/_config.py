@@ -95,6 +95,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from cryptography import x509
 from twisted.internet.endpoints import clientFromString, quoteStringArgument, serverFromString
 
 from empc._connection import LinkSettings
@@ -450,6 +451,13 @@ def _read_account(
         raise section.error("tls", f"expected required or optional, got {tls!r}")
     trust_roots = section.optional_string("trust_roots")
     if trust_roots is not None:
+        if server.startswith("tls:"):
+            # The endpoint starts TLS itself, with its own trust roots.
+            raise section.error(
+                "trust_roots",
+                "applies to STARTTLS only; with a tls: server (direct TLS), give the "
+                "endpoint's own trustRoots= (a directory of PEM files) instead",
+            )
         _check_certificates(section, "trust_roots", trust_roots)
     presence = _read_presence(section.section("presence"))
     subscriptions = _read_subscriptions(section, access_lists)
@@ -473,13 +481,17 @@ def _read_account(
 
 def _check_certificates(section: _Section, key: str, path: str) -> None:
     """Refuse, naming ``key``, a file that cannot be read or that holds no
-    PEM certificate: TLS would otherwise fail at each connection."""
+    valid PEM certificate: TLS would otherwise fail at each connection."""
     try:
         content = Path(path).read_bytes()
     except OSError as e:
         raise section.error(key, f"cannot read {path}: {e.strerror}") from None
     if b"-----BEGIN CERTIFICATE-----" not in content:
         raise section.error(key, f"{path} holds no PEM certificate")
+    try:
+        x509.load_pem_x509_certificates(content)
+    except ValueError as e:
+        raise section.error(key, f"{path} holds a certificate that cannot be read ({e})") from None
 
 
 def _read_presence(section: _Section) -> PresenceConfig:

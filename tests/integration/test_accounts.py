@@ -202,9 +202,9 @@ def test_an_account_logs_in_over_direct_tls(
     endpoint = f"tls:host=localhost:port={port}:trustRoots={tls_certificates.ca_dir}"
     process = starter.account(
         tls_xmpp_server,
-        trust_roots=tls_certificates.ca_file,
+        trust_roots=None,  # the endpoint's trustRoots= instead
         handlers=ECHO,
-        account={"server": endpoint},
+        account={"server": endpoint, "tls": "required"},
     )
     assert f"TLS, {STRONGEST[tls_xmpp_server.name]}" in _session_line(process)
     with _client(tls_xmpp_server, "alice", tls_certificates) as alice:

@@ -3,10 +3,15 @@ naming key and line."""
 
 from __future__ import annotations
 
+import datetime
 import re
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from support import write_config
 
 from empc._config import AccountConfig, Config, ConfigError, PresenceConfig, load_config
@@ -22,11 +27,25 @@ accounts:
     password: {PASSWORD}
 """
 
-CERTIFICATE = """\
------BEGIN CERTIFICATE-----
-MIIBszCCAVmgAwIBAgIUJz0=
------END CERTIFICATE-----
-"""
+
+def _self_signed() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "empc test CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+CERTIFICATE = _self_signed()
 
 
 def load(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> Config:
@@ -311,6 +330,25 @@ def test_unreadable_trust_roots_are_refused_naming_key_and_line(tmp_path: Path) 
     missing = tmp_path / "missing.pem"
     message = error_of(tmp_path, MINIMAL + f"    trust_roots: {missing}\n")
     assert f"accounts[0].trust_roots (line 4): cannot read {missing}" in message
+
+
+def test_trust_roots_with_a_broken_certificate_are_refused_naming_key_and_line(
+    tmp_path: Path,
+) -> None:
+    broken = tmp_path / "broken.pem"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nMIIBsz==\n-----END CERTIFICATE-----\n")
+    message = error_of(tmp_path, MINIMAL + f"    trust_roots: {broken}\n")
+    assert f"accounts[0].trust_roots (line 4): {broken} holds a certificate that cannot" in message
+
+
+def test_trust_roots_with_a_direct_tls_server_are_refused_naming_key_and_line(
+    tmp_path: Path,
+) -> None:
+    roots = tmp_path / "ca.pem"
+    roots.write_text(CERTIFICATE, encoding="utf-8")
+    tail = f"    server: tls:host=example.org:port=5223\n    trust_roots: {roots}\n"
+    message = error_of(tmp_path, MINIMAL + tail)
+    assert "accounts[0].trust_roots (line 5): applies to STARTTLS only" in message
 
 
 def test_trust_roots_without_a_certificate_are_refused_naming_key_and_line(
