@@ -120,9 +120,19 @@ class Account(Component):
         except InvalidJID:
             return False
 
+    def addresses_itself(self, to: str | None) -> bool:
+        """Always: every address it serves is the account itself."""
+        return True
+
     def is_own(self, jid: JID) -> bool:
         """Whether ``jid`` is this account (any of its resources)."""
         return jid.bare.casefold() == self._bare
+
+    @property
+    def address(self) -> str:
+        """The full JID: the server answers an IQ to the bare JID itself
+        (RFC 6120 §10.5.4), so requests must name the session."""
+        return str(self.jid)
 
 
 class Roster(Handler):
@@ -223,8 +233,10 @@ class Roster(Handler):
     # not a feature to advertise.
     @route("roster:query", kind="iq", type="set", namespaces={"roster": NS_ROSTER})
     def push(self, stanza: etree._Element) -> None:
-        """A roster push: only the account's own server may send one."""
-        if not self.account.is_own(sender_of(stanza)):
+        """A roster push: only the account's own server may send one, from
+        the bare JID (RFC 6121 §2.1.6), never one of its resources."""
+        sender = sender_of(stanza)
+        if sender.resource is not None or not self.account.is_own(sender):
             raise StanzaError("forbidden", "only the account's server pushes its roster")
         self._update(stanza)
 

@@ -212,6 +212,21 @@ class Component:
         """Whether ``to`` is an address in the component's domain."""
         return in_domain(to, self.domain)
 
+    def addresses_itself(self, to: str | None) -> bool:
+        """Whether ``to`` (of a stanza it serves) is the component itself,
+        rather than an address in its domain (a gateway's contact, say)."""
+        return "@" not in (to or "")
+
+    def is_own(self, jid: JID) -> bool:
+        """Whether ``jid`` is the component or an address in its domain:
+        answering it could start a loop."""
+        return jid.domain == self.domain
+
+    @property
+    def address(self) -> str:
+        """The JID to give others to send requests to: the domain."""
+        return self.domain
+
     def _refused_while_closing(self, stanza: etree._Element) -> bool:
         """Whether a stanza that came once the stream was ending is refused.
 

@@ -109,6 +109,8 @@ DEFAULT_SERVER = "tcp:host=127.0.0.1:port=5347"
 DEFAULT_SECRET_ENV = "EMPC_SECRET"
 DEFAULT_CLIENT_PORT = 5222
 RESOURCE_PREFIX = "empc-"
+# The endpoints an account may use: STARTTLS over tcp: or unix:, or tls:.
+ACCOUNT_ENDPOINTS = ("tcp", "unix", "tls")
 TLS_POLICIES = ("required", "optional")
 PRESENCE_SHOWS = ("away", "chat", "dnd", "xa")
 SUBSCRIPTION_POLICIES = ("all", "none", "handler")
@@ -186,6 +188,11 @@ class AccountConfig:
     identity: tuple[str, str, str] = ("client", "bot", "empc")
     builtins: Mapping[str, bool] = field(default_factory=dict)
     builtin_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def direct_tls(self) -> bool:
+        """Whether ``server`` starts TLS itself (a ``tls:`` endpoint)."""
+        return _endpoint_kind(self.server) == "tls"
 
 
 @dataclass(frozen=True)
@@ -446,12 +453,21 @@ def _read_account(
     password = _read_secret(section, environ, "password", None)
     default_server = f"tcp:host={quoteStringArgument(jid.domain)}:port={DEFAULT_CLIENT_PORT}"
     server = _read_endpoint(section, "server", default_server, clientFromString, "client")
+    kind = _endpoint_kind(server)
+    if kind not in ACCOUNT_ENDPOINTS:
+        # ssl: and the like verify no certificate unless told to, and would
+        # pass for encrypted: only STARTTLS and tls: check the server's name.
+        raise section.error(
+            "server",
+            f"an account connects with tcp: or unix: (then STARTTLS) or tls: (direct TLS, "
+            f"XEP-0368), not {kind}:",
+        )
     tls = section.string("tls", TLS_POLICIES[0])
     if tls not in TLS_POLICIES:
         raise section.error("tls", f"expected required or optional, got {tls!r}")
     trust_roots = section.optional_string("trust_roots")
     if trust_roots is not None:
-        if server.startswith("tls:"):
+        if kind == "tls":
             # The endpoint starts TLS itself, with its own trust roots.
             raise section.error(
                 "trust_roots",
@@ -477,6 +493,12 @@ def _read_account(
     )
     section.refuse_unknown()
     return config
+
+
+def _endpoint_kind(endpoint: str) -> str:
+    """The kind of a Twisted endpoint string (``tcp``, ``tls``...), which
+    Twisted reads without regard to case."""
+    return endpoint.partition(":")[0].lower()
 
 
 def _check_certificates(section: _Section, key: str, path: str) -> None:

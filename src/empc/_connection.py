@@ -25,7 +25,6 @@ from twisted.internet.interfaces import (
     IOpenSSLClientConnectionCreator,
     IPushProducer,
     IReactorTime,
-    ISSLTransport,
 )
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
@@ -54,6 +53,7 @@ from empc.protocol import (
     StreamErrorReceived,
     StreamManagement,
     TlsProceed,
+    UnackedQueueFull,
     XmppStream,
     masked,
     new_element,
@@ -402,10 +402,12 @@ class LinkProtocol(Protocol):
     def _ping_failed(self, failure: Failure) -> None:
         if failure.check(RequestTimeout):
             self._abort(f"no answer to a ping within {self._settings.ping_timeout} seconds")
-        elif failure.check(SendQueueFull):
-            # Reading is paused until the server reads: nothing else would
-            # ever tell a server that stopped reading from a slow one.
-            self._abort(f"the server does not read what is sent to it ({failure.value})")
+        elif failure.check(SendQueueFull, UnackedQueueFull):
+            # Reading is paused until the server reads (or acknowledges):
+            # nothing else would ever tell a dead link from a slow one.
+            self._abort(
+                f"the server does not read (or acknowledge) what is sent to it ({failure.value})"
+            )
 
     def _handshake_timed_out(self) -> None:
         self.refusal = HandshakeTimeout("no answer to the handshake from the server")
@@ -476,6 +478,10 @@ class AccountProtocol(LinkProtocol):
     :param tls: how to start TLS when the server agrees to STARTTLS: it
         verifies the server's certificate for the account's domain.
     :param tls_required: whether a server that offers no TLS is refused.
+    :param direct_tls: whether the endpoint has started TLS already (a
+        ``tls:`` endpoint, XEP-0368, which verified the certificate): no
+        STARTTLS then. Told, never guessed from the transport: an endpoint
+        may encrypt without verifying anything.
     :param stream_management: the account's XEP-0198 session, which
         outlives the connection: the next one resumes it.
     """
@@ -493,12 +499,14 @@ class AccountProtocol(LinkProtocol):
         *,
         tls: IOpenSSLClientConnectionCreator,
         tls_required: bool = True,
+        direct_tls: bool = False,
         stream_management: StreamManagement,
     ) -> None:
         self._client = ClientStream(
             str(account.jid),
             password,
             tls_required=tls_required,
+            encrypted=direct_tls,
             stream_management=stream_management,
             max_stanza_size=settings.max_stanza_size,
             max_depth=settings.max_depth,
@@ -508,11 +516,6 @@ class AccountProtocol(LinkProtocol):
         self._tls = tls
         self._sm = stream_management
         self._unrequested = 0  # stanzas sent since the last ack request
-
-    def connectionMade(self) -> None:
-        # Over a tls: endpoint (XEP-0368), the stream starts encrypted.
-        self._client.encrypted = ISSLTransport.providedBy(self.transport)
-        super().connectionMade()
 
     def _negotiation(self, event: Event) -> None:
         if isinstance(event, TlsProceed):
@@ -574,7 +577,11 @@ class AccountProtocol(LinkProtocol):
         closed = self._client.state in (State.DRAINING, State.CLOSING, State.CLOSED)
         ended = self._client.authenticated and closed
         lost = self._sm.stream_ended(cleanly=ended)
-        if lost:
+        # When we closed first and the server answered with its own close,
+        # it had handled all we wrote before ours (RFC 6120 §4.4),
+        # acknowledged or not.
+        closed_by_us = self._closing and self._client.state is State.CLOSED
+        if lost and not closed_by_us:
             self.log.error(
                 "{count} stanzas sent by {jid} were not acknowledged by the server before "
                 "the session ended: they may not have arrived",

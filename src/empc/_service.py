@@ -322,6 +322,7 @@ class AccountService(LinkService):
     :param tls: how to start TLS: verifying the server's certificate for
         the account's domain, against the trust roots given.
     :param tls_required: whether a server that offers no TLS is refused.
+    :param direct_tls: whether the endpoint starts TLS itself (``tls:``).
     :param max_unacked: how many stanzas may wait for the server's
         acknowledgement; more fail to send.
     """
@@ -335,6 +336,7 @@ class AccountService(LinkService):
         *,
         tls: IOpenSSLClientConnectionCreator,
         tls_required: bool = True,
+        direct_tls: bool = False,
         max_unacked: int = 1000,
         link: LinkSettings = LinkSettings(),  # noqa: B008
         **options: Any,
@@ -350,6 +352,7 @@ class AccountService(LinkService):
                 link,
                 tls=tls,
                 tls_required=tls_required,
+                direct_tls=direct_tls,
                 stream_management=session,
             ),
             clock,

@@ -238,6 +238,7 @@ def build_services(
             reactor,
             tls=tls,
             tls_required=account_config.tls == "required",
+            direct_tls=account_config.direct_tls,
             link=config.link,
         )
         built.append((name, account, make))

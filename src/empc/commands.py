@@ -615,23 +615,29 @@ class Commands(Handler):
     def disco_items(self, node: str | None, requester: JID) -> Sequence[DiscoItem]:
         if node != NS_COMMANDS:
             return ()
-        domain = self.component.domain
+        address = self.component.address
         return [
-            (domain, found.spec.node, found.spec.name)
+            (address, found.spec.node, found.spec.name)
             for found in self._commands.values()
             if found.access.permits(requester)
         ]
 
     # -- chat ---------------------------------------------------------------------
 
-    @message("chat", xpath="c:body and not(contains(@to, '@'))", priority=-10)
+    @message("chat", xpath="c:body", priority=-10)
     async def chat(self, stanza: etree._Element) -> etree._Element | None:
-        """A chat message to the component: a command, or the answer to
-        the question of the command running."""
+        """A chat message to the component (not to an address in its
+        domain): a command, or the answer to the question of the command
+        running."""
         requester = sender_of(stanza)
-        # Servers and addresses at the component are no users: answering
+        # Servers and the component's own addresses are no users: answering
         # them could start a loop of messages.
-        if not self._words or requester.local is None or requester.domain == self.component.domain:
+        if (
+            not self._words
+            or requester.local is None
+            or self.component.is_own(requester)
+            or not self.component.addresses_itself(stanza.get("to"))
+        ):
             return None
         text = (stanza.findtext(f"{{{NS_COMPONENT}}}body") or "").strip()
         dialog = self._dialogs.get(requester)

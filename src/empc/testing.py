@@ -61,12 +61,11 @@ from lxml import etree
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionAborted, ConnectionDone
-from twisted.internet.interfaces import IReactorTime, ISSLTransport
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
-from zope.interface import directlyProvides
 
 from empc._account import NS_ROSTER, Account
 from empc._component import Component
@@ -236,13 +235,13 @@ class FakeServer:
         self._protocol: LinkProtocol
         if isinstance(self.component, Account):
             # As over direct TLS: PLAIN may go, and no STARTTLS is needed.
-            directlyProvides(self._transport, ISSLTransport)
             self._protocol = AccountProtocol(
                 self.component,
                 secret,
                 self.clock,
                 link,
                 tls=optionsForClientTLS(self.component.jid.domain),
+                direct_tls=True,
                 stream_management=StreamManagement(),
             )
         else:

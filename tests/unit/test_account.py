@@ -10,6 +10,7 @@ from lxml import etree
 
 from empc import Handler, iq, make_message, message, presence
 from empc._account import CAPS_NODE, NS_CAPS, NS_ROSTER, Account, Roster, capabilities_version
+from empc.commands import Session, command
 from empc.protocol import NS_COMPONENT
 from empc.routing import sender_of
 from empc.testing import DEFAULT_SENDER, FakeServer
@@ -252,3 +253,44 @@ def test_the_test_kit_builds_an_account_from_a_config_file(tmp_path: Path) -> No
     assert reply.get("type") == "unsubscribed"
     with pytest.raises(LookupError):
         FakeServer.from_config(str(config), "other@example.org")
+
+
+class Greeter(Handler):
+    @command("hello", name="Say hello")
+    def hello(self, session: Session) -> str:
+        return "Hello!"
+
+
+def test_chat_commands_work_for_an_account() -> None:
+    server = account(Greeter())
+    (reply,) = server.deliver("<message type='chat'><body>hello</body></message>")
+    assert reply.findtext(f"{{{NS_COMPONENT}}}body") == "Hello!"
+
+
+def test_an_accounts_commands_are_listed_at_its_full_jid() -> None:
+    # The server answers an IQ to the bare JID itself: the session must be named.
+    server = account(Greeter())
+    (reply,) = server.deliver(
+        "<iq type='get'><query xmlns='http://jabber.org/protocol/disco#items'"
+        " node='http://jabber.org/protocol/commands'/></iq>"
+    )
+    items = reply.xpath(
+        "i:query/i:item", namespaces={"i": "http://jabber.org/protocol/disco#items"}
+    )
+    assert [(item.get("jid"), item.get("node")) for item in items] == [(BOT, "hello")]
+
+
+def test_an_account_does_not_answer_its_own_messages() -> None:
+    server = account(Greeter())
+    stanza = "<message type='chat' from='bot@example.org/phone'><body>hello</body></message>"
+    assert server.deliver(stanza) == []
+
+
+def test_a_roster_push_from_another_resource_of_the_account_is_refused() -> None:
+    server = account()
+    (reply,) = server.deliver(
+        "<iq type='set' from='bot@example.org/phone'><query xmlns='jabber:iq:roster'>"
+        "<item jid='mallory@example.org' subscription='both'/></query></iq>"
+    )
+    assert reply.get("type") == "error"
+    assert _roster(server).items == {}

@@ -496,3 +496,32 @@ def test_the_handlers_are_read(tmp_path: Path) -> None:
 def test_a_handler_that_cannot_be_loaded_is_refused_naming_key_and_line(tmp_path: Path) -> None:
     message = error_of(tmp_path, MINIMAL + "    handlers:\n      - nowhere:Nothing\n")
     assert "accounts[0].handlers[0] (line 5): cannot load handler nowhere:Nothing" in message
+
+
+@pytest.mark.parametrize("server", ["ssl:host=example.org:port=5223", "SSL:host=x:port=1"])
+def test_an_endpoint_that_checks_no_certificate_is_refused_naming_key_and_line(
+    tmp_path: Path, server: str
+) -> None:
+    message = error_of(tmp_path, MINIMAL + f"    server: {server}\n")
+    assert "accounts[0].server (line 4): an account connects with tcp: or unix:" in message
+
+
+@pytest.mark.parametrize(
+    ("server", "direct"),
+    [
+        ("tcp:host=example.org:port=5222", False),
+        ("tls:host=example.org:port=5223", True),
+        ("TLS:host=example.org:port=5223", True),
+    ],
+)
+def test_a_tls_endpoint_is_direct_tls_whatever_its_case(
+    tmp_path: Path, server: str, direct: bool
+) -> None:
+    assert account(tmp_path, f"    server: {server}\n").direct_tls is direct
+
+
+def test_trust_roots_beside_an_upper_case_tls_server_are_refused(tmp_path: Path) -> None:
+    roots = tmp_path / "ca.pem"
+    roots.write_text(CERTIFICATE, encoding="utf-8")
+    tail = f"    server: TLS:host=example.org:port=5223\n    trust_roots: {roots}\n"
+    assert "applies to STARTTLS only" in error_of(tmp_path, MINIMAL + tail)

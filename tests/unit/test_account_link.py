@@ -196,6 +196,7 @@ class AccountLink(test_connection.Link):
         self.account = account or Account(FULL, [], self.clock, announce=announce)
         self.component = self.account
         self.session = session or StreamManagement()
+        self.transport = transport or StartTlsTransport()
         self.protocol = AccountProtocol(
             self.account,
             PASSWORD,
@@ -203,9 +204,10 @@ class AccountLink(test_connection.Link):
             settings,
             tls=OPTIONS,
             tls_required=tls_required,
+            # What a tls: endpoint in the config would say.
+            direct_tls=isinstance(self.transport, DirectTlsTransport),
             stream_management=self.session,
         )
-        self.transport = transport or StartTlsTransport()
         self.protocol.makeConnection(self.transport)
 
     def sent(self) -> list[etree._Element]:
@@ -642,6 +644,7 @@ def started_service() -> tuple[AccountService, DirectTlsEndpoint, Clock]:
         PASSWORD,
         clock,
         tls=OPTIONS,
+        direct_tls=True,
         link=NO_TIMERS,
         backoff=BACKOFF,
         random=lambda: 0.0,
@@ -840,12 +843,18 @@ def test_an_account_service_serves_the_account_at_its_bare_jid(tmp_path: Path) -
 
 
 def link_in(reactor: MemoryReactorClock) -> None:
-    """Answer the last connection of the reactor as a server over direct
-    TLS that accepts the account's password and binds its resource."""
+    """Answer the last connection of the reactor as a server that starts
+    TLS, accepts the account's password and binds its resource."""
     protocol = reactor.tcpClients[-1][2].buildProtocol(None)
-    transport = DirectTlsTransport()
+    transport = StartTlsTransport()
     protocol.makeConnection(transport)
-    for data in (HEADER + features(mechanisms("PLAIN")), SUCCESS, HEADER + features(BIND)):
+    for data in (
+        HEADER + features(STARTTLS),
+        PROCEED,
+        HEADER + features(mechanisms("PLAIN")),
+        SUCCESS,
+        HEADER + features(BIND),
+    ):
         protocol.dataReceived(data)
     protocol.dataReceived(bind_result(elements(transport.value())[-1]))
 
@@ -967,8 +976,9 @@ def log_in_once(tmp_path: Path, endpoint: test_check.FakeEndpoint) -> list[str]:
 
 
 def test_try_login_with_a_refused_password_answers_in_plain_words(tmp_path: Path) -> None:
-    endpoint = server_endpoint(DirectTlsTransport())
+    endpoint = server_endpoint(StartTlsTransport())
     answers = log_in_once(tmp_path, endpoint)
+    endpoint.server_says(HEADER + features(STARTTLS) + PROCEED)
     endpoint.server_says(HEADER + features(mechanisms("PLAIN")) + sasl_failure("not-authorized"))
     assert answers == []
     endpoint.connection_lost()
@@ -984,3 +994,17 @@ def test_try_login_over_starttls_starts_tls_for_the_jid_domain(tmp_path: Path) -
     endpoint.server_says(HEADER + features(STARTTLS) + PROCEED)
     [options] = transport.tls_started
     assert IOpenSSLClientConnectionCreator.providedBy(options)
+
+
+def test_a_ping_that_cannot_go_for_want_of_acknowledgements_drops_the_link(
+    logs: list[LogEvent],
+) -> None:
+    # A server that stops acknowledging fills the queue; the ping, which
+    # cannot be sent then, is what tells the link is dead.
+    settings = LinkSettings(keepalive_interval=0, ping_interval=60, ping_timeout=30)
+    link = AccountLink(session=StreamManagement(max_unacked=2), settings=settings)
+    link.log_in()  # the presence and the roster request fill the queue
+    link.written()
+    link.clock.advance(60)
+    assert link.transport.disconnecting or link.transport.disconnected
+    assert any("does not read (or acknowledge)" in m for m in messages(logs))

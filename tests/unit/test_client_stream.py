@@ -1189,3 +1189,34 @@ def test_a_whole_transcript_reaches_ready_and_delivers_its_stanzas() -> None:
     assert events[:2] == [TlsProceed(), Bound(ACCOUNT)]
     assert len(events) == 3
     assert state is State.READY
+
+
+def test_an_element_other_than_resumed_or_failed_answering_resume_is_a_stream_error() -> None:
+    sm, _ = suspended()
+    stream, _ = resuming(sm)
+    (event,) = stream.receive(sm_element("r"))
+    assert isinstance(event, ProtocolViolation)
+    assert isinstance(event.error, UnsupportedStanzaType)
+
+
+@pytest.mark.parametrize(
+    "sender", ["User@example.org/empc", "user@EXAMPLE.org", "USER@example.org"]
+)
+def test_a_reply_from_another_spelling_of_the_account_goes_out_from_the_full_jid(
+    sender: str,
+) -> None:
+    stream = ready()
+    stream.send(outgoing("m1", **{"from": sender}))
+    stream.send_result("i1", "friend@example.net/x", sender)
+    message, result = parse_sent(stream.data_to_send())
+    assert message.get("from") == result.get("from") == ACCOUNT
+
+
+def test_the_namespace_declarations_of_a_stanza_survive_the_change_of_namespace() -> None:
+    stream = ready()
+    stanza = received(
+        stream,
+        b"<message xmlns:xs='http://www.w3.org/2001/XMLSchema' from='friend@example.net/x'>"
+        b"<field type='xs:string'/></message>",
+    )
+    assert stanza.nsmap["xs"] == "http://www.w3.org/2001/XMLSchema"

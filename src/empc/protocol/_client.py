@@ -380,13 +380,16 @@ class ClientStream(XmppStream):
 
     def _resumption(self, element: etree._Element, events: list[Event]) -> None:
         assert self._sm is not None
-        if etree.QName(element).localname == "resumed":
+        name = etree.QName(element).localname
+        if name == "resumed":
             unacknowledged = self._sm.resumed(element)
             self._outbox.extend(unacknowledged)
             self._ready(Resumed(len(unacknowledged)), events)
-        else:
+        elif name == "failed":
             events.append(ResumeFailed(len(self._sm.resume_failed(element))))
             self._bind()
+        else:
+            raise UnsupportedStanzaType(f"{element.tag} in answer to <resume/>")
 
     def _ready(self, event: Authenticated, events: list[Event]) -> None:
         self._step = _Step.DONE
@@ -449,7 +452,21 @@ class ClientStream(XmppStream):
         self._queue(result_bytes(iq_id, to, str(self.jid)))
 
     def _check_sender(self, sender: str | None) -> None:
-        if sender is not None and sender not in (str(self.jid), self.bare):
+        # The bare or the full JID, in any case of its local part and domain
+        # (a reply's 'from' is the request's 'to', as its sender wrote it):
+        # 'from' becomes the full JID anyway.
+        if sender is None or sender in (str(self.jid), self.bare):
+            return
+        try:
+            jid = JID.parse(sender)
+        except InvalidJID:
+            own = False
+        else:
+            own = jid.bare.casefold() == self.jid.bare.casefold() and jid.resource in (
+                None,
+                self.jid.resource,
+            )
+        if not own:
             raise LocalProtocolError(
                 f"an account sends as itself only: 'from' {sender!r} is not {self.jid}"
             )
@@ -471,7 +488,9 @@ def renamespaced(element: etree._Element, source: str, namespace: str) -> etree.
     def copy(original: etree._Element, parent: etree._Element | None) -> etree._Element:
         tag = target + original.tag[len(source) :]
         if parent is None:
-            nsmap: Any = {None: namespace}  # lxml-stubs reject the None prefix lxml accepts
+            # The stanza's other declarations stay: a prefix may be used
+            # in an attribute's value, where lxml cannot see it.
+            nsmap: Any = {**original.nsmap, None: namespace}  # the stubs reject None
             element = etree.Element(tag, nsmap=nsmap)
         else:
             element = etree.SubElement(parent, tag)
