@@ -12,6 +12,7 @@ requests as the config says, and take the server's roster pushes.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
@@ -22,11 +23,19 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from empc._component import Component
-from empc.protocol import JID, NS_COMPONENT, InvalidJID, new_element
+from empc._component import Component, Link
+from empc.protocol import (
+    JID,
+    NS_COMPONENT,
+    InvalidJID,
+    LocalProtocolError,
+    UnackedQueueFull,
+    new_element,
+)
 from empc.routing import (
     AccessRule,
     DiscoInfo,
+    Envelope,
     Handler,
     StanzaError,
     make_stanza,
@@ -91,6 +100,31 @@ class Account(Component):
         self.domain = str(address.bare)
         self._bare = address.bare.casefold()
 
+    def suspend(self, limit: int) -> None:
+        """The link dropped, and its session may be resumed (XEP-0198):
+        handlers go on as if it were up. What they send waits, at most
+        ``limit`` stanzas, for the next link (the resumed session, or a new
+        one), and requests stay pending under their own deadlines."""
+        self._link = _Held(limit)
+
+    def link(self, link: Link) -> None:
+        """The connection is up: what waited for it goes out first."""
+        held = self._link
+        super().link(link)
+        if isinstance(held, _Held):
+            held.send_on(link, self.domain)
+
+    def unlink(self, reason: Failure) -> None:
+        held = self._link
+        if isinstance(held, _Held) and held.stanzas:
+            self.log.warn(
+                "{count} stanzas {jid} sent while its link was down were never sent: {why}",
+                count=len(held.stanzas),
+                jid=self.domain,
+                why=str(reason.value),
+            )
+        super().unlink(reason)
+
     def session_started(self, jid: str, resumed: bool) -> None:
         """The link carries a session as ``jid`` (the full JID the server
         bound). A new session announces itself and fetches the roster; a
@@ -133,6 +167,41 @@ class Account(Component):
         """The full JID: the server answers an IQ to the bare JID itself
         (RFC 6120 §10.5.4), so requests must name the session."""
         return str(self.jid)
+
+
+class _Held:
+    """Where an account's stanzas wait while its link is down (see
+    :meth:`Account.suspend`)."""
+
+    log = Logger()
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        # Each as the link will take it: a stanza, or an empty IQ result.
+        self.stanzas: list[etree._Element | Envelope] = []
+
+    def send(self, stanza: etree._Element) -> None:
+        self._hold(copy.deepcopy(stanza))
+
+    def send_result(self, iq_id: str | None, to: str | None, sender: str | None) -> None:
+        self._hold((iq_id, to, sender))
+
+    def _hold(self, stanza: etree._Element | Envelope) -> None:
+        if len(self.stanzas) >= self.limit:
+            raise UnackedQueueFull(f"{len(self.stanzas)} stanzas wait for the link to come back")
+        self.stanzas.append(stanza)
+
+    def send_on(self, link: Link, jid: str) -> None:
+        for stanza in self.stanzas:
+            try:
+                if isinstance(stanza, tuple):
+                    link.send_result(*stanza)
+                else:
+                    link.send(stanza)
+            except LocalProtocolError as e:
+                self.log.warn(
+                    "{jid} dropped a stanza that waited for its link: {why}", jid=jid, why=str(e)
+                )
 
 
 class Roster(Handler):

@@ -46,6 +46,7 @@ from empc.protocol import (
     Resumed,
     ResumeFailed,
     ServerClosed,
+    SmState,
     StanzaReceived,
     State,
     StreamClosed,
@@ -588,6 +589,11 @@ class AccountProtocol(LinkProtocol):
                 count=len(lost),
                 jid=self._account.domain,
             )
+        if self._linked and self._sm.state is SmState.SUSPENDED:
+            # The next link resumes the session: what handlers send
+            # meanwhile waits for it, rather than failing.
+            self._linked = False
+            self._account.suspend(self._sm.max_unacked)
         super().connectionLost(reason)
 
 

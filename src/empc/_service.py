@@ -28,7 +28,7 @@ from service_identity import VerificationError
 from twisted.application.internet import ClientService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.error import DNSLookupError
+from twisted.internet.error import ConnectionLost, DNSLookupError
 from twisted.internet.interfaces import (
     IOpenSSLClientConnectionCreator,
     IProtocol,
@@ -215,6 +215,10 @@ class LinkService(ClientService):
     def stopService(self) -> Deferred[None]:
         self._stopping = True
         protocol = self._protocol
+        if protocol is None:
+            # No link: an account's session may be waiting to be resumed,
+            # with stanzas held and requests pending; they end here.
+            self.component.unlink(Failure(ConnectionLost("the service stopped")))
         closed = succeed(None) if protocol is None else protocol.close()
         if self.running:  # else the handlers never finished starting
             closed.addCallback(lambda _: super(LinkService, self).stopService())

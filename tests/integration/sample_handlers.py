@@ -200,3 +200,18 @@ class Echo(Handler):
             return None
         sender = stanza.get("from") or ""
         return make_message(sender, f"echo: {body}", id=stanza.get("id"))
+
+
+class SlowEcho(Handler):
+    """Echoes a chat message after ``LINGER`` seconds: long enough for a
+    test to cut the link while the answer is being prepared."""
+
+    @message("chat")
+    async def echo(self, stanza: etree._Element) -> etree._Element | None:
+        body = stanza.findtext("c:body", namespaces={"c": "jabber:component:accept"})
+        if body is None:
+            return None
+        from twisted.internet import reactor
+
+        await task.deferLater(reactor, LINGER, lambda: None)
+        return make_message(stanza.get("from") or "", f"late echo: {body}", id=stanza.get("id"))

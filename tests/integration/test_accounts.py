@@ -209,3 +209,32 @@ def test_an_account_logs_in_over_direct_tls(
     assert f"TLS, {STRONGEST[tls_xmpp_server.name]}" in _session_line(process)
     with _client(tls_xmpp_server, "alice", tls_certificates) as alice:
         assert alice.chat(BOT, "direct").body == "echo: direct"
+
+
+def test_an_answer_finished_while_the_link_is_down_arrives_once_it_is_resumed(
+    tls_xmpp_server: XmppServer, tls_certificates: TlsCertificates, starter: ComponentStarter
+) -> None:
+    # The server counted the message as handled before the cut; the echo,
+    # ready while the link is down, waits for the resumed session.
+    proxy = CuttableProxy(tls_xmpp_server.c2s_port)
+    try:
+        process = starter.account(
+            tls_xmpp_server,
+            trust_roots=tls_certificates.ca_file,
+            port=proxy.port,
+            handlers=["sample_handlers:SlowEcho"],
+            initial_delay=3,  # back after the echo is ready (LINGER = 1.5 s)
+            max_delay=4,
+        )
+        _session_line(process)
+        with _client(tls_xmpp_server, "alice", tls_certificates) as alice:
+            alice.send_message(BOT, "slow")
+            time.sleep(0.5)  # the bot has the message; its echo is 1 s away
+            assert proxy.cut() == 1
+            process.wait_for(r"Resumed the session of bot@localhost", timeout=LOGIN_TIMEOUT)
+            echo = alice.wait_for_message(f"{BOT}/empc", _body("late echo: slow"))
+            assert echo.body == "late echo: slow"
+            assert alice.take(f"{BOT}/empc", wait=1.0) == []
+        assert process.count("never sent") == 0
+    finally:
+        proxy.stop()

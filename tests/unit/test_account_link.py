@@ -25,7 +25,7 @@ from test_metrics import get
 from twisted.application.service import IService, IServiceCollection, Service
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IHandshakeListener,
     IOpenSSLClientConnectionCreator,
@@ -62,8 +62,10 @@ from empc.protocol import (
     AuthenticationFailed,
     StreamManagement,
     TlsUnavailable,
+    UnackedQueueFull,
 )
 from empc.protocol._sm import SmState
+from empc.routing import make_message, make_stanza
 
 _trial = SynchronousTestCase()
 successResultOf = _trial.successResultOf
@@ -515,7 +517,6 @@ def test_resumed_writes_the_unacknowledged_stanzas_again() -> None:
 
 def test_resumed_links_the_account_again() -> None:
     first = suspended()
-    assert not first.account.connected
     second = resumed_link(first.session, first.account)
     second.feed(sm_element("resumed", previd=SESSION, h="0"))
     assert first.account.connected
@@ -1008,3 +1009,74 @@ def test_a_ping_that_cannot_go_for_want_of_acknowledgements_drops_the_link(
     link.clock.advance(60)
     assert link.transport.disconnecting or link.transport.disconnected
     assert any("does not read (or acknowledge)" in m for m in messages(logs))
+
+
+def message_to_alice(body: str) -> etree._Element:
+    return make_message("alice@example.net/phone", body)
+
+
+def test_while_suspended_what_handlers_send_waits_and_goes_out_once_resumed() -> None:
+    first = suspended()
+    assert first.account.connected  # to its handlers, the link is up
+    first.account.send(message_to_alice("during"))
+    second = resumed_link(first.session, first.account)
+    second.written()  # <resume/>
+    second.feed(sm_element("resumed", previd=SESSION, h="0"))
+    *resent, held = second.sent()
+    assert len(resent) == 2  # the presence and the roster request, not acknowledged
+    assert held.findtext("{jabber:client}body") == "during"
+    assert held.get("from") == FULL
+
+
+def test_while_suspended_a_request_stays_pending_and_takes_its_answer_once_resumed() -> None:
+    first = suspended()
+    ping = make_stanza("iq", {"type": "get", "to": DOMAIN})
+    etree.SubElement(ping, "{urn:xmpp:ping}ping")
+    answers: list[etree._Element] = []
+    first.account.request(ping).addCallback(answers.append)
+    second = resumed_link(first.session, first.account)
+    second.written()
+    second.feed(sm_element("resumed", previd=SESSION, h="2"))
+    (sent,) = second.sent()
+    second.feed(f"<iq type='result' id='{sent.get('id')}' from='{DOMAIN}' to='{FULL}'/>".encode())
+    assert [answer.get("type") for answer in answers] == ["result"]
+
+
+def test_while_suspended_what_waits_is_bounded() -> None:
+    first = suspended()
+    for n in range(first.session.max_unacked):
+        first.account.send(message_to_alice(f"{n}"))
+    with pytest.raises(UnackedQueueFull):
+        first.account.send(message_to_alice("one too many"))
+
+
+def test_a_new_session_after_a_failed_resumption_sends_what_waited(
+    logs: list[LogEvent],
+) -> None:
+    first = suspended()
+    first.account.send(message_to_alice("during"))
+    second = resumed_link(first.session, first.account)
+    second.written()
+    second.feed(sm_element("failed"))
+    [bind_request] = second.sent()
+    second.feed(bind_result(bind_request))
+    second.written()  # <enable/>
+    second.feed(ENABLED)
+    bodies = [e.findtext("{jabber:client}body") for e in second.sent()]
+    assert "during" in bodies
+
+
+def test_stopping_while_suspended_fails_pending_requests_and_says_what_never_went(
+    logs: list[LogEvent],
+) -> None:
+    first = suspended()
+    first.account.send(message_to_alice("during"))
+    ping = make_stanza("iq", {"type": "get", "to": DOMAIN})
+    etree.SubElement(ping, "{urn:xmpp:ping}ping")
+    failures: list[Failure] = []
+    first.account.request(ping).addErrback(failures.append)
+    first.account.unlink(Failure(ConnectionLost("the service stopped")))
+    assert [f.type for f in failures] == [ConnectionLost]
+    assert any(
+        "2 stanzas bob@example.org sent while its link was down" in m for m in messages(logs)
+    )

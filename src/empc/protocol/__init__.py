@@ -51,7 +51,7 @@ from ._sasl import (
     ServerSignatureMismatch,
     choose_mechanism,
 )
-from ._sm import NS_SM, HandledCountTooHigh, StreamManagement, UnackedQueueFull
+from ._sm import NS_SM, HandledCountTooHigh, SmState, StreamManagement, UnackedQueueFull
 from ._stream import (
     NS_COMPONENT,
     NS_STREAMS,
@@ -113,6 +113,7 @@ __all__ = [
     "SaslState",
     "ServerClosed",
     "ServerSignatureMismatch",
+    "SmState",
     "StanzaReceived",
     "State",
     "StreamClosed",
