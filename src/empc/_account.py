@@ -48,6 +48,7 @@ NS_ROSTER = "jabber:iq:roster"
 NS_CAPS = "http://jabber.org/protocol/caps"
 CAPS_NODE = "https://pypi.org/project/empc/"
 SUBSCRIPTION_POLICIES = ("all", "none", "handler")
+"""The named policies of ``subscriptions``; a list of entries is the other kind."""
 
 
 class Account(Component):

@@ -98,6 +98,7 @@ import yaml
 from cryptography import x509
 from twisted.internet.endpoints import clientFromString, quoteStringArgument, serverFromString
 
+from empc._account import SUBSCRIPTION_POLICIES
 from empc._connection import LinkSettings
 from empc._service import Backoff
 from empc.handlers import BUILTINS
@@ -113,7 +114,6 @@ RESOURCE_PREFIX = "empc-"
 ACCOUNT_ENDPOINTS = ("tcp", "unix", "tls")
 TLS_POLICIES = ("required", "optional")
 PRESENCE_SHOWS = ("away", "chat", "dnd", "xa")
-SUBSCRIPTION_POLICIES = ("all", "none", "handler")
 DEFAULT_STORAGE_URL = "sqlite:///empc.sqlite3"
 DEFAULT_METRICS_LISTEN = "tcp:9180:interface=127.0.0.1"
 LOG_FORMATS = ("text", "json")

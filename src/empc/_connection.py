@@ -1,10 +1,13 @@
-"""The Twisted side of a component connection: a thin adapter on the core.
+"""The Twisted side of a connection: a thin adapter on the core.
 
-:class:`ComponentProtocol` feeds what it reads into a
-:class:`~empc.protocol.ComponentStream`, acts on the events, and writes what
-the stream queues. It also keeps a live link live: a whitespace keepalive
-while idle, and an XEP-0199 ping to the server whose missing answer drops
-the connection so that the service reconnects.
+:class:`LinkProtocol` feeds what it reads into a stream of the core, acts
+on the events, and writes what the stream queues: a
+:class:`~empc.protocol.ComponentStream` for :class:`ComponentProtocol`, a
+:class:`~empc.protocol.ClientStream` for :class:`AccountProtocol`, which
+also starts TLS when the stream asks and keeps the account's stream
+management session across connections. It keeps a live link live: a
+whitespace keepalive while idle, and an XEP-0199 ping to the server whose
+missing answer drops the connection so that the service reconnects.
 
 When the stream ends, from either side, the stanzas received before the
 end still get their replies: handlers can no longer send, but the router's
