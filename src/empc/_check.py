@@ -142,8 +142,6 @@ def try_login(
         clock,
         settings,
         tls=account_tls(account_config),
-        tls_required=account_config.tls == "required",
-        direct_tls=account_config.direct_tls,
         stream_management=StreamManagement(),
     )
     return _try(protocol, account.domain, endpoint, clock, timeout)

@@ -461,6 +461,24 @@ class LinkProtocol(Protocol):
             self._last_write = self._clock.seconds()
 
 
+@dataclass(frozen=True)
+class AccountTls:
+    """How an account's link is encrypted.
+
+    :ivar options: how to start TLS when the server agrees to STARTTLS: it
+        verifies the server's certificate for the account's domain.
+    :ivar required: whether a server that offers no TLS is refused.
+    :ivar direct: whether the endpoint has started TLS already (a ``tls:``
+        endpoint, XEP-0368, which verified the certificate): no STARTTLS
+        then. Told, never guessed from the transport: an endpoint may
+        encrypt without verifying anything.
+    """
+
+    options: IOpenSSLClientConnectionCreator
+    required: bool = True
+    direct: bool = False
+
+
 class ComponentProtocol(LinkProtocol):
     """One connection of a component to its server (XEP-0114)."""
 
@@ -479,13 +497,7 @@ class ComponentProtocol(LinkProtocol):
 class AccountProtocol(LinkProtocol):
     """One connection of an account to its server (RFC 6120).
 
-    :param tls: how to start TLS when the server agrees to STARTTLS: it
-        verifies the server's certificate for the account's domain.
-    :param tls_required: whether a server that offers no TLS is refused.
-    :param direct_tls: whether the endpoint has started TLS already (a
-        ``tls:`` endpoint, XEP-0368, which verified the certificate): no
-        STARTTLS then. Told, never guessed from the transport: an endpoint
-        may encrypt without verifying anything.
+    :param tls: how the link is encrypted.
     :param stream_management: the account's XEP-0198 session, which
         outlives the connection: the next one resumes it.
     """
@@ -501,16 +513,14 @@ class AccountProtocol(LinkProtocol):
         clock: IReactorTime,
         settings: LinkSettings,
         *,
-        tls: IOpenSSLClientConnectionCreator,
-        tls_required: bool = True,
-        direct_tls: bool = False,
+        tls: AccountTls,
         stream_management: StreamManagement,
     ) -> None:
         self._client = ClientStream(
             str(account.jid),
             password,
-            tls_required=tls_required,
-            encrypted=direct_tls,
+            tls_required=tls.required,
+            encrypted=tls.direct,
             stream_management=stream_management,
             max_stanza_size=settings.max_stanza_size,
             max_depth=settings.max_depth,
@@ -523,7 +533,7 @@ class AccountProtocol(LinkProtocol):
 
     def _negotiation(self, event: Event) -> None:
         if isinstance(event, TlsProceed):
-            self.transport.startTLS(self._tls)  # type: ignore[union-attr]
+            self.transport.startTLS(self._tls.options)  # type: ignore[union-attr]
             self._client.tls_started()
         elif isinstance(event, NegotiationFailed):
             self.refusal = event.error

@@ -30,7 +30,6 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import ConnectionLost, DNSLookupError
 from twisted.internet.interfaces import (
-    IOpenSSLClientConnectionCreator,
     IProtocol,
     IReactorTime,
     IStreamClientEndpoint,
@@ -44,6 +43,7 @@ from empc._account import Account
 from empc._component import Component
 from empc._connection import (
     AccountProtocol,
+    AccountTls,
     ComponentProtocol,
     HandshakeTimeout,
     LinkProtocol,
@@ -323,10 +323,7 @@ class AccountService(LinkService):
     """Keeps one account connected to its server (see :class:`LinkService`),
     and its stream management session (XEP-0198) across connections.
 
-    :param tls: how to start TLS: verifying the server's certificate for
-        the account's domain, against the trust roots given.
-    :param tls_required: whether a server that offers no TLS is refused.
-    :param direct_tls: whether the endpoint starts TLS itself (``tls:``).
+    :param tls: how the link is encrypted.
     :param max_unacked: how many stanzas may wait for the server's
         acknowledgement; more fail to send.
     """
@@ -338,9 +335,7 @@ class AccountService(LinkService):
         password: str,
         clock: IReactorTime,
         *,
-        tls: IOpenSSLClientConnectionCreator,
-        tls_required: bool = True,
-        direct_tls: bool = False,
+        tls: AccountTls,
         max_unacked: int = 1000,
         link: LinkSettings = LinkSettings(),  # noqa: B008
         **options: Any,
@@ -355,8 +350,6 @@ class AccountService(LinkService):
                 clock,
                 link,
                 tls=tls,
-                tls_required=tls_required,
-                direct_tls=direct_tls,
                 stream_management=session,
             ),
             clock,

@@ -18,7 +18,6 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.error import ReactorNotRunning
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import (
     Certificate,
     optionsForClientTLS,
@@ -39,6 +38,7 @@ from empc._config import (
     StorageConfig,
     load_config,
 )
+from empc._connection import AccountTls
 from empc._metrics import Health, MetricsEndpoint, metrics_site
 from empc._service import AccountService, ComponentService, LinkService, StorageService
 from empc._systemd import notifier_from_environ
@@ -237,8 +237,6 @@ def build_services(
             account_config.password.reveal(),
             reactor,
             tls=tls,
-            tls_required=account_config.tls == "required",
-            direct_tls=account_config.direct_tls,
             link=config.link,
         )
         built.append((name, account, make))
@@ -416,14 +414,22 @@ def _log_routes(component: Component) -> None:
         log.info("Route of {domain}: {route}", domain=component.domain, route=route.describe())
 
 
-def account_tls(account_config: AccountConfig) -> IOpenSSLClientConnectionCreator:
-    """How an account starts TLS: verifying that the server's certificate
-    names the JID's domain (RFC 6125, by service_identity) and is signed
-    by one of ``trust_roots`` (the system's trust store if none)."""
+def account_tls(account_config: AccountConfig) -> AccountTls:
+    """How an account's link is encrypted, as its config says: STARTTLS
+    verifying that the server's certificate names the JID's domain (RFC
+    6125, by service_identity) and is signed by one of ``trust_roots``
+    (the system's trust store if none), required or not; or direct TLS,
+    which its ``tls:`` endpoint verifies."""
     domain = JID.parse(account_config.jid).domain
     if account_config.trust_roots is None:
-        return optionsForClientTLS(domain, trustRoot=platformTrust())
-    with open(account_config.trust_roots, "rb") as pem:
-        authorities = x509.load_pem_x509_certificates(pem.read())
-    roots = [Certificate(crypto.X509.from_cryptography(ca)) for ca in authorities]
-    return optionsForClientTLS(domain, trustRoot=trustRootFromCertificates(roots))
+        trust = platformTrust()
+    else:
+        with open(account_config.trust_roots, "rb") as pem:
+            authorities = x509.load_pem_x509_certificates(pem.read())
+        roots = [Certificate(crypto.X509.from_cryptography(ca)) for ca in authorities]
+        trust = trustRootFromCertificates(roots)
+    return AccountTls(
+        optionsForClientTLS(domain, trustRoot=trust),
+        required=account_config.tls == "required",
+        direct=account_config.direct_tls,
+    )

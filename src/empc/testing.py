@@ -70,7 +70,13 @@ from twisted.python.failure import Failure
 from empc._account import NS_ROSTER, Account
 from empc._component import Component
 from empc._config import load_config
-from empc._connection import AccountProtocol, ComponentProtocol, LinkProtocol, LinkSettings
+from empc._connection import (
+    AccountProtocol,
+    AccountTls,
+    ComponentProtocol,
+    LinkProtocol,
+    LinkSettings,
+)
 from empc._forwarding import as_component, forwarded, forwarded_stanza
 from empc._tap import build_account, build_component
 from empc._threads import call_with_copy, unpacked
@@ -240,8 +246,7 @@ class FakeServer:
                 secret,
                 self.clock,
                 link,
-                tls=optionsForClientTLS(self.component.jid.domain),
-                direct_tls=True,
+                tls=AccountTls(optionsForClientTLS(self.component.jid.domain), direct=True),
                 stream_management=StreamManagement(),
             )
         else:

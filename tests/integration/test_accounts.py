@@ -43,6 +43,13 @@ def _session_line(process: ComponentProcess) -> str:
     return process.wait_for(r"Session of bot@localhost/", timeout=LOGIN_TIMEOUT)
 
 
+def _assert_refused(process: ComponentProcess, why: str) -> None:
+    """The account's log-in is refused for ``why`` (a pattern), and no
+    session ever starts."""
+    process.wait_for(rf"Could not connect bot@localhost: {why}", timeout=LOGIN_TIMEOUT)
+    assert process.count("Session of") == 0
+
+
 def test_an_account_logs_in_over_starttls_with_scram_and_echoes_a_real_client(
     tls_xmpp_server: XmppServer, tls_certificates: TlsCertificates, starter: ComponentStarter
 ) -> None:
@@ -89,23 +96,14 @@ def test_a_server_certificate_for_another_name_is_refused(
     starter: ComponentStarter,
 ) -> None:
     process = starter.account(wrong_name_xmpp_server, trust_roots=tls_certificates.ca_file)
-    process.wait_for(
-        r"Could not connect bot@localhost: the server's TLS certificate is not valid",
-        timeout=LOGIN_TIMEOUT,
-    )
-    assert process.count("Session of") == 0
+    _assert_refused(process, r"the server's TLS certificate is not valid")
 
 
 def test_a_server_without_tls_is_refused_when_tls_is_required(
     prosody_server: XmppServer, tls_certificates: TlsCertificates, starter: ComponentStarter
 ) -> None:
     process = starter.account(prosody_server, trust_roots=tls_certificates.ca_file)
-    process.wait_for(
-        r"Could not connect bot@localhost: the server does not offer TLS, and the account "
-        r"requires it",
-        timeout=LOGIN_TIMEOUT,
-    )
-    assert process.count("Session of") == 0
+    _assert_refused(process, r"the server does not offer TLS, and the account requires it")
 
 
 def test_presence_subscriptions_are_answered_as_the_config_says(

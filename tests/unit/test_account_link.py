@@ -50,7 +50,7 @@ from empc.__main__ import main
 from empc._account import NS_ROSTER, Account
 from empc._check import built_components, describe, try_login
 from empc._config import Config, load_config
-from empc._connection import AccountProtocol, LinkSettings
+from empc._connection import AccountProtocol, AccountTls, LinkSettings
 from empc._service import AccountService, Backoff, explain, is_permanent
 from empc.protocol import (
     NS_BIND,
@@ -204,10 +204,12 @@ class AccountLink(test_connection.Link):
             PASSWORD,
             self.clock,
             settings,
-            tls=OPTIONS,
-            tls_required=tls_required,
-            # What a tls: endpoint in the config would say.
-            direct_tls=isinstance(self.transport, DirectTlsTransport),
+            # Direct, as a tls: endpoint in the config would say.
+            tls=AccountTls(
+                OPTIONS,
+                required=tls_required,
+                direct=isinstance(self.transport, DirectTlsTransport),
+            ),
             stream_management=self.session,
         )
         self.protocol.makeConnection(self.transport)
@@ -644,8 +646,7 @@ def started_service() -> tuple[AccountService, DirectTlsEndpoint, Clock]:
         endpoint,
         PASSWORD,
         clock,
-        tls=OPTIONS,
-        direct_tls=True,
+        tls=AccountTls(OPTIONS, direct=True),
         link=NO_TIMERS,
         backoff=BACKOFF,
         random=lambda: 0.0,
@@ -909,21 +910,23 @@ def test_account_tls_trusts_a_server_certificate_for_the_jid_domain_signed_by_tr
 ) -> None:
     ca = make_ca("Test CA")
     [account] = with_trust_roots(tmp_path, ca[1]).accounts
-    handshake = tls_handshake(_tap.account_tls(account), make_server_certificate(ca, DOMAIN))
+    handshake = tls_handshake(
+        _tap.account_tls(account).options, make_server_certificate(ca, DOMAIN)
+    )
     assert handshake.completed, handshake.lost
 
 
 def test_account_tls_refuses_a_certificate_for_another_name(tmp_path: Path) -> None:
     ca = make_ca("Test CA")
     [account] = with_trust_roots(tmp_path, ca[1]).accounts
-    tls = _tap.account_tls(account)
+    tls = _tap.account_tls(account).options
     handshake = tls_handshake(tls, make_server_certificate(ca, "other.example.net"))
     assert not handshake.completed
 
 
 def test_account_tls_refuses_a_certificate_signed_by_another_ca(tmp_path: Path) -> None:
     [account] = with_trust_roots(tmp_path, make_ca("Test CA")[1]).accounts
-    tls = _tap.account_tls(account)
+    tls = _tap.account_tls(account).options
     handshake = tls_handshake(tls, make_server_certificate(make_ca("Other CA"), DOMAIN))
     assert not handshake.completed
 
@@ -933,7 +936,7 @@ def test_account_tls_trusts_every_certificate_of_a_two_certificate_trust_roots_f
 ) -> None:
     first, second = make_ca("First CA"), make_ca("Second CA")
     [account] = with_trust_roots(tmp_path, first[1], second[1]).accounts
-    tls = _tap.account_tls(account)
+    tls = _tap.account_tls(account).options
     assert tls_handshake(tls, make_server_certificate(second, DOMAIN)).completed
     assert tls_handshake(tls, make_server_certificate(first, DOMAIN)).completed
 
