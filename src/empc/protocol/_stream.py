@@ -226,9 +226,12 @@ class XmppStream:
         DRAINING (replies to what the server sent before it ended the
         stream may still go out), the element is not a stanza, or it holds
         restricted XML."""
-        self._check_state()
-        if stanza.tag not in _STANZA_TAGS and stanza.tag not in _BARE_STANZA_TAGS:
-            raise LocalProtocolError(f"not a stanza: {stanza.tag}")
+        state = self.state  # inline, not _check_state(): every stanza sent passes here
+        if state is not State.READY and state is not State.DRAINING:
+            raise LocalProtocolError(f"cannot send while the stream is {state.value}")
+        tag = stanza.tag
+        if tag not in _STANZA_TAGS and tag not in _BARE_STANZA_TAGS:
+            raise LocalProtocolError(f"not a stanza: {tag}")
         restricted = next(stanza.iter(*_RESTRICTED_NODES), None)
         if restricted is not None:
             raise RestrictedContent(f"a stanza may not carry {etree.tostring(restricted)!r}")
@@ -394,7 +397,9 @@ class ComponentStream(XmppStream):
         text): they are escaped here. What fails is what fails for
         :meth:`send`.
         """
-        self._check_state()
+        state = self.state  # inline: most answers are these
+        if state is not State.READY and state is not State.DRAINING:
+            raise LocalProtocolError(f"cannot send while the stream is {state.value}")
         self._check_addresses(to, sender)
         assert to is not None
         self._outbox.append(result_bytes(iq_id, to, sender or self.domain))
