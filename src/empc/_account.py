@@ -100,24 +100,18 @@ class Account(Component):
         self.jid = address
         self.domain = str(address.bare)
         self._bare = address.bare.casefold()
+        self._held: _Held | None = None  # while suspended, and until the next session
 
     def suspend(self, limit: int) -> None:
         """The link dropped, and its session may be resumed (XEP-0198):
         handlers go on as if it were up. What they send waits, at most
-        ``limit`` stanzas, for the next link (the resumed session, or a new
-        one), and requests stay pending under their own deadlines."""
-        self._link = _Held(limit)
-
-    def link(self, link: Link) -> None:
-        """The connection is up: what waited for it goes out first."""
-        held = self._link
-        super().link(link)
-        if isinstance(held, _Held):
-            held.send_on(link, self.domain)
+        ``limit`` stanzas, for the next session (resumed, or new), and
+        requests stay pending under their own deadlines."""
+        self._held = self._link = _Held(limit)
 
     def unlink(self, reason: Failure) -> None:
-        held = self._link
-        if isinstance(held, _Held) and held.stanzas:
+        held, self._held = self._held, None
+        if held is not None and held.stanzas:
             self.log.warn(
                 "{count} stanzas {jid} sent while its link was down were never sent: {why}",
                 count=len(held.stanzas),
@@ -135,6 +129,11 @@ class Account(Component):
             for handler in self.handlers:
                 if isinstance(handler, Roster):
                     handler.session_started()
+        # What waited for the link goes after the announcement, so that a
+        # presence a handler sent meanwhile is not overridden by it.
+        held, self._held = self._held, None
+        if held is not None and self._link is not None:
+            held.send_on(self._link, self.domain)
 
     def receive(self, stanza: etree._Element) -> None:
         """Serve a stanza the server delivered. One without ``from`` comes
@@ -243,7 +242,10 @@ class Roster(Handler):
     def session_started(self) -> Deferred[None]:
         """Send the initial presence, and fetch the roster; fires once it
         is in :attr:`items` (or its failure is logged)."""
-        self.component.send(self.initial_presence())
+        try:
+            self.component.send(self.initial_presence())
+        except LocalProtocolError as e:  # a full queue, say: the fetch says more
+            self.log.warn("Could not announce {jid}: {why}", jid=self.account.domain, why=str(e))
         # To the account's own bare JID, which is what no 'to' means
         # (RFC 6120 §10.3.3): the answer then comes from it.
         query = make_stanza("iq", {"type": "get", "to": self.account.domain})

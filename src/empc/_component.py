@@ -119,6 +119,7 @@ class Component:
             threads=threads,
             tally=tally,
             unlimited=(self.server_domain,),
+            addresses_itself=self.addresses_itself,
         )
         self._requests = PendingRequests(clock)
         # IQ requests served for an answer (see answer()), by the

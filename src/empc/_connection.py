@@ -404,6 +404,8 @@ class LinkProtocol(Protocol):
         answer.addErrback(self._ping_failed)
 
     def _ping_failed(self, failure: Failure) -> None:
+        if self._lost:
+            return  # a ping of a link gone already (an account's, kept pending)
         if failure.check(RequestTimeout):
             self._abort(f"no answer to a ping within {self._settings.ping_timeout} seconds")
         elif failure.check(SendQueueFull, UnackedQueueFull):
@@ -602,11 +604,13 @@ class AccountProtocol(LinkProtocol):
                 count=len(lost),
                 jid=self._account.domain,
             )
-        if self._linked and self._sm.state is SmState.SUSPENDED:
+        if self._linked and not self._closing and self._sm.state is SmState.SUSPENDED:
             # The next link resumes the session: what handlers send
-            # meanwhile waits for it, rather than failing.
+            # meanwhile waits for it, rather than failing. As much as the
+            # queue will take besides what it holds, the presence and the
+            # roster request of a new session.
             self._linked = False
-            self._account.suspend(self._sm.max_unacked)
+            self._account.suspend(max(0, self._sm.max_unacked - self._sm.unacked - 2))
         super().connectionLost(reason)
 
 

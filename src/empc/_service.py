@@ -272,6 +272,10 @@ class LinkService(ClientService):
             self._on_handshake_failure(error.condition)
         elif isinstance(error, HandshakeTimeout):
             self._on_handshake_failure("timeout")
+        if is_permanent(error):
+            # Nothing comes back soon: an account's stanzas held for a
+            # resumption, and its pending requests, end here.
+            self.component.unlink(failure)
         log = self.log.error if is_permanent(error) else self.log.warn
         log(
             "Could not connect {domain}: {why}",

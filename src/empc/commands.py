@@ -624,7 +624,7 @@ class Commands(Handler):
 
     # -- chat ---------------------------------------------------------------------
 
-    @message("chat", xpath="c:body", priority=-10)
+    @message("chat", xpath="c:body", priority=-10, to_itself=True)
     async def chat(self, stanza: etree._Element) -> etree._Element | None:
         """A chat message to the component (not to an address in its
         domain): a command, or the answer to the question of the command
@@ -632,12 +632,7 @@ class Commands(Handler):
         requester = sender_of(stanza)
         # Servers and the component's own addresses are no users: answering
         # them could start a loop of messages.
-        if (
-            not self._words
-            or requester.local is None
-            or self.component.is_own(requester)
-            or not self.component.addresses_itself(stanza.get("to"))
-        ):
+        if not self._words or requester.local is None or self.component.is_own(requester):
             return None
         text = (stanza.findtext(f"{{{NS_COMPONENT}}}body") or "").strip()
         dialog = self._dialogs.get(requester)

@@ -227,12 +227,12 @@ class Registration(Handler, Generic[F]):
             self._announce(user, ("subscribe",))
 
     # Below the default priority: a handler's own subscribe routes win.
-    @presence("subscribe", priority=-5)
+    @presence("subscribe", priority=-5, to_itself=True)
     async def approve(self, stanza: etree._Element) -> etree._Element | None:
         """A user's subscription to the component itself (not to an address
         in its domain): approved for registered users, when :attr:`subscribe`
         (a route of the handler's own for ``subscribe`` presences wins)."""
-        if not self.subscribe or not self.component.addresses_itself(stanza.get("to")):
+        if not self.subscribe:
             return None
         user = _user(stanza)
         answer = "unsubscribed" if await self._registration(user) is None else "subscribed"

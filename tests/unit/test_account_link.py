@@ -1045,12 +1045,64 @@ def test_while_suspended_a_request_stays_pending_and_takes_its_answer_once_resum
     assert [answer.get("type") for answer in answers] == ["result"]
 
 
-def test_while_suspended_what_waits_is_bounded() -> None:
+def test_while_suspended_what_waits_leaves_room_in_the_queue_for_a_new_session() -> None:
+    # Two stanzas wait for an acknowledgement; a new session needs room
+    # for its presence and its roster request.
     first = suspended()
-    for n in range(first.session.max_unacked):
+    room = first.session.max_unacked - 2 - 2
+    for n in range(room):
         first.account.send(message_to_alice(f"{n}"))
     with pytest.raises(UnackedQueueFull):
         first.account.send(message_to_alice("one too many"))
+
+
+def small_suspended(max_unacked: int) -> AccountLink:
+    link = AccountLink(session=StreamManagement(max_unacked=max_unacked))
+    link.log_in()
+    link.lose()
+    return link
+
+
+def test_what_waited_fits_in_the_queue_beside_what_the_server_never_acknowledged(
+    logs: list[LogEvent],
+) -> None:
+    first = small_suspended(5)  # 2 unacknowledged: room for 1 held
+    first.account.send(message_to_alice("held"))
+    with pytest.raises(UnackedQueueFull):
+        first.account.send(message_to_alice("no room"))
+    second = resumed_link(first.session, first.account)
+    second.written()
+    second.feed(sm_element("resumed", previd=SESSION, h="0"))
+    bodies = [e.findtext("{jabber:client}body") for e in second.sent()]
+    assert bodies == [None, None, "held"]
+    assert not any("dropped a stanza" in m for m in messages(logs))
+
+
+def test_after_a_failed_resumption_the_presence_goes_before_what_waited() -> None:
+    first = small_suspended(5)
+    first.account.send(message_to_alice("held"))
+    second = resumed_link(first.session, first.account)
+    second.written()
+    second.feed(sm_element("failed"))
+    [bind_request] = second.sent()
+    second.feed(bind_result(bind_request))
+    second.written()  # <enable/>
+    second.feed(ENABLED)
+    kinds = [etree.QName(e).localname for e in second.sent()]
+    assert kinds == ["presence", "iq", "message"]
+
+
+def test_a_link_lost_while_the_service_closes_it_ends_the_session_and_its_requests() -> None:
+    link = AccountLink()
+    link.log_in()
+    ping = make_stanza("iq", {"type": "get", "to": DOMAIN})
+    etree.SubElement(ping, "{urn:xmpp:ping}ping")
+    failures: list[Failure] = []
+    link.account.request(ping).addErrback(failures.append)
+    link.protocol.close()  # SIGTERM: draining
+    link.lose()
+    assert [f.type for f in failures] == [ConnectionLost]
+    assert not link.account.connected
 
 
 def test_a_new_session_after_a_failed_resumption_sends_what_waited(

@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred, FirstError
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from empc import Handler, StanzaError
+from empc import Handler, StanzaError, message
 from empc.commands import (
     CANCEL_HINT,
     MAX_CHAT_TEXT,
@@ -712,3 +712,29 @@ def test_ad_hoc_notes_are_not_cut() -> None:
     fake = FakeServer([Verbose()])
     note = payload(execute(fake, "dump")).findtext(f"{CMD}note")
     assert note is not None and note.endswith("line 4999")
+
+
+class Gateway(Handler):
+    """Commands for the gateway itself, and its contacts' chat below them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.relayed: list[str | None] = []
+
+    @command("hello", name="Say hello")
+    def hello(self, session: Session) -> str:
+        return "Hello!"
+
+    @message("chat", priority=-20)
+    def relay(self, stanza: etree._Element) -> None:
+        self.relayed.append(stanza.get("to"))
+
+
+def test_chat_to_a_contact_of_a_gateway_goes_past_the_chat_commands() -> None:
+    gateway = Gateway()
+    server = FakeServer([gateway], domain="gw.example.org")
+    server.deliver("<message type='chat' to='romeo@gw.example.org'><body>hello</body></message>")
+    assert gateway.relayed == ["romeo@gw.example.org"]
+    (answer,) = server.deliver("<message type='chat'><body>hello</body></message>")
+    assert answer.findtext(f"{C}body") == "Hello!"
+    assert gateway.relayed == ["romeo@gw.example.org"]

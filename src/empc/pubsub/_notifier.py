@@ -27,7 +27,7 @@ from twisted.logger import Logger
 
 from empc._component import NotConnected
 from empc._connection import SendQueueFull
-from empc.protocol import LocalProtocolError
+from empc.protocol import LocalProtocolError, UnackedQueueFull
 from empc.routing import make_stanza
 
 
@@ -138,7 +138,7 @@ class Notifier:
             message.append(copy.deepcopy(batch.payload))
             try:
                 self.send(message)
-            except SendQueueFull:
+            except (SendQueueFull, UnackedQueueFull):  # the server is behind: later
                 self._schedule(self.retry_delay)
                 return
             except NotConnected:

@@ -89,6 +89,9 @@ class Router:
     :param unlimited: senders the rate limit does not apply to: the
         server, whose envelopes (delegated IQs) carry many users' requests,
         each admitted on its own sender once unwrapped.
+    :param addresses_itself: whether a stanza's ``to`` is the component
+        itself, for the routes declared ``to_itself``; by default, whether
+        it has no local part.
     """
 
     log = Logger()
@@ -105,8 +108,10 @@ class Router:
         send_result: SendResult | None = None,
         tally: Tally | None = None,
         unlimited: Iterable[str] = (),
+        addresses_itself: Callable[[str | None], bool] = lambda to: "@" not in (to or ""),
     ) -> None:
         self._send = send
+        self._addresses_itself = addresses_itself
         self._tally = tally
         self._unlimited = frozenset(JID.parse(sender) for sender in unlimited)
         self._send_result = send_result or (
@@ -220,7 +225,9 @@ class Router:
             candidates = self._candidates[key] = [r for r in self._routes if _may_match(r, key)]
         for route in candidates:
             try:
-                if route.matches(stanza):
+                if route.matches(stanza) and (
+                    not route.spec.to_itself or self._addresses_itself(stanza.get("to"))
+                ):
                     return route
             except etree.XPathEvalError as e:
                 self.log.warn(

@@ -52,6 +52,7 @@ class RouteSpec:
     max_in_flight: int | None = None
     allow: tuple[str, ...] | None = None
     deny: tuple[str, ...] | None = None
+    to_itself: bool = False
 
     def __post_init__(self) -> None:
         if self.kind is not None and self.kind not in KINDS:
@@ -108,6 +109,8 @@ class Route:
         options = [f"priority {spec.priority}"]
         if spec.blocking:
             options.append("blocking")
+        if spec.to_itself:
+            options.append("to itself")
         if spec.allow is not None:
             options.append(f"allow {', '.join(spec.allow)}")
         if spec.deny is not None:
@@ -129,6 +132,7 @@ def route(
     max_in_flight: int | None = None,
     allow: Iterable[str] | None = None,
     deny: Iterable[str] | None = None,
+    to_itself: bool = False,
 ) -> Callable[[F], F]:
     """Route the stanzas that match to the decorated action.
 
@@ -153,6 +157,10 @@ def route(
         domains (``example.org``) and named lists from the config
         (``list:admins``); the handler's ``allow`` when None.
     :param deny: who may not; the handler's ``deny`` when None. Deny wins.
+    :param to_itself: match only stanzas addressed to the component itself
+        (its domain), not to an address in its domain (a gateway's contact,
+        say); for an account, every stanza it gets is to itself. A stanza
+        this leaves out goes on to the next route.
     """
     types = None if type is None else frozenset((type,) if isinstance(type, str) else type)
     spec = RouteSpec(
@@ -168,6 +176,7 @@ def route(
         max_in_flight=max_in_flight,
         allow=None if allow is None else tuple(allow),
         deny=None if deny is None else tuple(deny),
+        to_itself=to_itself,
     )
 
     def decorate(action: F) -> F:
