@@ -62,6 +62,8 @@ list one entry at least)::
       max_delay: 60
       permanent_error_delay: 300     # after a wrong secret, an unknown domain
       stable_after: 60               # a link lost sooner counts as a failure
+      standby_delay: 5               # while another process serves the component
+                                     # (conflict): how often this one tries
     storage:                         # the handlers' database; when absent, none,
                                      # unless a handler declares schemas: then
                                      # sqlite:///empc.sqlite3 (working directory)
@@ -277,6 +279,7 @@ def _read_config(root: _Section, environ: Mapping[str, str]) -> Config:
         max_delay=reconnect.number("max_delay", 60.0, minimum=0.01),
         permanent_error_delay=reconnect.number("permanent_error_delay", 300.0, minimum=0.01),
         stable_after=reconnect.number("stable_after", 60.0),
+        standby_delay=reconnect.number("standby_delay", 5.0, minimum=0.01),
     )
     storage = _read_storage(root, environ)
     log_format = logging.string("format", "text")

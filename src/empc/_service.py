@@ -67,7 +67,9 @@ class Backoff:
     The n-th retry waits ``initial_delay * factor ** (n - 1)`` seconds, at
     most ``max_delay``, stretched by up to ``jitter`` (a fraction) so that
     many components do not reconnect in lockstep. After a permanent
-    refusal, the wait is ``permanent_error_delay``. A link lost less than
+    refusal, the wait is ``permanent_error_delay``; while another process
+    serves the component (``conflict``), it is a steady ``standby_delay``,
+    so that this one takes over soon after the other stops. A link lost less than
     ``stable_after`` seconds after its handshake is one more failure; one
     that stayed up longer starts the count again.
     """
@@ -78,6 +80,7 @@ class Backoff:
     jitter: float = 0.5
     permanent_error_delay: float = 300.0
     stable_after: float = 60.0
+    standby_delay: float = 5.0
 
     def delay(self, attempt: int, random: Callable[[], float] = random.random) -> float:
         exponent = min(max(0, attempt - 1), 64)  # past that, max_delay anyway
@@ -276,6 +279,14 @@ class LinkService(ClientService):
             # Nothing comes back soon: an account's stanzas held for a
             # resumption, and its pending requests, end here.
             self.component.unlink(failure)
+        if self._standing_by():
+            if self._failures == 1:  # said once, not at every attempt
+                self.log.info(
+                    "Another process serves {domain}: standing by, trying every {delay} s",
+                    domain=self.component.domain,
+                    delay=self._backoff.standby_delay,
+                )
+            return failure
         log = self.log.error if is_permanent(error) else self.log.warn
         log(
             "Could not connect {domain}: {why}",
@@ -284,12 +295,20 @@ class LinkService(ClientService):
         )
         return failure
 
+    def _standing_by(self) -> bool:
+        """Whether another connection serves the component (the server
+        said ``conflict``: Prosody's default ``component_conflict_resolve``,
+        ``kick_new``): then this one is a standby."""
+        return isinstance(self._last_error, Conflict) and not isinstance(self.component, Account)
+
     def _retry_delay(self, attempt: int) -> float:
         # Our own count of consecutive failures, not ClientService's: a
         # refused handshake counts as a failure here, not there (so its own
         # "Scheduling retry" line may say 1 where this says more).
         if self._last_error is not None and is_permanent(self._last_error):
             delay = self._backoff.permanent_error_delay
+        elif self._standing_by():
+            return self._backoff.standby_delay * (1 + self._backoff.jitter * self._random())
         else:
             delay = self._backoff.delay(max(1, self._failures), self._random)
         self.log.info(

@@ -53,6 +53,7 @@ def component_config(
     initial_delay: float = 0.5,
     max_delay: float = 2,
     permanent_error_delay: float = 30,
+    standby_delay: float = 5,
     interval: float = 5,
     ping_interval: float = 10,
     ping_timeout: float = 5,
@@ -71,6 +72,7 @@ def component_config(
             "initial_delay": initial_delay,
             "max_delay": max_delay,
             "permanent_error_delay": permanent_error_delay,
+            "standby_delay": standby_delay,
         },
         "keepalive": {
             "interval": interval,

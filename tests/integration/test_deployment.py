@@ -37,6 +37,8 @@ MIN_ATTEMPTS, MAX_ATTEMPTS = 2, 4
 # ClientService's log line for each retry it schedules.
 RETRY_DELAY = re.compile(r"Scheduling retry \d+ to connect .* in ([0-9.]+) seconds")
 PINGS = 20
+STANDBY_DELAY = 1.0
+STANDING_BY = re.escape(f"Another process serves {DOMAIN}: standing by")
 WHOAMI = f"<whoami xmlns='{NS_WHOAMI}'/>"
 
 
@@ -171,7 +173,7 @@ def test_ejabberd_balances_between_two_processes(
         assert process.count(COULD_NOT_CONNECT) == 0, process.output()
 
 
-def test_prosody_refuses_a_second_process_which_takes_over_later(
+def test_prosody_refuses_a_second_process_which_stands_by_and_takes_over(
     prosody_server: XmppServer, start_component: StartComponent
 ) -> None:
     prosody_server.start()  # a previous test may have stopped it
@@ -180,20 +182,30 @@ def test_prosody_refuses_a_second_process_which_takes_over_later(
     proxy = CountingProxy(prosody_server.component_port)
     try:
         second = start_component(
-            prosody_server, handlers=["sample_handlers:WhoAmI"], port=proxy.port, **BACKOFF
+            prosody_server,
+            handlers=["sample_handlers:WhoAmI"],
+            port=proxy.port,
+            standby_delay=STANDBY_DELAY,
         )
-        line = second.wait_for(COULD_NOT_CONNECT, CONNECT_TIMEOUT)
-        assert "conflict" in line, second.output()
-        assert "another connection already serves" in line, second.output()
-        _check_retries_back_off(proxy, second)
+        second.wait_for(STANDING_BY, CONNECT_TIMEOUT)
+        # A steady try every standby_delay (1 to 1.5 s with the jitter),
+        # said once, not a loop and not a growing backoff.
+        before = proxy.connections
+        time.sleep(WATCH)
+        attempts = proxy.connections - before
+        assert 2 <= attempts <= 5, f"{attempts} attempts in {WATCH} s\n{second.output()}"
+        assert second.count(STANDING_BY) == 1, second.output()
+        assert second.count(COULD_NOT_CONNECT) == 0, second.output()
         assert second.count(CONNECTED) == 0, second.output()
         with _client(prosody_server) as client:
             assert _whoami(client) == first.pid
 
         first.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
         assert first.wait(10) == 0, first.output()
-        # At most max_delay (2 s, 3 s with jitter) after the first one left.
         second.wait_for(CONNECTED, 10)
+        # Within a standby delay or two of the first one's going.
+        assert time.monotonic() - stopped < 4 * STANDBY_DELAY, second.output()
         with _client(prosody_server) as client:
             reply = client.ping(DOMAIN)
             assert reply.type == "result", reply.xml

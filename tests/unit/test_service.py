@@ -313,28 +313,29 @@ def test_host_unknown_waits_the_permanent_error_delay(harness: Harness) -> None:
     assert harness.retry_after(300.0)
 
 
-def test_conflict_retries_after_the_short_backoff(harness: Harness) -> None:
+def test_conflict_stands_by_trying_again_every_standby_delay(harness: Harness) -> None:
+    # Another process serves the component: this one takes over soon after
+    # it stops, however long it has waited.
     harness.refuse(harness.start(), "conflict")
-    assert harness.retry_after(1.0)
+    for attempt in range(2, 8):
+        (retry,) = harness.clock.getDelayedCalls()
+        assert retry.getTime() - harness.clock.seconds() == 5.0
+        harness.clock.advance(5.0)
+        assert harness.endpoint.connects == attempt
+        harness.refuse(harness.endpoint.last, "conflict")
 
 
-def test_repeated_conflicts_back_off_exponentially(harness: Harness) -> None:
+def test_standing_by_is_said_once_at_info(harness: Harness, logs: list[LogEvent]) -> None:
     harness.refuse(harness.start(), "conflict")
-    assert harness.retry_after(1.0)
+    harness.clock.advance(5.0)
     harness.refuse(harness.endpoint.last, "conflict")
-    assert harness.retry_after(2.0)
-    harness.refuse(harness.endpoint.last, "conflict")
-    assert harness.retry_after(4.0)
-
-
-def test_conflict_is_logged_as_a_warning(harness: Harness, logs: list[LogEvent]) -> None:
-    harness.refuse(harness.start(), "conflict")
-    warnings = [formatEvent(e) for e in logs if e.get("log_level") == LogLevel.warn]
-    assert any("conflict" in text for text in warnings), warnings
+    texts = [formatEvent(e) for e in logs if "standing by" in formatEvent(e)]
+    assert len(texts) == 1
+    assert not [e for e in logs if e.get("log_level") in (LogLevel.warn, LogLevel.error)]
 
 
 def test_permanent_delay_after_transient_failures_is_not_backed_off(harness: Harness) -> None:
-    harness.refuse(harness.start(), "conflict")
+    harness.refuse(harness.start(), "system-shutdown")
     assert harness.retry_after(1.0)
     harness.refuse(harness.endpoint.last, "not-authorized")
     assert harness.retry_after(300.0)
@@ -372,7 +373,7 @@ def test_handshake_timeout_retries_after_the_short_backoff(harness: Harness) -> 
 
 def test_jitter_stretches_the_retry_delay() -> None:
     harness = Harness(random=1.0)
-    harness.refuse(harness.start(), "conflict")
+    harness.refuse(harness.start(), "system-shutdown")
     assert harness.retry_after(1.5)
 
 
@@ -386,22 +387,22 @@ def test_drop_after_a_successful_handshake_reconnects_after_the_initial_delay(
     assert harness.endpoint.last is not first
 
 
-def two_conflicts(harness: Harness) -> None:
+def two_refusals(harness: Harness) -> None:
     """Two refused attempts, then a third one waiting for its handshake."""
-    harness.refuse(harness.start(), "conflict")
+    harness.refuse(harness.start(), "system-shutdown")
     harness.clock.advance(1.0)
-    harness.refuse(harness.endpoint.last, "conflict")
+    harness.refuse(harness.endpoint.last, "system-shutdown")
     harness.clock.advance(2.0)
 
 
 def test_link_that_stayed_up_stable_after_resets_the_backoff(harness: Harness) -> None:
-    two_conflicts(harness)
+    two_refusals(harness)
     harness.link_for(60.0)
     assert harness.retry_after(1.0)
 
 
 def test_link_lost_before_stable_after_counts_as_one_more_failure(harness: Harness) -> None:
-    two_conflicts(harness)
+    two_refusals(harness)
     harness.link_for(59.9)
     assert harness.retry_after(4.0)
 
