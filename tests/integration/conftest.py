@@ -7,20 +7,40 @@ Beside the plaintext servers, TLS ones for client accounts: ``tls_*_server``
 present a certificate for ``localhost``, ``wrong_name_*_server`` one for
 ``wrong.example``, both signed by the private CA of ``tls_certificates``
 (see :class:`servers.XmppServer` for what TLS turns on).
+
+``ejabberd_cluster`` and ``balanced_ejabberd_cluster`` are two-node ejabberd
+clusters, for several empc processes serving one component domain.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 from component import ComponentStarter, StartComponent
-from servers import SERVER_CLASSES, EjabberdServer, ProsodyServer, XmppServer
+from servers import (
+    SERVER_CLASSES,
+    DomainBalancing,
+    EjabberdCluster,
+    EjabberdServer,
+    ProsodyServer,
+    XmppServer,
+)
 from tls import TlsCertificates, TlsFiles, make_tls_certificates
 
 
-def _run_server(server: XmppServer) -> Iterator[XmppServer]:
+class _Runnable(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+RunnableT = TypeVar("RunnableT", bound=_Runnable)
+
+
+def _run_server(server: RunnableT) -> Iterator[RunnableT]:
+    """Yield ``server`` started, and stop it however the session ends."""
     try:
         server.start()
         yield server
@@ -44,6 +64,28 @@ def _each_server(request: pytest.FixtureRequest, kind: str = "") -> XmppServer:
     server: XmppServer = request.getfixturevalue(f"{kind}{request.param}_server")
     server.start()
     return server
+
+
+@pytest.fixture(scope="session")
+def ejabberd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EjabberdCluster]:
+    """Two ejabberd nodes in one cluster (see :class:`servers.EjabberdCluster`),
+    stanzas for a component domain spread the default way.  A test that
+    stops a node calls ``start()`` (or ``start_node``) to get it back."""
+    yield from _run_server(EjabberdCluster(tmp_path_factory.mktemp("ejabberd-cluster")))
+
+
+# Two slots for echo.localhost, one per node in the tests, chosen by the
+# bare JID of the sender.
+ECHO_BY_BARE_SOURCE = {"echo.localhost": DomainBalancing("bare_source", 2)}
+
+
+@pytest.fixture(scope="session")
+def balanced_ejabberd_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[EjabberdCluster]:
+    """As ejabberd_cluster, with ``ECHO_BY_BARE_SOURCE`` as domain_balancing."""
+    workdir = tmp_path_factory.mktemp("ejabberd-balanced-cluster")
+    yield from _run_server(EjabberdCluster(workdir, domain_balancing=ECHO_BY_BARE_SOURCE))
 
 
 @pytest.fixture(params=sorted(SERVER_CLASSES))

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, NoReturn
@@ -77,6 +77,23 @@ class ServiceListener:
 
     port: int
     certfile: Path | None = None
+
+
+@dataclass(frozen=True)
+class DomainBalancing:
+    """How ejabberd spreads the stanzas for one component domain over the
+    connections serving it (ejabberd's top-level ``domain_balancing``).
+
+    ``type`` keys the choice: ``random`` (per stanza), ``source`` /
+    ``destination`` (full JID of from / to), ``bare_source`` /
+    ``bare_destination`` (bare JID).  ``component_number`` (2 to 1000) is
+    the number of slots: a connection beyond it gets no route, and the share
+    of a slot no connection holds is dropped.  ejabberd 23.01 needs it
+    whenever the domain is listed (registering a route reads it).
+    """
+
+    type: str
+    component_number: int
 
 
 _ports_handed_out: set[int] = set()
@@ -519,6 +536,8 @@ class EjabberdServer(XmppServer):
 
     ``service_listeners`` adds ejabberd_service listeners (e.g. TLS ones)
     beside the plain one on ``component_port``, for the same components.
+    ``domain_balancing`` sets how the connections of a component domain
+    share its stanzas (by default: at random, preferring the node's own).
     """
 
     name = "ejabberd"
@@ -530,8 +549,10 @@ class EjabberdServer(XmppServer):
         components: Sequence[ComponentEntry] = DEFAULT_COMPONENTS,
         service_listeners: Sequence[ServiceListener] = (),
         tls: TlsFiles | None = None,
+        domain_balancing: Mapping[str, DomainBalancing] | None = None,
     ) -> None:
         self.service_listeners = tuple(service_listeners)
+        self.domain_balancing = dict(domain_balancing or {})
         self.ejabberdctl = find_binary("ejabberdctl", "ejabberd")
         find_binary("erl", "ejabberd (Erlang runtime)")
         super().__init__(workdir, components, tls)
@@ -586,7 +607,7 @@ acl:
     allow: local
   c2s:
     allow: all
-{privileged_rule}modules:
+{privileged_rule}{self._domain_balancing()}modules:
   mod_disco: {{}}
   mod_ping: {{}}
   mod_roster: {{}}
@@ -600,11 +621,27 @@ ERL_OPTIONS="-setcookie {self.cookie} -kernel inet_dist_use_interface {{127,0,0,
 # Run as the current user (root) in our tmp dir instead of su'ing to the
 # ejabberd user, which could not enter pytest's private tmp dir.
 EXEC_CMD=as_current_user
-# Distribution without epmd, on our own port.
-ERL_DIST_PORT={self.dist_port}
-EJABBERD_PID_PATH={self.workdir / "ejabberd.pid"}
+{self._node_discovery()}EJABBERD_PID_PATH={self.workdir / "ejabberd.pid"}
 CONTRIB_MODULES_PATH={self.workdir / "contrib"}
 """)
+
+    def _node_discovery(self) -> str:
+        """The ejabberdctl.cfg lines that say how nodes find this one (and
+        ejabberdctl finds it): here, without epmd, on its own port.  Every
+        node is then looked for on that one port, so no two nodes on one
+        machine can reach each other (see EjabberdClusterNode)."""
+        return f"# Distribution without epmd, on our own port.\nERL_DIST_PORT={self.dist_port}\n"
+
+    def _domain_balancing(self) -> str:
+        """The top-level ``domain_balancing`` option, if any domain has one."""
+        if not self.domain_balancing:
+            return ""
+        domains = "".join(
+            f"  {domain}:\n    type: {balancing.type}\n"
+            f"    component_number: {balancing.component_number}\n"
+            for domain, balancing in self.domain_balancing.items()
+        )
+        return f"domain_balancing:\n{domains}"
 
     def _c2s_security(self) -> str:
         """The certificates and the c2s listener (the first of ``listen``)."""
@@ -705,6 +742,208 @@ def _service_listener(listener: ServiceListener, services: str) -> str:
 {services}"""
 
 
+class EjabberdClusterNode(EjabberdServer):
+    """One node of an :class:`EjabberdCluster`: an ejabberd with its own
+    node name (``empctest<label>...@localhost``), spool, logs and ports, the
+    cluster's cookie, found by the other nodes through the cluster's epmd.
+
+    Only the node that ``registers_users`` creates the accounts: the others
+    get them (with every other table) when they join its cluster.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        label: str,
+        cookie: str,
+        epmd_port: int,
+        registers_users: bool,
+        components: Sequence[ComponentEntry] = DEFAULT_COMPONENTS,
+        domain_balancing: Mapping[str, DomainBalancing] | None = None,
+    ) -> None:
+        super().__init__(workdir, components, domain_balancing=domain_balancing)
+        self.label = label
+        self.node = f"empctest{label}{os.getpid()}{secrets.token_hex(3)}@localhost"
+        self.cookie = cookie
+        self.epmd_port = epmd_port
+        self.registers_users = registers_users
+
+    def _node_discovery(self) -> str:
+        # ERL_DIST_PORT would make every node look for the others on its own
+        # port: two nodes on one machine could never meet.  So each listens
+        # on a port the system picks, announced to the cluster's epmd (never
+        # the system's, and never one that erl would start and leave behind).
+        # No fixed port: these options are ejabberdctl's commands' too.
+        return f"""\
+# Nodes find each other through the cluster's private epmd.
+export ERL_EPMD_PORT={self.epmd_port}
+ERL_OPTIONS="$ERL_OPTIONS -start_epmd false"
+"""
+
+    def register_users(self) -> None:
+        if self.registers_users:
+            super().register_users()
+
+    def wait_until_listening(self) -> None:
+        """Return once the node's ports accept again (after a join, which
+        restarts ejabberd on the node); fail if they do not."""
+        self._wait_until_listening()
+
+
+class EjabberdCluster:
+    """Two ejabberd 23.01 nodes on this machine, one Mnesia cluster.
+
+    ``nodes[0]`` (A) is started first and holds the accounts; ``nodes[1]``
+    (B) joins it with ``ejabberdctl join_cluster`` on its first start, after
+    which both share every table: a user registered once logs in on either
+    node, and a stanza entering one node reaches a session or a component
+    connection on the other.  Each node has its own ``c2s_port`` and
+    ``component_port``, and the same hosts, components (every component
+    domain may be connected on both nodes at once) and ``domain_balancing``.
+
+    The nodes find each other through a private epmd on ``epmd_port``
+    (loopback only), started and stopped with the cluster.
+    """
+
+    LABELS = ("A", "B")
+
+    def __init__(
+        self,
+        workdir: Path,
+        components: Sequence[ComponentEntry] = DEFAULT_COMPONENTS,
+        domain_balancing: Mapping[str, DomainBalancing] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.epmd = find_binary("epmd", "ejabberd (Erlang runtime)")
+        self.epmd_port = free_port()
+        self.epmd_log = workdir / "epmd.log"
+        self._epmd: subprocess.Popen[bytes] | None = None
+        cookie = secrets.token_hex(16)
+        self.nodes = tuple(
+            EjabberdClusterNode(
+                workdir / f"node-{label}",
+                label=label,
+                cookie=cookie,
+                epmd_port=self.epmd_port,
+                registers_users=index == 0,
+                components=components,
+                domain_balancing=domain_balancing,
+            )
+            for index, label in enumerate(self.LABELS)
+        )
+        self._joined = False
+        # The nodes in the order they stopped: Mnesia lets the last one down
+        # start alone, while the others wait for it to come back.
+        self._stopped: list[int] = []
+
+    # -- the cluster as a unit -----------------------------------------------
+
+    def start(self) -> None:
+        """Start whatever is not running (epmd, then the node that stopped
+        last first), joining B to A the first time; return once every node
+        listens.  Cheap when all run, so a test can call it to undo a
+        previous test's ``stop_node``."""
+        self._start_epmd()
+        order = [i for i in reversed(self._stopped)] + [
+            i for i in range(len(self.nodes)) if i not in self._stopped
+        ]
+        for index in order:
+            self.start_node(index)
+        if not self._joined:
+            first, *others = self.nodes
+            for node in others:
+                node.run_tool(node.ctl("join_cluster", first.node))
+                node.wait_until_listening()
+            self._joined = True
+
+    def stop(self) -> None:
+        """Stop every node (B first, A last), then epmd; never leaks."""
+        for index in reversed(range(len(self.nodes))):
+            self.stop_node(index)
+        self._stop_epmd()
+
+    # -- one node ----------------------------------------------------------------
+
+    def stop_node(self, index: int) -> None:
+        """Stop node ``index`` (0 for A, 1 for B); the other goes on alone."""
+        node = self.nodes[index]
+        if node.running:
+            node.stop()
+            if index in self._stopped:
+                self._stopped.remove(index)
+            self._stopped.append(index)
+
+    def start_node(self, index: int) -> None:
+        """Start node ``index`` again (it rejoins the cluster it was in) and
+        return once it listens; nothing if it runs."""
+        node = self.nodes[index]
+        if not node.running:
+            node.start()
+        if index in self._stopped:
+            self._stopped.remove(index)
+
+    def running_nodes(self, index: int = 0) -> set[str]:
+        """The node names ``ejabberdctl list_cluster`` gives on node ``index``
+        (the cluster's nodes that are running)."""
+        node = self.nodes[index]
+        return set(node.run_tool(node.ctl("list_cluster")).split())
+
+    # -- what the nodes share --------------------------------------------------
+
+    @property
+    def users(self) -> list[tuple[str, str]]:
+        return self.nodes[0].users
+
+    def account(self, name: str) -> tuple[str, str]:
+        return self.nodes[0].account(name)
+
+    def log_text(self) -> str:
+        """Every node's output, each under its name."""
+        return "\n".join(f"--- {n.node} ---\n{n.log_text()}" for n in self.nodes)
+
+    def __repr__(self) -> str:
+        return f"<EjabberdCluster epmd={self.epmd_port} nodes={self.nodes!r}>"
+
+    # -- the private epmd ----------------------------------------------------------
+
+    def _start_epmd(self) -> None:
+        if self._epmd is not None and self._epmd.poll() is None:
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.epmd_log.open("ab") as log:
+            self._epmd = subprocess.Popen(
+                [self.epmd, "-port", str(self.epmd_port), "-address", LOOPBACK],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _live_epmds[self._epmd.pid] = self._epmd
+        deadline = time.monotonic() + START_TIMEOUT
+        while not port_accepts(self.epmd_port):
+            if self._epmd.poll() is not None or time.monotonic() > deadline:
+                self._stop_epmd()
+                pytest.fail(f"epmd did not listen on {self.epmd_port}: {self.epmd_log.read_text()}")
+            time.sleep(0.1)
+
+    def _stop_epmd(self) -> None:
+        epmd, self._epmd = self._epmd, None
+        if epmd is not None:
+            _stop_process(epmd)
+
+
+def _stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, SIGKILL after STOP_TIMEOUT, for a process that has no children."""
+    _live_epmds.pop(proc.pid, None)
+    proc.terminate()
+    try:
+        proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
 SERVER_CLASSES: dict[str, type[XmppServer]] = {
     ProsodyServer.name: ProsodyServer,
     EjabberdServer.name: EjabberdServer,
@@ -713,11 +952,15 @@ SERVER_CLASSES: dict[str, type[XmppServer]] = {
 # Servers started and not stopped yet, by leader PID: cleaned up at exit even
 # if a fixture's teardown never ran (e.g. pytest interrupted twice).
 _live_servers: dict[int, XmppServer] = {}
+# The clusters' private epmd processes, by PID, likewise.
+_live_epmds: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def stop_all_servers() -> None:
     for server in list(_live_servers.values()):
         server.stop()
+    for epmd in list(_live_epmds.values()):
+        _stop_process(epmd)
 
 
 atexit.register(stop_all_servers)
