@@ -20,6 +20,7 @@ from empc.pubsub._forms import (
 from empc.pubsub._model import (
     Item,
     Limits,
+    Message,
     Node,
     NodeConfig,
     Outcome,
@@ -43,6 +44,7 @@ __all__ = [
     "SCHEMA",
     "Item",
     "Limits",
+    "Message",
     "Node",
     "NodeConfig",
     "NodeConfigForm",

@@ -214,6 +214,17 @@ class ApprovalRequested(Notification):
     jid: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class Message(Notification):
+    """An application's own message about the node (not an XEP-0060
+    event): ``body`` from ``sender``, with the id ``id`` (its outbox key if
+    None). It is kept and sent as the service's notifications are."""
+
+    sender: str | None = None
+    body: str
+    id: str | None = None
+
+
 @dataclass(frozen=True)
 class Outcome(Generic[T]):
     value: T

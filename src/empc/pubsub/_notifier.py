@@ -6,7 +6,8 @@ outbound queue. :class:`Notifier` sends at most ``batch_size`` of them per
 reactor turn, in the order the changes committed; when the server stops
 reading (the component's send queue is full) it waits ``retry_delay``
 seconds and goes on; when the stream is down, what is waiting is dropped
-(with a log line), as notifications are not kept for later. At most
+from memory (with a log line): the outbox keeps it, for this process or
+another to send once its lease runs out. At most
 ``max_queued_bytes`` wait, counting each notification's payload
 (serialized) and its recipients' addresses, which is what the queue
 holds: past that, a new notification is dropped with a log line, so
@@ -27,20 +28,25 @@ from twisted.logger import Logger
 
 from empc._component import NotConnected
 from empc._connection import SendQueueFull
-from empc.protocol import LocalProtocolError, UnackedQueueFull
+from empc.protocol import LocalProtocolError, UnackedQueueFull, new_element
 from empc.routing import make_stanza
+
+NS_SID = "urn:xmpp:sid:0"
 
 
 @dataclass
 class _Batch:
     """One notification's payload, its message type and who still gets
-    it; ``size``: the bytes it counts in the queue."""
+    it; ``size``: the bytes it counts in the queue; ``done``: called with
+    True once the last message is written, with False if it is dropped."""
 
     payload: etree._Element
     type: str
     recipients: Sequence[str]
     id: str
     size: int
+    sender: str | None = None
+    done: Callable[[bool], object] | None = None
     next: int = 0
 
 
@@ -87,11 +93,31 @@ class Notifier:
         """Bytes of the notifications waiting to be sent."""
         return self._queued_bytes
 
-    def notify(self, payload: etree._Element, type: str | None, recipients: Sequence[str]) -> None:
+    def notify(
+        self,
+        payload: etree._Element,
+        type: str | None,
+        recipients: Sequence[str],
+        *,
+        id: str | None = None,
+        sender: str | None = None,
+        done: Callable[[bool], object] | None = None,
+    ) -> None:
         """Send ``payload`` (copied into each message) to ``recipients``,
         starting in the next reactor turn; dropped, with a log line, if
-        more than ``max_queued_bytes`` would then be waiting."""
+        more than ``max_queued_bytes`` would then be waiting.
+
+        :param id: the messages' id, and their XEP-0359 origin-id (a fresh
+            one if None): the same for every recipient and every attempt,
+            so that a repeat can be told.
+        :param sender: their ``from`` (the component's domain if None).
+        :param done: called with True once the last message is written,
+            with False if the notification is dropped (too much waits, or
+            the link is gone).
+        """
         if not recipients:
+            if done is not None:
+                done(True)
             return
         size = len(etree.tostring(payload)) + sum(len(jid) for jid in recipients)
         if self._queued_bytes + size > self.max_queued_bytes:
@@ -102,11 +128,12 @@ class Notifier:
                 count=len(recipients),
                 queued=self._queued_bytes,
             )
+            if done is not None:
+                done(False)
             return
         self._count += 1
-        self._batches.append(
-            _Batch(payload, type or "", recipients, f"{self._prefix}-{self._count}", size)
-        )
+        key = id or f"{self._prefix}-{self._count}"
+        self._batches.append(_Batch(payload, type or "", recipients, key, size, sender, done))
         self._queued += len(recipients)
         self._queued_bytes += size
         self._schedule(0)
@@ -116,7 +143,10 @@ class Notifier:
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None
-        self._batches.clear()
+        dropped, self._batches = self._batches, deque()
+        for batch in dropped:
+            if batch.done is not None:
+                batch.done(False)
         self._queued = 0
         self._queued_bytes = 0
 
@@ -133,9 +163,15 @@ class Notifier:
             batch = self._batches[0]
             message = make_stanza(
                 "message",
-                {"to": batch.recipients[batch.next], "type": batch.type or None, "id": batch.id},
+                {
+                    "to": batch.recipients[batch.next],
+                    "from": batch.sender,
+                    "type": batch.type or None,
+                    "id": batch.id,
+                },
             )
             message.append(copy.deepcopy(batch.payload))
+            new_element(NS_SID, "origin-id", {"id": batch.id}, message)
             try:
                 self.send(message)
             except (SendQueueFull, UnackedQueueFull):  # the server is behind: later
@@ -143,7 +179,8 @@ class Notifier:
                 return
             except NotConnected:
                 self.log.warn(
-                    "PubSub: not connected; dropped {count} notifications", count=self._queued
+                    "PubSub: not connected; {count} messages wait in the outbox for a link",
+                    count=self._queued,
                 )
                 self.stop()
                 return
@@ -158,5 +195,7 @@ class Notifier:
             if batch.next == len(batch.recipients):
                 self._batches.popleft()
                 self._queued_bytes -= batch.size
+                if batch.done is not None:
+                    batch.done(True)
         if self._batches:
             self._schedule(0)

@@ -17,11 +17,14 @@ from dataclasses import replace
 from typing import Any, ClassVar, TypeVar, overload
 
 from lxml import etree
+from sqlalchemy import Connection
 from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from empc.forms import NS_DATA
-from empc.protocol import JID, InvalidJID, new_element
+from empc.protocol import JID, NS_COMPONENT, InvalidJID, new_element
+from empc.pubsub import _outbox as outbox
 from empc.pubsub._errors import PubSubError, unsupported
 from empc.pubsub._forms import (
     FORM_SUBSCRIBE_AUTHORIZATION,
@@ -39,6 +42,7 @@ from empc.pubsub._model import (
     Deleted,
     Item,
     Limits,
+    Message,
     Node,
     NodeConfig,
     Notification,
@@ -53,7 +57,9 @@ from empc.pubsub._model import (
     SubscriptionChanged,
 )
 from empc.pubsub._notifier import Notifier
+from empc.pubsub._outbox import Pending
 from empc.pubsub._store import SCHEMA, SqlStore
+from empc.pubsub._store import outbox as outbox_table
 from empc.routing import (
     AccessRule,
     DiscoInfo,
@@ -159,6 +165,11 @@ class PubSub(Handler):
       may wait to be sent (each one's payload, serialized, and its
       recipients' addresses); a notification past it is dropped, with a
       log line;
+    - ``outbox_lease`` (30.0): seconds a process has to send the
+      notifications of a change it committed before any process may send
+      them again (it stopped, say; see :mod:`empc.pubsub._outbox`);
+    - ``outbox_interval`` (5.0): how often a process looks for such
+      notifications;
     - ``node_defaults`` ({}): the default node configuration, by option
       name (``access_model``, ``max_items``...).
 
@@ -177,6 +188,8 @@ class PubSub(Handler):
         "batch_size": 100,
         "send_retry": 1.0,
         "max_queued_bytes": 32 * 2**20,
+        "outbox_lease": 30.0,
+        "outbox_interval": 5.0,
         "node_defaults": {},
     }
     schemas: ClassVar[Sequence[Schema]] = (SCHEMA,)
@@ -211,6 +224,10 @@ class PubSub(Handler):
         self._database: Database | None = None
         self._creators: AccessRule | None = None
         self._notifier: Notifier | None = None
+        self._drainer: LoopingCall | None = None
+        self.resent = 0  # notifications sent again from the outbox: a repeat for some
+        # Keys of the outbox this process sends; added in storage threads.
+        self._unsent: set[str] = set()
 
     def _limits(self) -> Limits:
         names = (
@@ -248,8 +265,13 @@ class PubSub(Handler):
             self.config["send_retry"],
             self.config["max_queued_bytes"],
         )
+        self._drainer = LoopingCall(self._drain)
+        self._drainer.clock = self.component.clock
+        self._drainer.start(self.config["outbox_interval"], now=False)
 
     def stop(self) -> None:
+        if self._drainer is not None and self._drainer.running:
+            self._drainer.stop()
         if self._notifier is not None:
             self._notifier.stop()
 
@@ -299,19 +321,81 @@ class PubSub(Handler):
             stopped waiting; the Deferred fires with what it returns.
         """
 
-        def notify(outcome: Outcome[Any]) -> Any:
-            # The change is kept whatever happens here: a notification that
-            # cannot be built or queued is logged, and the others still go.
-            for notification in outcome.notifications:
-                try:
-                    self._notify(notification)
-                except Exception:
-                    self.log.failure("PubSub: a notification of {name} failed", name=name)
-            return outcome.value if committed is None else committed(outcome.value)
+        def record(connection: Connection) -> tuple[Any, list[Pending]]:
+            outcome = work(SqlStore(connection))
+            # With the change, in its transaction: kept if the process stops.
+            # Leased from now, when it runs, however long it waited.
+            lease = self._now() + self.config["outbox_lease"]
+            pending = outbox.put(connection, outbox_table, outcome.notifications, lease)
+            # This process sends them: the outbox's look-out leaves them be,
+            # even if their lease runs out before the commit is heard of.
+            self._unsent.update(each.key for each in pending)
+            return outcome.value, pending
+
+        def notify(recorded: tuple[Any, list[Pending]]) -> Any:
+            value, pending = recorded
+            self._send_all(pending, name)
+            return value if committed is None else committed(value)
 
         database = self._started_database()
-        return database.transaction(
-            lambda c: work(SqlStore(c)), name=f"pubsub.{name}", committed=notify
+        return database.transaction(record, name=f"pubsub.{name}", committed=notify)
+
+    def _send_all(self, pending: Sequence[Pending], name: str) -> None:
+        # The change is kept whatever happens here: a notification that
+        # cannot be built or queued is logged, and the others still go.
+        for each in pending:
+            try:
+                self._notify(each)
+            except Exception:
+                self.log.failure("PubSub: a notification of {name} failed", name=name)
+
+    def _drain(self) -> None:
+        """Send what a process committed but did not send in time (it
+        stopped, say): claimed for a lease of this process's own."""
+        if not self.component.connected:
+            return
+        now = self._now()
+        lease = now + self.config["outbox_lease"]
+        claimed = self._started_database().transaction(
+            lambda c: outbox.claim(c, outbox_table, now, lease, self.config["batch_size"]),
+            name="pubsub.outbox-claim",
+        )
+        claimed.addCallback(self._resend)
+        claimed.addErrback(
+            lambda failure: self.log.warn(
+                "PubSub: could not look in the outbox: {why}", why=str(failure.value)
+            )
+        )
+
+    def _resend(self, claimed: list[Pending]) -> None:
+        pending = [each for each in claimed if each.key not in self._unsent]
+        self._unsent.update(each.key for each in pending)
+        if pending:
+            recipients = sum(len(p.notification.recipients) for p in pending)
+            self.log.info(
+                "PubSub: sending again {count} notifications ({recipients} messages, some of "
+                "them perhaps received already) that were not all sent in time",
+                count=len(pending),
+                recipients=recipients,
+            )
+            self.resent += len(pending)
+            self._send_all(pending, "outbox")
+
+    def _finished(self, key: str, sent: bool) -> None:
+        """All the messages of ``key`` are out (``sent``): it leaves the
+        outbox; or they were dropped: it stays there, for this process or
+        another to send again once its lease runs out."""
+        self._unsent.discard(key)
+        if not sent:
+            return
+        forgotten = self._started_database().transaction(
+            lambda c: outbox.done(c, outbox_table, [key]), name="pubsub.outbox-done"
+        )
+        # Not forgotten: sent again after its lease, a repeat at worst.
+        forgotten.addErrback(
+            lambda failure: self.log.warn(
+                "PubSub: could not clear a sent notification: {why}", why=str(failure.value)
+            )
         )
 
     def _now(self) -> float:
@@ -434,7 +518,9 @@ class PubSub(Handler):
 
     # -- notifications --
 
-    def _notify(self, notification: Notification) -> None:
+    def _notify(self, pending: Pending) -> None:
+        notification = pending.notification
+        sender = None
         if isinstance(notification, ApprovalRequested):
             payload = SubscribeAuthorization.form(
                 {
@@ -443,9 +529,21 @@ class PubSub(Handler):
                     "allow": False,
                 }
             )
+        elif isinstance(notification, Message):
+            payload = new_element(NS_COMPONENT, "body")
+            payload.text = notification.body
+            sender = notification.sender
         else:
             payload = self._event(notification)
-        self.notifier.notify(payload, notification.type, notification.recipients)
+        key = pending.key
+        self.notifier.notify(
+            payload,
+            notification.type,
+            notification.recipients,
+            id=notification.id if isinstance(notification, Message) and notification.id else key,
+            sender=sender,
+            done=lambda sent: self._finished(key, sent),
+        )
 
     def _event(self, notification: Notification) -> etree._Element:
         """The ``<event/>`` of a notification (XEP-0060 §7, §8)."""

@@ -98,6 +98,17 @@ items = sa.Table(
     sa.Index("pubsub_items_seq", "node_id", "seq", unique=True),
 )
 
+outbox = sa.Table(
+    "pubsub_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(64), nullable=False, unique=True),
+    sa.Column("record", sa.Text, nullable=False),
+    sa.Column("lease", sa.Float, nullable=False),
+    sa.Index("pubsub_outbox_lease", "lease"),
+)
+"""Notifications not all sent yet (see :mod:`empc.pubsub._outbox`)."""
+
 SCHEMA = Schema("pubsub", metadata, Path(__file__).with_name("migrations"))
 """The PubSub service's tables, for :attr:`PubSub.schemas`."""
 

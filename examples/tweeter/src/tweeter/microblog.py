@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from empc import JID, NS_COMPONENT, StanzaError, make_message, make_stanza, new_element
-from empc.pubsub import Item, NodeConfig, Outcome, PubSub, PubSubError, SqlStore
+from empc.pubsub import Item, Message, NodeConfig, Outcome, PubSub, PubSubError, SqlStore
 from tweeter.addresses import address_of, node_of, user_of_node
 from tweeter.contacts import Contacts
 from tweeter.payloads import Post, atom_entry, post_of
@@ -133,7 +133,7 @@ class Microblog:
         when, node, owner = self.clock.seconds(), node_of(author), JID.parse(author)
         model, config = self.pubsub.model, self._node_config(author)
 
-        def publish(state: SqlStore) -> Outcome[tuple[Post, list[str]]]:
+        def publish(state: SqlStore) -> Outcome[tuple[Post, int]]:
             notifications = []
             if state.node(node, lock=True) is None:
                 try:
@@ -152,20 +152,22 @@ class Microblog:
             entry = Item(str(post.id), payload)
             published = model.publish(state, node, None, entry, now=when)
             followers = self._readers(state, node, followers_of(state.connection, author))
-            return Outcome((post, followers), notifications + published.notifications)
+            # The chat messages to the followers are kept with the post (the
+            # service's outbox) and go out once it committed, even if the
+            # caller stopped waiting, or the process stops before they are
+            # all sent (another then sends them): at least once, with the
+            # post's id to tell a repeat.
+            chat = Message(
+                node=node,
+                recipients=tuple(followers),
+                type="chat",
+                sender=address_of(author, self.domain),
+                body=post.text,
+                id=f"tweeter-{post.id}",
+            )
+            return Outcome((post, len(followers)), [*notifications, *published.notifications, chat])
 
-        def send(posted: tuple[Post, list[str]]) -> tuple[Post, int]:
-            post, followers = posted
-            sender = address_of(author, self.domain)
-            for follower in followers:
-                message = make_message(follower, post.text, from_=sender, id=f"tweeter-{post.id}")
-                self._notify(message)
-            return post, len(followers)
-
-        # The chat messages go out once the post committed, even if the
-        # caller stopped waiting (empc.storage keeps a running transaction,
-        # and drops one that had not started).
-        return await self.pubsub.change("tweeter-post", publish, committed=send)
+        return await self.pubsub.change("tweeter-post", publish)
 
     def _readers(self, state: SqlStore, node: str, users: list[str]) -> list[str]:
         """Those of ``users`` the node's access model lets read its items."""
