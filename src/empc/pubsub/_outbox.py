@@ -95,8 +95,9 @@ def put(
     connection: Connection, table: sa.Table, notifications: Sequence[Notification], lease: float
 ) -> list[Pending]:
     """Write ``notifications``, leased until ``lease``, in the caller's
-    transaction; return them under their keys."""
-    pending = [Pending(new_key(), notification) for notification in notifications]
+    transaction; return them under their keys. One for nobody (a node
+    without subscribers) has nothing to send, and is not written."""
+    pending = [Pending(new_key(), n) for n in notifications if n.recipients]
     if pending:
         connection.execute(
             table.insert(),
