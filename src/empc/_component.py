@@ -12,7 +12,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from empc._threads import in_blocking_action
-from empc.protocol import JID, NS_COMPONENT, InvalidJID, LocalProtocolError, in_domain
+from empc.protocol import (
+    JID,
+    NS_COMPONENT,
+    InvalidJID,
+    LocalProtocolError,
+    in_domain,
+    new_element,
+)
 from empc.routing import (
     STANZA_KINDS,
     AccessRule,
@@ -26,12 +33,14 @@ from empc.routing import (
     ThreadRunner,
     addressed_reply,
     make_error_reply,
+    make_stanza,
 )
 
 if TYPE_CHECKING:
     from empc.storage import Database
 
 _IQ = f"{{{NS_COMPONENT}}}iq"
+_NS_PING = "urn:xmpp:ping"
 
 
 _SEND_IN_THREAD = (
@@ -359,6 +368,18 @@ class Component:
             answer.cancel()
             return fail()
         return answer
+
+    def receipt(self) -> Deferred[None]:
+        """Fires once the server has everything sent so far: with its
+        answer to a ping sent after it (XEP-0199), for a server handles a
+        stream in order and XEP-0114 acknowledges nothing else. An error
+        answer is a receipt too. Fails as :meth:`request` does (a timeout,
+        a lost link): then what was sent may or may not have arrived."""
+        ping = make_stanza("iq", {"type": "get", "to": self.server_domain})
+        new_element(_NS_PING, "ping", parent=ping)
+        answered = self.request(ping)
+        answered.addErrback(lambda failure: failure.trap(StanzaError) and None)
+        return answered.addCallback(lambda _: None)
 
     def _each_handler(self, hook: Callable[[Handler], object]) -> Deferred[object]:
         results = [maybeDeferred(hook, handler) for handler in self.handlers]

@@ -80,7 +80,7 @@ from empc._connection import (
 from empc._forwarding import as_component, forwarded, forwarded_stanza
 from empc._tap import build_account, build_component
 from empc._threads import call_with_copy, unpacked
-from empc.handlers import builtin_handlers
+from empc.handlers import NS_PING, builtin_handlers
 from empc.protocol import (
     JID,
     NS_BIND,
@@ -545,15 +545,40 @@ class FakeServer:
             elif isinstance(item, etree._Element):
                 if item.tag == _STREAM_ERROR_TAG:
                     self._stream_error = parse_stream_error(item)
-                elif etree.QName(item).namespace == NS_CLIENT:
-                    self._sent.append(renamespaced(item, NS_CLIENT, NS_COMPONENT))
-                elif etree.QName(item).namespace != NS_SM:  # stream management: not stanzas
-                    self._sent.append(item)
+                elif etree.QName(item).namespace == NS_SM:  # stream management: not stanzas
+                    continue
+                else:
+                    if etree.QName(item).namespace == NS_CLIENT:
+                        item = renamespaced(item, NS_CLIENT, NS_COMPONENT)
+                    if self._is_ping_to_server(item):
+                        # The link's business, not the handlers': answered
+                        # a turn later, as over a network.
+                        self.clock.callLater(0, self._answer_ping, item)
+                    else:
+                        self._sent.append(item)
             elif isinstance(item, StreamFooter) and not self._server_closed:
                 # The component closed its stream: the server closes its
                 # own, a turn later as over a network.
                 self._server_closed = True
                 self.clock.callLater(0, self._answer_close)
+
+    def _is_ping_to_server(self, stanza: etree._Element) -> bool:
+        return (
+            stanza.tag == f"{{{NS_COMPONENT}}}iq"
+            and stanza.get("type") == "get"
+            and stanza.get("to") == self.component.server_domain
+            and stanza.find(f"{{{NS_PING}}}ping") is not None
+        )
+
+    def _answer_ping(self, ping: etree._Element) -> None:
+        if self.connected:
+            answer = make_stanza(
+                "iq",
+                {"type": "result", "id": ping.get("id"), "to": ping.get("from") or self.domain},
+            )
+            answer.set("from", self.component.server_domain)
+            wire = _on_the_wire(answer) if isinstance(self.component, Account) else None
+            self._protocol.dataReceived(wire or etree.tostring(answer))
 
     def _answer_close(self) -> None:
         if self.connected:

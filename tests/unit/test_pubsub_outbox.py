@@ -19,8 +19,10 @@ from test_pubsub_support import (
     service,
     subscribe,
 )
+from twisted.internet.defer import fail
 from twisted.internet.task import Clock
 
+from empc import RequestTimeout
 from empc.pubsub import Item, Message, NodeConfig
 from empc.pubsub import _outbox as outbox
 from empc.pubsub._model import (
@@ -139,3 +141,24 @@ def test_a_published_item_reaches_its_subscribers_once() -> None:
     # Its row left the outbox as it went out: the look-out finds nothing.
     assert events(server.advance(1.0)) == []
     assert pubsub.resent == 0
+
+
+def test_without_the_servers_receipt_a_notification_is_sent_again_after_its_lease() -> None:
+    # Written is not received: a process killed with its messages in its
+    # buffers leaves them in the outbox, as here one whose receipt fails.
+    server, pubsub = service(outbox_interval=5.0, outbox_lease=10.0)
+    create(server)
+    ok(subscribe(server))
+    server.component.receipt = lambda: fail(RequestTimeout("no answer"))  # type: ignore[method-assign]
+    server.deliver(
+        f"<iq type='set' from='{ALICE}'><pubsub xmlns='http://jabber.org/protocol/pubsub'>"
+        f"<publish node='news'><item id='a'>{ENTRY}</item></publish></pubsub></iq>"
+    )
+    server.advance(0)
+    assert len(events(server.sent, BOB)) == 1
+    assert len(rows(pubsub)) == 1
+    server.clear()
+    server.advance(15.0)
+    (again,) = [s for s in server.sent if s.find(f"{E}event") is not None]
+    assert again.find(f"{E}event/{E}items/{E}item[@id='a']") is not None
+    assert pubsub.resent == 1

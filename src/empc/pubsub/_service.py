@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from empc.forms import NS_DATA
 from empc.protocol import JID, NS_COMPONENT, InvalidJID, new_element
@@ -228,6 +229,7 @@ class PubSub(Handler):
         self.resent = 0  # notifications sent again from the outbox: a repeat for some
         # Keys of the outbox this process sends; added in storage threads.
         self._unsent: set[str] = set()
+        self._written: list[str] = []  # sent, waiting for the server's receipt
 
     def _limits(self) -> Limits:
         names = (
@@ -382,14 +384,36 @@ class PubSub(Handler):
             self._send_all(pending, "outbox")
 
     def _finished(self, key: str, sent: bool) -> None:
-        """All the messages of ``key`` are out (``sent``): it leaves the
-        outbox; or they were dropped: it stays there, for this process or
-        another to send again once its lease runs out."""
-        self._unsent.discard(key)
+        """All the messages of ``key`` are written (``sent``): once the
+        server has them, it leaves the outbox; or they were dropped: it
+        stays there, for this process or another to send again once its
+        lease runs out."""
         if not sent:
+            self._unsent.discard(key)
+            return
+        self._written.append(key)
+        if len(self._written) == 1:  # one receipt for all written in this turn
+            self.component.clock.callLater(0, self._confirm)
+
+    def _confirm(self) -> None:
+        """Ask the server for a receipt of what was written; a process
+        killed before it has one leaves its notifications in the outbox
+        (written, perhaps, but in buffers that died with it)."""
+        keys, self._written = self._written, []
+        self.component.receipt().addBoth(self._confirmed, keys)
+
+    def _confirmed(self, outcome: object, keys: list[str]) -> None:
+        self._unsent.difference_update(keys)
+        if isinstance(outcome, Failure):
+            self.log.info(
+                "PubSub: no receipt from the server for {count} notifications ({why}); they "
+                "will be sent again once their lease runs out",
+                count=len(keys),
+                why=str(outcome.value),
+            )
             return
         forgotten = self._started_database().transaction(
-            lambda c: outbox.done(c, outbox_table, [key]), name="pubsub.outbox-done"
+            lambda c: outbox.done(c, outbox_table, keys), name="pubsub.outbox-done"
         )
         # Not forgotten: sent again after its lease, a repeat at worst.
         forgotten.addErrback(
