@@ -12,14 +12,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from empc._threads import in_blocking_action
-from empc.protocol import (
-    JID,
-    NS_COMPONENT,
-    InvalidJID,
-    LocalProtocolError,
-    in_domain,
-    new_element,
-)
+from empc.protocol import JID, NS_COMPONENT, InvalidJID, LocalProtocolError, in_domain
 from empc.routing import (
     STANZA_KINDS,
     AccessRule,
@@ -33,14 +26,12 @@ from empc.routing import (
     ThreadRunner,
     addressed_reply,
     make_error_reply,
-    make_stanza,
 )
 
 if TYPE_CHECKING:
     from empc.storage import Database
 
 _IQ = f"{{{NS_COMPONENT}}}iq"
-_NS_PING = "urn:xmpp:ping"
 
 
 _SEND_IN_THREAD = (
@@ -369,17 +360,30 @@ class Component:
             return fail()
         return answer
 
-    def receipt(self) -> Deferred[None]:
-        """Fires once the server has everything sent so far: with its
-        answer to a ping sent after it (XEP-0199), for a server handles a
-        stream in order and XEP-0114 acknowledges nothing else. An error
-        answer is a receipt too. Fails as :meth:`request` does (a timeout,
-        a lost link): then what was sent may or may not have arrived."""
-        ping = make_stanza("iq", {"type": "get", "to": self.server_domain})
-        new_element(_NS_PING, "ping", parent=ping)
-        answered = self.request(ping)
-        answered.addErrback(lambda failure: failure.trap(StanzaError) and None)
-        return answered.addCallback(lambda _: None)
+    def settled(self, delay: float) -> Deferred[None]:
+        """Fires ``delay`` seconds from now if the link that carries what
+        was sent so far is still the one up then: the bytes had time to
+        leave the process and reach the server. Fails with
+        :class:`NotConnected` if that link went meanwhile: what was sent
+        may or may not have arrived.
+
+        No round trip proves more: XEP-0114 acknowledges nothing, and an
+        answer to a ping may be handed by ejabberd to another process
+        serving the same domain.
+        """
+        link = self._link
+        if link is None:
+            return fail(NotConnected(f"{self.domain} is not connected"))
+        settled: Deferred[None] = Deferred()
+
+        def check() -> None:
+            if self._link is link:
+                settled.callback(None)
+            else:
+                settled.errback(NotConnected(f"the link of {self.domain} went meanwhile"))
+
+        self.clock.callLater(delay, check)
+        return settled
 
     def _each_handler(self, hook: Callable[[Handler], object]) -> Deferred[object]:
         results = [maybeDeferred(hook, handler) for handler in self.handlers]

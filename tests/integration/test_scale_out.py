@@ -365,9 +365,10 @@ def test_what_a_killed_worker_wrote_but_the_server_never_got_is_sent_by_another(
     ejabberd_server: XmppServer,
 ) -> None:
     """The third worker's output is swallowed by a proxy while users post
-    (as a killed process's unsent bytes are lost), then it is killed: the
-    posts it committed reach the followers through the others' outbox
-    drainers, once its lease ran out."""
+    (as the bytes a killed process had not yet handed to the network are
+    lost), and it is killed half-way: the posts it committed reach the
+    followers through the others' outbox drainers, once its lease ran
+    out."""
     proxy = HoldingProxy(ejabberd_server.component_port)
     try:
         running = workers.start(WORKERS, ports={WORKERS - 1: proxy.port})
@@ -377,9 +378,16 @@ def test_what_a_killed_worker_wrote_but_the_server_never_got_is_sent_by_another(
         proxy.hold()
         # A third of the posts, at random, go to the held worker: with 24
         # of them, the odds that none does are 6 in 100,000.
-        posting = post_at_once(users, 6, token, lambda: None, pace=0.1)
-        victim.send_signal(signal.SIGKILL)
-        killed = time.monotonic()
+        killed_at: list[float] = []
+
+        def kill() -> None:
+            # Half-way: what the held worker wrote in the first rounds has
+            # not settled (outbox_settle) when it dies.
+            victim.send_signal(signal.SIGKILL)
+            killed_at.append(time.monotonic())
+
+        posting = post_at_once(users, 6, token, kill, pace=0.1)
+        (killed,) = killed_at
         assert victim.wait(10) == -signal.SIGKILL, victim.output()
     finally:
         proxy.stop()

@@ -22,7 +22,7 @@ from test_pubsub_support import (
 from twisted.internet.defer import fail
 from twisted.internet.task import Clock
 
-from empc import RequestTimeout
+from empc import NotConnected
 from empc.pubsub import Item, Message, NodeConfig
 from empc.pubsub import _outbox as outbox
 from empc.pubsub._model import (
@@ -80,6 +80,8 @@ def test_a_notification_leaves_the_outbox_once_its_messages_are_out() -> None:
     (message,) = [s for s in server.sent if s.find(f"{E}event") is not None]
     key = message.get("id")
     assert message.find(f"{{{NS_SID}}}origin-id").get("id") == key  # type: ignore[union-attr]
+    assert len(rows(pubsub)) == 1  # written, settling on the link
+    server.advance(2.0)
     assert rows(pubsub) == []
 
 
@@ -103,6 +105,7 @@ def test_what_a_stopped_process_left_unsent_is_sent_by_another_with_the_same_id(
     assert sorted(s.get("to") or "" for s in sent) == [BOB, CAROL]
     assert {s.get("id") for s in sent} == {key}
     assert pubsub.resent == 1
+    server.advance(2.0)  # settled
     assert rows(pubsub) == []
 
 
@@ -143,13 +146,13 @@ def test_a_published_item_reaches_its_subscribers_once() -> None:
     assert pubsub.resent == 0
 
 
-def test_without_the_servers_receipt_a_notification_is_sent_again_after_its_lease() -> None:
+def test_a_notification_whose_link_went_before_it_settled_is_sent_again_after_its_lease() -> None:
     # Written is not received: a process killed with its messages in its
-    # buffers leaves them in the outbox, as here one whose receipt fails.
+    # buffers leaves them in the outbox, as here one whose link went.
     server, pubsub = service(outbox_interval=5.0, outbox_lease=10.0)
     create(server)
     ok(subscribe(server))
-    server.component.receipt = lambda: fail(RequestTimeout("no answer"))  # type: ignore[method-assign]
+    server.component.settled = lambda delay: fail(NotConnected("gone"))  # type: ignore[method-assign]
     server.deliver(
         f"<iq type='set' from='{ALICE}'><pubsub xmlns='http://jabber.org/protocol/pubsub'>"
         f"<publish node='news'><item id='a'>{ENTRY}</item></publish></pubsub></iq>"

@@ -171,6 +171,9 @@ class PubSub(Handler):
       them again (it stopped, say; see :mod:`empc.pubsub._outbox`);
     - ``outbox_interval`` (5.0): how often a process looks for such
       notifications;
+    - ``outbox_settle`` (2.0): seconds the link must stay up after a
+      notification's last message was written before it leaves the outbox
+      (less than ``outbox_lease``);
     - ``node_defaults`` ({}): the default node configuration, by option
       name (``access_model``, ``max_items``...).
 
@@ -191,6 +194,7 @@ class PubSub(Handler):
         "max_queued_bytes": 32 * 2**20,
         "outbox_lease": 30.0,
         "outbox_interval": 5.0,
+        "outbox_settle": 2.0,
         "node_defaults": {},
     }
     schemas: ClassVar[Sequence[Schema]] = (SCHEMA,)
@@ -229,7 +233,7 @@ class PubSub(Handler):
         self.resent = 0  # notifications sent again from the outbox: a repeat for some
         # Keys of the outbox this process sends; added in storage threads.
         self._unsent: set[str] = set()
-        self._written: list[str] = []  # sent, waiting for the server's receipt
+        self._written: list[str] = []  # written, settling
 
     def _limits(self) -> Limits:
         names = (
@@ -384,10 +388,10 @@ class PubSub(Handler):
             self._send_all(pending, "outbox")
 
     def _finished(self, key: str, sent: bool) -> None:
-        """All the messages of ``key`` are written (``sent``): once the
-        server has them, it leaves the outbox; or they were dropped: it
-        stays there, for this process or another to send again once its
-        lease runs out."""
+        """All the messages of ``key`` are written (``sent``): once they
+        settled, it leaves the outbox; or they were dropped: it stays
+        there, for this process or another to send again once its lease
+        runs out."""
         if not sent:
             self._unsent.discard(key)
             return
@@ -396,17 +400,18 @@ class PubSub(Handler):
             self.component.clock.callLater(0, self._confirm)
 
     def _confirm(self) -> None:
-        """Ask the server for a receipt of what was written; a process
-        killed before it has one leaves its notifications in the outbox
-        (written, perhaps, but in buffers that died with it)."""
+        """Let what was written settle (``outbox_settle`` seconds on the
+        same link); a process killed before then leaves its notifications
+        in the outbox (written, perhaps, but in buffers that died with
+        it), to be sent again by another: a repeat at worst."""
         keys, self._written = self._written, []
-        self.component.receipt().addBoth(self._confirmed, keys)
+        self.component.settled(self.config["outbox_settle"]).addBoth(self._confirmed, keys)
 
     def _confirmed(self, outcome: object, keys: list[str]) -> None:
         self._unsent.difference_update(keys)
         if isinstance(outcome, Failure):
             self.log.info(
-                "PubSub: no receipt from the server for {count} notifications ({why}); they "
+                "PubSub: {count} notifications may not have reached the server ({why}); they "
                 "will be sent again once their lease runs out",
                 count=len(keys),
                 why=str(outcome.value),
