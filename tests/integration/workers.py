@@ -90,6 +90,9 @@ class Workers:
             handlers=[HANDLER, {"class": PUBSUB, "config": {"creators": [], **OUTBOX}}],
             access_lists={"admins": []},
             storage={"url": self.database_url},
+            # As the README says for several processes behind ejabberd: the
+            # answer to a process's ping may go to another one.
+            ping_interval=0,
         )
 
     def stop_all(self) -> None:
