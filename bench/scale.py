@@ -186,15 +186,19 @@ class CpuMeter:
         self.clocks = clocks
         self.seconds: dict[str, float] = {}
         self.busy = self.steal = 0.0  # shares of all cores, 0 to 1
+        self.wall = 0.0  # seconds from start to stop
+        self._started = 0.0
         self._before: dict[str, float] = {}
         self._machine: tuple[int, int, int] = (0, 0, 0)
 
     def start(self) -> None:
         self._machine = machine_jiffies()
+        self._started = time.monotonic()
         self._before = {name: clock() for name, clock in self.clocks.items()}
 
     def stop(self) -> None:
         self.seconds = {name: clock() - self._before[name] for name, clock in self.clocks.items()}
+        self.wall = time.monotonic() - self._started
         busy, steal, total = (
             after - before for after, before in zip(machine_jiffies(), self._machine, strict=True)
         )
@@ -431,8 +435,7 @@ def ms(value: float) -> str:
 
 def others(run: Run) -> float:
     """The machine's busy time not spent in the run's processes, in cores."""
-    wall = run.drive.ended - run.drive.began
-    ours = sum(run.cpu.seconds.values()) / max(wall, 1e-9)
+    ours = sum(run.cpu.seconds.values()) / max(run.cpu.wall, 1e-9)
     return run.cpu.busy * (os.cpu_count() or 1) - ours
 
 
@@ -478,7 +481,8 @@ def report_run(run: Run, ran: int, repeat: int) -> None:
     seconds["workers (all)"] = workers
     seconds["all of the above"] = sum(run.cpu.seconds.values())
     for name, used in seconds.items():
-        rows.append([name, f"{used:.2f}", f"{used * 1000 / per_post:.2f}", f"{used / wall:.0%}"])
+        share = used / max(run.cpu.wall, 1e-9)
+        rows.append([name, f"{used:.2f}", f"{used * 1000 / per_post:.2f}", f"{share:.0%}"])
     cores = os.cpu_count() or 1
     rows.append(["machine (busy, all)", "", "", f"{run.cpu.busy * cores:.0%}"])
     rows.append(["other processes", "", "", f"{others(run):.0%}"])
@@ -594,7 +598,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Also SIGINT: a shell starts a background job with it ignored.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="empc-scale-"))
     print(
         f"empc scale-out bench: workers {args.workers}, {args.users} users, {args.posts} posts "
