@@ -17,6 +17,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -75,14 +76,17 @@ class Workers:
         would race to create them).
         """
         ports = ports or {}
-        first = self._start_one(ports.get(0))
+        first = self.start_one(ports.get(0))
         first.wait_for(CONNECTED, CONNECT_TIMEOUT)
-        others = [self._start_one(ports.get(index)) for index in range(1, count)]
+        others = [self.start_one(ports.get(index)) for index in range(1, count)]
         for worker in others:
             worker.wait_for(CONNECTED, CONNECT_TIMEOUT)
         return [first, *others]
 
-    def _start_one(self, port: int | None) -> ComponentProcess:
+    def start_one(self, port: int | None = None, **settings: Any) -> ComponentProcess:
+        """Start one more worker, connecting to ``port`` if given; return it
+        at once, connected or not. ``settings`` are more of
+        :func:`component.component_config`'s (such as ``standby_delay``)."""
         return self._starter(
             self.server,
             domain=TWEETER,
@@ -93,6 +97,7 @@ class Workers:
             # As the README says for several processes behind ejabberd: the
             # answer to a process's ping may go to another one.
             ping_interval=0,
+            **settings,
         )
 
     def stop_all(self) -> None:
