@@ -8,9 +8,13 @@ XEP-0198, and has the account ``bot@localhost``.
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from client import Received, XmppClient, login
@@ -41,6 +45,30 @@ def _client(server: XmppServer, name: str, certificates: TlsCertificates) -> Xmp
 
 def _session_line(process: ComponentProcess) -> str:
     return process.wait_for(r"Session of bot@localhost/", timeout=LOGIN_TIMEOUT)
+
+
+@contextlib.contextmanager
+def _behind_a_proxy(
+    server: XmppServer,
+    certificates: TlsCertificates,
+    starter: ComponentStarter,
+    handlers: list[str],
+    **settings: Any,
+) -> Iterator[tuple[CuttableProxy, ComponentProcess]]:
+    """The bot logged in through a proxy whose connections a test can cut."""
+    proxy = CuttableProxy(server.c2s_port)
+    try:
+        process = starter.account(
+            server,
+            trust_roots=certificates.ca_file,
+            port=proxy.port,
+            handlers=handlers,
+            **settings,
+        )
+        _session_line(process)
+        yield proxy, process
+    finally:
+        proxy.stop()
 
 
 def _assert_refused(process: ComponentProcess, why: str) -> None:
@@ -128,15 +156,7 @@ def test_presence_subscriptions_are_answered_as_the_config_says(
 def test_stream_management_resumes_after_a_cut_and_delivers_each_message_once(
     tls_xmpp_server: XmppServer, tls_certificates: TlsCertificates, starter: ComponentStarter
 ) -> None:
-    proxy = CuttableProxy(tls_xmpp_server.c2s_port)
-    try:
-        process = starter.account(
-            tls_xmpp_server,
-            trust_roots=tls_certificates.ca_file,
-            port=proxy.port,
-            handlers=ECHO,
-        )
-        _session_line(process)
+    with _behind_a_proxy(tls_xmpp_server, tls_certificates, starter, ECHO) as (proxy, process):
         with _client(tls_xmpp_server, "alice", tls_certificates) as alice:
             assert alice.chat(BOT, "before").body == "echo: before"
             assert proxy.cut() == 1
@@ -154,8 +174,6 @@ def test_stream_management_resumes_after_a_cut_and_delivers_each_message_once(
             assert [e.body for e in extra] == []
         assert process.count("Session of bot@localhost/") == 1  # resumed, never bound anew
         assert process.count("may not have arrived") == 0
-    finally:
-        proxy.stop()
 
 
 def _body(expected: str) -> Callable[[Received], bool]:
@@ -166,9 +184,6 @@ def test_check_connect_logs_an_account_in(
     tls_xmpp_server: XmppServer, tls_certificates: TlsCertificates, tmp_path: Path
 ) -> None:
     # `empc check --connect`: a log-in without any presence, then a clean close.
-    import subprocess
-    import sys
-
     jid, password = tls_xmpp_server.bot
     config = tmp_path / "account.yaml"
     config.write_text(
@@ -214,17 +229,14 @@ def test_an_answer_finished_while_the_link_is_down_arrives_once_it_is_resumed(
 ) -> None:
     # The server counted the message as handled before the cut; the echo,
     # ready while the link is down, waits for the resumed session.
-    proxy = CuttableProxy(tls_xmpp_server.c2s_port)
-    try:
-        process = starter.account(
-            tls_xmpp_server,
-            trust_roots=tls_certificates.ca_file,
-            port=proxy.port,
-            handlers=["sample_handlers:SlowEcho"],
-            initial_delay=3,  # back after the echo is ready (LINGER = 1.5 s)
-            max_delay=4,
-        )
-        _session_line(process)
+    with _behind_a_proxy(
+        tls_xmpp_server,
+        tls_certificates,
+        starter,
+        ["sample_handlers:SlowEcho"],
+        initial_delay=3,  # back after the echo is ready (LINGER = 1.5 s)
+        max_delay=4,
+    ) as (proxy, process):
         with _client(tls_xmpp_server, "alice", tls_certificates) as alice:
             alice.send_message(BOT, "slow")
             time.sleep(0.5)  # the bot has the message; its echo is 1 s away
@@ -234,5 +246,3 @@ def test_an_answer_finished_while_the_link_is_down_arrives_once_it_is_resumed(
             assert echo.body == "late echo: slow"
             assert alice.take(f"{BOT}/empc", wait=1.0) == []
         assert process.count("never sent") == 0
-    finally:
-        proxy.stop()

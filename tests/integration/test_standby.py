@@ -28,7 +28,6 @@ import secrets
 import signal
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from component import ComponentProcess
 from servers import XmppServer
 from test_scale_out import (
     check_bodies,
+    check_stored,
     deliver,
     failures_logged,
     follow_one_another,
@@ -163,10 +163,7 @@ def test_the_standby_takes_over_from_a_killed_process_and_loses_no_post(
 
     acknowledged = posting.acknowledged()
     stored = stored_posts(database, token)
-    stored_texts = Counter(text for _, _, text in stored.elements())
-    # Stored at most once; each acknowledged post stored, under its number.
-    assert all(count == 1 for count in stored_texts.values()), stored_texts.most_common(3)
-    assert {text: number for _, number, text in stored if text in acknowledged} == acknowledged
+    check_stored(stored, acknowledged)
     # The held worker's posts: stored, never acknowledged.
     held = [text for _, _, text in stored if text not in acknowledged]
     delivered = deliver(users, token, stored)
@@ -181,12 +178,7 @@ def test_the_standby_takes_over_from_a_killed_process_and_loses_no_post(
     )
     assert held, f"no post went to the held process ({proxy.swallowed} bytes swallowed)"
     assert len(acknowledged) >= len(posting.texts) // 2, posting.unanswered()
-    missing = delivered.expected - delivered.came.keys()
-    assert not missing, sorted(missing)
-    assert delivered.came.keys() <= delivered.expected, sorted(
-        delivered.came.keys() - delivered.expected
-    )
-    assert delivered.repeats <= MAX_REPEATS, delivered.summary()
+    delivered.check(MAX_REPEATS)
     check_bodies(users, stored)
     assert standby.count(STANDING_BY) == 1, standby.output()
     assert failures_logged([standby]) == []

@@ -1014,6 +1014,25 @@ def test_a_ping_that_cannot_go_for_want_of_acknowledgements_drops_the_link(
     assert any("does not read (or acknowledge)" in m for m in messages(logs))
 
 
+def ping_to_the_server() -> etree._Element:
+    ping = make_stanza("iq", {"type": "get", "to": DOMAIN})
+    etree.SubElement(ping, "{urn:xmpp:ping}ping")
+    return ping
+
+
+def bound_anew(first: AccountLink) -> AccountLink:
+    """The next connection of ``first``'s suspended session, which the
+    server cannot resume: a new session is bound and enabled."""
+    second = resumed_link(first.session, first.account)
+    second.written()
+    second.feed(sm_element("failed"))
+    [bind_request] = second.sent()
+    second.feed(bind_result(bind_request))
+    second.written()  # <enable/>
+    second.feed(ENABLED)
+    return second
+
+
 def message_to_alice(body: str) -> etree._Element:
     return make_message("alice@example.net/phone", body)
 
@@ -1033,8 +1052,7 @@ def test_while_suspended_what_handlers_send_waits_and_goes_out_once_resumed() ->
 
 def test_while_suspended_a_request_stays_pending_and_takes_its_answer_once_resumed() -> None:
     first = suspended()
-    ping = make_stanza("iq", {"type": "get", "to": DOMAIN})
-    etree.SubElement(ping, "{urn:xmpp:ping}ping")
+    ping = ping_to_the_server()
     answers: list[etree._Element] = []
     first.account.request(ping).addCallback(answers.append)
     second = resumed_link(first.session, first.account)
@@ -1081,13 +1099,7 @@ def test_what_waited_fits_in_the_queue_beside_what_the_server_never_acknowledged
 def test_after_a_failed_resumption_the_presence_goes_before_what_waited() -> None:
     first = small_suspended(5)
     first.account.send(message_to_alice("held"))
-    second = resumed_link(first.session, first.account)
-    second.written()
-    second.feed(sm_element("failed"))
-    [bind_request] = second.sent()
-    second.feed(bind_result(bind_request))
-    second.written()  # <enable/>
-    second.feed(ENABLED)
+    second = bound_anew(first)
     kinds = [etree.QName(e).localname for e in second.sent()]
     assert kinds == ["presence", "iq", "message"]
 
@@ -1095,8 +1107,7 @@ def test_after_a_failed_resumption_the_presence_goes_before_what_waited() -> Non
 def test_a_link_lost_while_the_service_closes_it_ends_the_session_and_its_requests() -> None:
     link = AccountLink()
     link.log_in()
-    ping = make_stanza("iq", {"type": "get", "to": DOMAIN})
-    etree.SubElement(ping, "{urn:xmpp:ping}ping")
+    ping = ping_to_the_server()
     failures: list[Failure] = []
     link.account.request(ping).addErrback(failures.append)
     link.protocol.close()  # SIGTERM: draining
@@ -1110,13 +1121,7 @@ def test_a_new_session_after_a_failed_resumption_sends_what_waited(
 ) -> None:
     first = suspended()
     first.account.send(message_to_alice("during"))
-    second = resumed_link(first.session, first.account)
-    second.written()
-    second.feed(sm_element("failed"))
-    [bind_request] = second.sent()
-    second.feed(bind_result(bind_request))
-    second.written()  # <enable/>
-    second.feed(ENABLED)
+    second = bound_anew(first)
     bodies = [e.findtext("{jabber:client}body") for e in second.sent()]
     assert "during" in bodies
 
@@ -1126,8 +1131,7 @@ def test_stopping_while_suspended_fails_pending_requests_and_says_what_never_wen
 ) -> None:
     first = suspended()
     first.account.send(message_to_alice("during"))
-    ping = make_stanza("iq", {"type": "get", "to": DOMAIN})
-    etree.SubElement(ping, "{urn:xmpp:ping}ping")
+    ping = ping_to_the_server()
     failures: list[Failure] = []
     first.account.request(ping).addErrback(failures.append)
     first.account.unlink(Failure(ConnectionLost("the service stopped")))
