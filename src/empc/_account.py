@@ -150,7 +150,7 @@ class Account(Component):
     def serves(self, to: str) -> bool:
         """Whether ``to`` is this account, bare or with any resource."""
         try:
-            return JID.parse(to).bare.casefold() == self._bare
+            return self.is_own(JID.parse(to))
         except InvalidJID:
             return False
 
